@@ -1,0 +1,105 @@
+# dockhost-bpf build: bpf object -> bpftool skeleton -> CLI, in the style of
+# libbpf-bootstrap. Quiet by default; `make V=1` shows every command.
+
+OUTPUT   ?= .output
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   := $(PREFIX)/sbin
+MANDIR   := $(PREFIX)/share/man/man8
+
+CLANG    ?= clang
+CC       ?= cc
+BPFTOOL  ?= bpftool
+LLVM_STRIP ?= llvm-strip
+
+ARCH := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/; s/ppc64le/powerpc/; s/mips.*/mips/; s/riscv64/riscv/')
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -std=gnu11
+CPPFLAGS += -Iinclude -I$(OUTPUT) -D_GNU_SOURCE
+LDLIBS   += -lbpf -lelf -lz -lmnl -ljson-c
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Iinclude -I. -Ibpf
+
+BPF_SRCS := bpf/dockhost.bpf.c
+BPF_HDRS := $(wildcard bpf/lib/*.bpf.h) include/dockhost.h vmlinux.h
+CLI_SRCS := $(wildcard user/*.c)
+CLI_HDRS := $(wildcard user/*.h) include/dockhost.h
+CLI_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(CLI_SRCS))
+UNIT_BIN := $(OUTPUT)/test_datapath
+
+# Tools that must exist before anything builds; a fresh machine gets them
+# from scripts/install-deps.sh, run once, only when one is missing.
+DEPS_STAMP := $(OUTPUT)/.deps-ok
+REQUIRED := clang llvm-strip bpftool pkg-config socat tc ip iptables iperf3 sockperf
+REQUIRED_HDRS := /usr/include/bpf/libbpf.h /usr/include/libmnl/libmnl.h \
+	/usr/include/json-c/json.h /usr/include/gelf.h /usr/include/zlib.h
+
+ifeq ($(V),1)
+	Q =
+	msg =
+else
+	Q = @
+	msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+.DELETE_ON_ERROR:
+.PHONY: all deps clean test test-unit demo bench install uninstall vmlinux
+
+all: $(OUTPUT)/dockhost-bpf
+
+deps: $(DEPS_STAMP)
+
+$(DEPS_STAMP): scripts/install-deps.sh
+	$(Q)missing=""; \
+	for t in $(REQUIRED); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	for h in $(REQUIRED_HDRS); do [ -e $$h ] || missing="$$missing $$h"; done; \
+	if [ -n "$$missing" ]; then echo "  DEPS    missing:$$missing"; scripts/install-deps.sh; fi
+	$(Q)mkdir -p $(OUTPUT) && touch $@
+
+$(OUTPUT) $(OUTPUT)/user:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/dockhost.bpf.o: $(BPF_SRCS) $(BPF_HDRS) $(DEPS_STAMP) | $(OUTPUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $(BPF_SRCS) -o $@
+	$(Q)$(LLVM_STRIP) -g $@ 2>/dev/null || true
+
+$(OUTPUT)/dockhost.skel.h: $(OUTPUT)/dockhost.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name dockhost > $@
+
+$(OUTPUT)/user/%.o: user/%.c $(CLI_HDRS) $(OUTPUT)/dockhost.skel.h | $(OUTPUT)/user
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(OUTPUT)/dockhost-bpf: $(CLI_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(UNIT_BIN): tests/unit/test_datapath.c tests/unit/packet.h $(OUTPUT)/dockhost.skel.h
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
+
+test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN)
+	$(Q)tests/run.sh
+
+test-unit: $(UNIT_BIN)
+	$(Q)$(UNIT_BIN)
+
+demo: $(OUTPUT)/dockhost-bpf
+	$(Q)scripts/demo.sh
+
+vmlinux:
+	$(Q)scripts/gen-vmlinux.sh
+
+install: $(OUTPUT)/dockhost-bpf
+	$(call msg,INSTALL,$(DESTDIR)$(BINDIR)/dockhost-bpf)
+	$(Q)install -D -m 0755 $(OUTPUT)/dockhost-bpf $(DESTDIR)$(BINDIR)/dockhost-bpf
+	$(Q)install -D -m 0644 user/dockhost-bpf.8 $(DESTDIR)$(MANDIR)/dockhost-bpf.8
+
+uninstall:
+	$(Q)rm -f $(DESTDIR)$(BINDIR)/dockhost-bpf $(DESTDIR)$(MANDIR)/dockhost-bpf.8
+
+clean:
+	$(call msg,CLEAN,$(OUTPUT))
+	$(Q)rm -rf $(OUTPUT)

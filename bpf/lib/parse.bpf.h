@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Packet parsing for the tc programs: Ethernet + IPv4, then TCP/UDP ports. */
+#ifndef DH_PARSE_BPF_H
+#define DH_PARSE_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* libbpf 1.1's offsetof() is the null-pointer idiom; inside a ?: clang 14
+ * compiles it into a load from address 16. The builtin is a constant. */
+#undef offsetof
+#define offsetof(type, member) __builtin_offsetof(type, member)
+
+#define ETH_HLEN     14
+#define ETH_P_IP     0x0800
+#define IP_MF        0x2000
+#define IP_OFFSET    0x1fff
+#define IPV4_MIN_HLEN 20
+
+/* What the datapath needs of a packet; offsets are from skb->data. */
+struct dh_packet {
+	__u32 l4_off;
+	__u32 saddr;  /* network order */
+	__u32 daddr;
+	__u16 sport;  /* network order, valid when dh_parse_ports() succeeded */
+	__u16 dport;
+	__u8 proto;
+	bool fragment;
+};
+
+/* Offsets of the fields we rewrite, for bpf_skb_store_bytes(). */
+#define DH_IP_SADDR_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
+#define DH_IP_DADDR_OFF (ETH_HLEN + offsetof(struct iphdr, daddr))
+#define DH_IP_CSUM_OFF  (ETH_HLEN + offsetof(struct iphdr, check))
+
+/*
+ * skb->data and skb->data_end read with one load each, right here. Plain
+ * field reads let clang 14 hoist `skb + offset` into a register and load
+ * through it later, which the verifier rejects ("dereference of modified
+ * ctx ptr").
+ */
+#define DH_CTX_LOAD(skb, field)                                              \
+	({                                                                   \
+		void *__v;                                                   \
+		asm volatile("%0 = *(u32 *)(%1 + %2)"                        \
+			     : "=r"(__v)                                     \
+			     : "r"(skb), "i"(offsetof(struct __sk_buff, field))); \
+		__v;                                                         \
+	})
+#define dh_data(skb)     DH_CTX_LOAD(skb, data)
+#define dh_data_end(skb) DH_CTX_LOAD(skb, data_end)
+
+static __always_inline bool dh_is_loopback(__u32 addr)
+{
+	return (addr & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000);
+}
+
+/*
+ * Makes the first @len bytes linear and readable. Headers are almost always
+ * in the linear area already; when not, pulling them is cheaper than the
+ * per-byte bpf_skb_load_bytes() path. Returns false if the packet is shorter.
+ */
+static __always_inline bool dh_ensure_linear(struct __sk_buff *skb, __u32 len)
+{
+	if (dh_data(skb) + len <= dh_data_end(skb))
+		return true;
+	if (len > skb->len)
+		return false;
+	return bpf_skb_pull_data(skb, len) == 0 &&
+	       dh_data(skb) + len <= dh_data_end(skb);
+}
+
+/* Ethernet + IPv4 header. Returns false for anything that is not a
+ * well-formed IPv4 packet: those are left for the kernel to judge. */
+static __always_inline bool dh_parse_ipv4(struct __sk_buff *skb, struct dh_packet *pkt)
+{
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__u32 ihl_bytes;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return false;
+	if (!dh_ensure_linear(skb, ETH_HLEN + IPV4_MIN_HLEN))
+		return false;
+
+	eth = dh_data(skb);
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > dh_data_end(skb))
+		return false;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->version != 4)
+		return false;
+	ihl_bytes = ip->ihl * 4;
+	if (ihl_bytes < IPV4_MIN_HLEN)
+		return false;
+
+	pkt->l4_off = ETH_HLEN + ihl_bytes;
+	pkt->saddr = ip->saddr;
+	pkt->daddr = ip->daddr;
+	pkt->proto = ip->protocol;
+	pkt->fragment = (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
+	return true;
+}
+
+/* TCP or UDP ports, after dh_parse_ipv4(). Requires the whole L4 header
+ * (checksum included) so a later rewrite can never stop half-way. */
+static __always_inline bool dh_parse_ports(struct __sk_buff *skb, struct dh_packet *pkt)
+{
+	__u32 l4_len, off = pkt->l4_off;
+	__u16 *ports;
+
+	if (pkt->proto == IPPROTO_TCP)
+		l4_len = sizeof(struct tcphdr);
+	else if (pkt->proto == IPPROTO_UDP)
+		l4_len = sizeof(struct udphdr);
+	else
+		return false;
+	if (pkt->fragment)
+		return false;
+
+	/* IPv4 options make the offset variable: bound it for the verifier. */
+	if (off > ETH_HLEN + 60)
+		return false;
+	if (!dh_ensure_linear(skb, off + l4_len))
+		return false;
+	ports = dh_data(skb) + off;
+	/* The second check is the one the verifier needs for ports[0..1]. */
+	if ((void *)ports + l4_len > dh_data_end(skb) ||
+	    (void *)(ports + 2) > dh_data_end(skb))
+		return false;
+	pkt->sport = ports[0];
+	pkt->dport = ports[1];
+	return true;
+}
+
+#endif /* DH_PARSE_BPF_H */

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The ABI shared by the BPF programs and the CLI: map keys and values, the
+ * counter struct and the pin names. Every struct here lands in the object's
+ * BTF, which is why `bpftool map dump` prints field names for our maps.
+ *
+ * Addresses and ports are kept in network byte order everywhere: the
+ * datapath compares them against packet bytes without swapping.
+ */
+#ifndef DOCKHOST_H
+#define DOCKHOST_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define DH_PIN_DIR_DEFAULT "/sys/fs/bpf/dockhost-bpf"
+
+/* Pin names under the pin directory (bpffs refuses names with a '.'). */
+#define DH_PIN_PROG_INGRESS "prog_ingress"
+#define DH_PIN_PROG_EGRESS  "prog_egress"
+/* Maps are pinned under the names of their definitions in bpf/dockhost.bpf.c. */
+#define DH_MAP_PORTS      "ports"
+#define DH_MAP_PORT_STATS "port_stats"
+#define DH_MAP_GATEWAYS   "gateways"
+#define DH_MAP_NAT_STATE  "nat_state"
+#define DH_MAP_COUNTERS   "counters"
+#define DH_MAP_BRIDGES    "bridges"
+
+/* Our tc filters: one handle and priority on both clsact hooks, so detach
+ * removes exactly what attach added. Priority 1 runs the loopback guard
+ * before any other filter a user may have added. */
+#define DH_TC_HANDLE   0xd0c8
+#define DH_TC_PRIORITY 1
+
+#define DH_MAX_PORTS    65536
+#define DH_MAX_GATEWAYS 1024
+#define DH_MAX_BRIDGES  256
+#define DH_NAT_ENTRIES  65536
+
+#define DH_IFNAMSIZ 16
+
+/* ports: which (bridge, proto, gateway port) is redirected where.
+ * ifindex 0 applies to every attached bridge; a per-bridge entry wins. */
+struct dh_port_key {
+	__u32 ifindex;
+	__u16 port;  /* gateway port the container connects to */
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+struct dh_port_target {
+	__u32 addr;  /* loopback address, 127.0.0.0/8 */
+	__u16 port;
+	__u16 pad;
+};
+
+/* port_stats: per-CPU traffic for one ports entry, same key. */
+struct dh_port_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* gateways: the addresses on a bridge that containers use to reach the host. */
+struct dh_gateway_key {
+	__u32 ifindex;
+	__u32 addr;
+};
+
+enum dh_gateway_origin {
+	DH_GW_BRIDGE  = 1 << 0, /* an address of the bridge itself */
+	DH_GW_DOCKER0 = 1 << 1, /* docker0's address: Docker's host-gateway */
+	DH_GW_USER    = 1 << 2, /* given with --gateway */
+};
+
+struct dh_gateway {
+	__u32 origin; /* enum dh_gateway_origin bits */
+};
+
+/* nat_state: one entry per redirected flow, written at ingress, read at
+ * egress to turn the loopback reply back into the gateway address. The key
+ * is the reply's view: loopback side and container side. */
+struct dh_nat_key {
+	__u32 ifindex;
+	__u32 container_addr;
+	__u32 loopback_addr;
+	__u16 container_port;
+	__u16 loopback_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct dh_nat_origin {
+	__u32 gateway_addr;
+	__u16 gateway_port;
+	__u16 pad;
+};
+
+/* bridges: what attach changed on a bridge, so any later detach restores it. */
+enum dh_bridge_flags {
+	DH_BRIDGE_CREATED_CLSACT = 1 << 0, /* we added the clsact qdisc */
+};
+
+struct dh_bridge {
+	char name[DH_IFNAMSIZ];
+	__s32 saved_route_localnet; /* value before attach */
+	__u32 flags;                /* enum dh_bridge_flags */
+	__u64 attached_at;          /* seconds since the epoch */
+};
+
+/* counters: one per-CPU struct, a field per outcome and per drop reason.
+ * X-macro so the CLI prints exactly the fields the datapath counts. */
+#define DH_COUNTER_FIELDS(X)                                                   \
+	/* ingress: from containers into the host */                          \
+	X(redirected)             /* rewritten toward loopback */              \
+	X(passed)                 /* not for us: left untouched */             \
+	X(passed_fragment)        /* fragment to a gateway: not redirected */  \
+	X(dropped_loopback_src)   /* source in 127/8 (CVE-2020-8558) */        \
+	X(dropped_loopback_dst)   /* destination in 127/8 (CVE-2020-8558) */   \
+	X(dropped_rewrite_failed) /* a helper failed mid-rewrite */            \
+	/* egress: from the host to containers */                             \
+	X(replies_rewritten)      /* loopback reply turned into gateway */     \
+	X(dropped_reply_no_state) /* loopback source, no flow: never leaks */  \
+	X(dropped_reply_rewrite_failed)
+
+struct dh_counters {
+#define DH_COUNTER_MEMBER(name) __u64 name;
+	DH_COUNTER_FIELDS(DH_COUNTER_MEMBER)
+#undef DH_COUNTER_MEMBER
+};
+
+#endif /* DOCKHOST_H */

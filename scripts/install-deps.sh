@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages dockhost-bpf needs to build, test, demo and bench.
+# Called by the Makefile only when a tool is missing; safe to run again (apt-get is idempotent).
+set -euo pipefail
+
+packages=(
+	clang llvm
+	libbpf-dev libelf-dev zlib1g-dev
+	libmnl-dev libjson-c-dev
+	bpftool
+	iproute2 make gcc pkg-config
+	socat iperf3 sockperf iptables
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: must run as root to apt-get install: ${packages[*]}" >&2
+	exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Declarations shared by the CLI's files: one header, one concern per .c. */
+#ifndef DH_CLI_H
+#define DH_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <json-c/json.h>
+#include <linux/types.h>
+
+#include "dockhost.h"
+
+#define DH_PROG "dockhost-bpf"
+
+/* Exit codes: usage errors name the bad value; runtime errors say what failed. */
+enum { DH_EXIT_OK = 0, DH_EXIT_RUNTIME = 1, DH_EXIT_USAGE = 2 };
+
+struct dh_cli {
+	const char *pin_dir;
+	bool json;
+	bool verbose;
+};
+
+/* report.c */
+int dh_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int dh_runtime_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void dh_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void dh_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void dh_set_verbose(bool verbose);
+void dh_print_json(struct json_object *obj); /* prints and releases */
+const char *dh_ipv4_str(__u32 addr_be);      /* static buffer per call site is not needed: rotates */
+
+/* spec.c: parsing of user input, no side effects */
+struct dh_port_spec {
+	__u16 port;  /* host order */
+	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
+};
+bool dh_parse_port_spec(const char *text, struct dh_port_spec *spec);
+bool dh_parse_port_number(const char *text, __u16 *port);
+bool dh_parse_ipv4(const char *text, __u32 *addr_be);
+const char *dh_proto_name(__u8 proto);
+bool dh_ifname_valid(const char *name);
+bool dh_is_loopback_addr(__u32 addr_be);
+
+/* netdev.c: devices, via rtnetlink so it answers for the caller's netns */
+struct dh_netdev {
+	int ifindex;
+	bool is_bridge;
+	char kind[32];
+};
+int dh_netdev_lookup(const char *name, struct dh_netdev *dev); /* 0, -ENODEV, -errno */
+/* Fills up to @max IPv4 addresses of @ifindex; returns how many, or -errno. */
+int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max);
+bool dh_netdev_name(int ifindex, char name[DH_IFNAMSIZ]);
+struct nlmsghdr;
+/* One rtnetlink request; every answer goes to @cb (a libmnl mnl_cb_t). */
+int dh_rtnl_talk(struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *), void *data);
+
+/* sysctl.c */
+int dh_route_localnet_get(const char *ifname, int *value);
+int dh_route_localnet_set(const char *ifname, int value);
+
+/* tc.c: our two filters on a bridge's clsact hooks */
+enum dh_tc_presence { DH_TC_NONE, DH_TC_OURS, DH_TC_FOREIGN };
+int dh_tc_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_clsact);
+int dh_tc_detach(int ifindex, bool destroy_clsact_if_empty);
+enum dh_tc_presence dh_tc_presence(int ifindex);
+
+/* state.c: the pin directory, its lock, the pinned maps and programs */
+struct dh_state {
+	const char *pin_dir;
+	int dir_fd;  /* holds the flock */
+	int ports_fd, port_stats_fd, gateways_fd, nat_state_fd, counters_fd, bridges_fd;
+	int prog_ingress_fd, prog_egress_fd;
+	bool created;  /* this process loaded and pinned everything */
+};
+enum dh_open_mode { DH_OPEN_EXISTING, DH_OPEN_OR_CREATE };
+int dh_state_open(const struct dh_cli *cli, struct dh_state *st, enum dh_open_mode mode);
+void dh_state_close(struct dh_state *st);
+int dh_state_remove_pins(struct dh_state *st);
+int dh_state_bridge_count(const struct dh_state *st);
+/* Finds an attached bridge by name; fills key and value. */
+bool dh_state_find_bridge(const struct dh_state *st, const char *name, __u32 *ifindex,
+			  struct dh_bridge *bridge);
+/* Deletes every ports/port_stats/gateways entry scoped to @ifindex. */
+void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex);
+int dh_state_sum_port_stats(const struct dh_state *st, const struct dh_port_key *key,
+			    struct dh_port_stats *sum);
+/* Sets a per-CPU map entry to zero on every CPU. Returns 0 or -errno. */
+int dh_state_zero_percpu(int fd, const void *key, size_t value_size, __u64 flags);
+int dh_state_sum_counters(const struct dh_state *st, struct dh_counters *sum);
+/* Checks root and that nothing runs unprivileged half-way. */
+int dh_require_root(void);
+
+/* commands */
+int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv);
+int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv);
+int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv);
+int dh_cmd_status(const struct dh_cli *cli, int argc, char **argv);
+int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv);
+
+/* cmd_port.c, shared with attach --port */
+int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port_spec *spec,
+		  const struct dh_port_target *target, const char **result);
+struct json_object *dh_ports_json(const struct dh_state *st);
+void dh_ports_print(const struct dh_state *st);
+
+#endif /* DH_CLI_H */

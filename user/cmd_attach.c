@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * attach and detach. attach is all or nothing: every change it makes is
+ * logged in an undo list and reverted if a later step fails, so a failed
+ * attach leaves no filter, no pin, no map entry and the sysctl unchanged.
+ */
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#define MAX_ARGS 64      /* --gateway / --port given at once */
+#define MAX_GATEWAYS 64  /* per bridge, all origins */
+
+struct gateway {
+	__u32 addr;
+	__u32 origin;
+};
+
+/* What this attach changed, to undo on failure. */
+struct undo {
+	struct dh_gateway_key gateways[MAX_GATEWAYS];
+	int n_gateways;
+	struct {
+		struct dh_port_key key;
+		struct dh_port_target old;
+		bool existed;
+	} ports[MAX_ARGS];
+	int n_ports;
+	bool bridge_entry, filters, created_clsact, sysctl;
+	int saved_route_localnet;
+};
+
+static void add_gateway(struct gateway *gws, int *n, __u32 addr, __u32 origin)
+{
+	int i;
+
+	for (i = 0; i < *n; i++) {
+		if (gws[i].addr == addr) {
+			gws[i].origin |= origin;
+			return;
+		}
+	}
+	if (*n < MAX_GATEWAYS)
+		gws[(*n)++] = (struct gateway){ addr, origin };
+}
+
+static void add_device_gateways(int ifindex, __u32 origin, struct gateway *gws, int *n)
+{
+	__u32 addrs[MAX_GATEWAYS];
+	int count, i;
+
+	count = dh_netdev_ipv4_addrs(ifindex, addrs, MAX_GATEWAYS);
+	for (i = 0; i < count; i++)
+		add_gateway(gws, n, addrs[i], origin);
+}
+
+/* The bridge's addresses, docker0's (Docker's host-gateway resolves to it
+ * even on user-defined networks, so those packets arrive on br-<id> with
+ * docker0's address as destination) and the user's. */
+static void collect_gateways(const struct dh_netdev *dev, const __u32 *user, int n_user,
+			     struct gateway *gws, int *n)
+{
+	struct dh_netdev docker0;
+	int i;
+
+	*n = 0;
+	add_device_gateways(dev->ifindex, DH_GW_BRIDGE, gws, n);
+	if (dh_netdev_lookup("docker0", &docker0) == 0 && docker0.is_bridge &&
+	    docker0.ifindex != dev->ifindex)
+		add_device_gateways(docker0.ifindex, DH_GW_DOCKER0, gws, n);
+	for (i = 0; i < n_user; i++)
+		add_gateway(gws, n, user[i], DH_GW_USER);
+}
+
+static void undo_attach(const struct dh_state *st, const char *name, int ifindex, struct undo *u)
+{
+	int i;
+
+	if (u->sysctl)
+		dh_route_localnet_set(name, u->saved_route_localnet);
+	if (u->filters)
+		dh_tc_detach(ifindex, u->created_clsact);
+	for (i = u->n_ports - 1; i >= 0; i--) {
+		if (u->ports[i].existed) {
+			bpf_map_update_elem(st->ports_fd, &u->ports[i].key, &u->ports[i].old, BPF_ANY);
+		} else {
+			bpf_map_delete_elem(st->ports_fd, &u->ports[i].key);
+			bpf_map_delete_elem(st->port_stats_fd, &u->ports[i].key);
+		}
+	}
+	for (i = 0; i < u->n_gateways; i++)
+		bpf_map_delete_elem(st->gateways_fd, &u->gateways[i]);
+	if (u->bridge_entry) {
+		__u32 key = ifindex;
+
+		bpf_map_delete_elem(st->bridges_fd, &key);
+	}
+}
+
+static int insert_gateways(const struct dh_state *st, int ifindex, const struct gateway *gws,
+			   int n, struct undo *u)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		struct dh_gateway_key key = { .ifindex = ifindex, .addr = gws[i].addr };
+		struct dh_gateway value;
+
+		if (bpf_map_lookup_elem(st->gateways_fd, &key, &value) == 0) {
+			value.origin |= gws[i].origin;
+		} else {
+			value.origin = gws[i].origin;
+			u->gateways[u->n_gateways++] = key;
+		}
+		if (bpf_map_update_elem(st->gateways_fd, &key, &value, BPF_ANY))
+			return dh_runtime_error("gateway %s: cannot add: %s", dh_ipv4_str(gws[i].addr),
+						strerror(errno));
+	}
+	return 0;
+}
+
+static int insert_ports(const struct dh_state *st, int ifindex, const struct dh_port_spec *specs,
+			int n, struct undo *u)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		struct dh_port_target target = { .addr = htonl(INADDR_LOOPBACK), .port = htons(specs[i].port) };
+		typeof(u->ports[0]) *entry = &u->ports[u->n_ports];
+		const char *result;
+		int err;
+
+		entry->key = (struct dh_port_key){ .ifindex = ifindex, .port = htons(specs[i].port),
+						   .proto = specs[i].proto };
+		entry->existed = bpf_map_lookup_elem(st->ports_fd, &entry->key, &entry->old) == 0;
+		err = dh_port_apply(st, ifindex, &specs[i], &target, &result);
+		if (err)
+			return err;
+		u->n_ports++;
+	}
+	return 0;
+}
+
+struct attach_args {
+	const char *bridge;
+	__u32 gateways[MAX_ARGS];
+	int n_gateways;
+	struct dh_port_spec ports[MAX_ARGS];
+	int n_ports;
+};
+
+static int parse_attach_args(int argc, char **argv, struct attach_args *args)
+{
+	static const struct option options[] = {
+		{ "gateway", required_argument, NULL, 'g' },
+		{ "port", required_argument, NULL, 'p' },
+		{}
+	};
+	int opt;
+
+	memset(args, 0, sizeof(*args));
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		switch (opt) {
+		case 'g':
+			if (args->n_gateways == MAX_ARGS)
+				return dh_usage_error("attach: at most %d --gateway", MAX_ARGS);
+			if (!dh_parse_ipv4(optarg, &args->gateways[args->n_gateways]))
+				return dh_usage_error("attach: --gateway '%s': not an IPv4 address", optarg);
+			if (dh_is_loopback_addr(args->gateways[args->n_gateways]) ||
+			    IN_MULTICAST(ntohl(args->gateways[args->n_gateways])) ||
+			    args->gateways[args->n_gateways] == INADDR_ANY ||
+			    args->gateways[args->n_gateways] == INADDR_BROADCAST)
+				return dh_usage_error("attach: --gateway '%s': not a unicast, non-loopback address",
+						      optarg);
+			args->n_gateways++;
+			break;
+		case 'p':
+			if (args->n_ports == MAX_ARGS)
+				return dh_usage_error("attach: at most %d --port", MAX_ARGS);
+			if (!dh_parse_port_spec(optarg, &args->ports[args->n_ports]))
+				return dh_usage_error("attach: --port '%s': not PORT, PORT/tcp or PORT/udp (1-65535)",
+						      optarg);
+			args->n_ports++;
+			break;
+		case ':':
+			return dh_usage_error("attach: option '%s' needs a value", argv[optind - 1]);
+		default:
+			return dh_usage_error("attach: unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		return dh_usage_error("attach: expected one BRIDGE (see 'attach --help')");
+	args->bridge = argv[optind];
+	if (!dh_ifname_valid(args->bridge))
+		return dh_usage_error("attach: '%s': not a valid interface name (1-15 characters)",
+				      args->bridge);
+	return 0;
+}
+
+/* Resolves a bridge name; errors are one line naming it. */
+static int resolve_bridge(const char *cmd, const char *name, struct dh_netdev *dev)
+{
+	int err = dh_netdev_lookup(name, dev);
+
+	if (err == -ENODEV)
+		return dh_runtime_error("%s: '%s': no such device", cmd, name);
+	if (err)
+		return dh_runtime_error("%s: '%s': cannot query: %s", cmd, name, strerror(-err));
+	if (!dev->is_bridge)
+		return dh_runtime_error("%s: '%s': not a bridge (kind '%s')", cmd, name,
+					dev->kind[0] ? dev->kind : "none");
+	return 0;
+}
+
+static void report_attach(const struct dh_cli *cli, const char *name, int ifindex, const char *result,
+			  const struct gateway *gws, int n_gws, int saved)
+{
+	int i;
+
+	if (cli->json) {
+		struct json_object *obj = json_object_new_object(), *list = json_object_new_array();
+
+		json_object_object_add(obj, "bridge", json_object_new_string(name));
+		json_object_object_add(obj, "ifindex", json_object_new_int(ifindex));
+		json_object_object_add(obj, "result", json_object_new_string(result));
+		for (i = 0; i < n_gws; i++)
+			json_object_array_add(list, json_object_new_string(dh_ipv4_str(gws[i].addr)));
+		json_object_object_add(obj, "gateways", list);
+		json_object_object_add(obj, "saved_route_localnet", json_object_new_int(saved));
+		dh_print_json(obj);
+		return;
+	}
+	printf("%s: %s (ifindex %d, route_localnet was %d, gateways", name, result, ifindex, saved);
+	for (i = 0; i < n_gws; i++)
+		printf(" %s", dh_ipv4_str(gws[i].addr));
+	printf("%s)\n", n_gws ? "" : " none");
+}
+
+int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv)
+{
+	struct gateway gws[MAX_GATEWAYS];
+	struct attach_args args;
+	struct dh_bridge bridge = {};
+	struct undo u = {};
+	struct dh_netdev dev;
+	struct dh_state st;
+	const char *result = "attached";
+	__u32 key;
+	int err, n_gws;
+
+	err = parse_attach_args(argc, argv, &args);
+	if (!err)
+		err = dh_require_root();
+	if (!err)
+		err = resolve_bridge("attach", args.bridge, &dev);
+	if (err)
+		return err;
+	collect_gateways(&dev, args.gateways, args.n_gateways, gws, &n_gws);
+	if (n_gws == 0)
+		dh_warn("%s has no IPv4 address: nothing is redirected until it gets one or --gateway names one",
+			args.bridge);
+
+	err = dh_state_open(cli, &st, DH_OPEN_OR_CREATE);
+	if (err)
+		return err;
+
+	key = dev.ifindex;
+	if (bpf_map_lookup_elem(st.bridges_fd, &key, &bridge) == 0 &&
+	    !strncmp(bridge.name, args.bridge, DH_IFNAMSIZ)) {
+		/* Attached before: keep the saved sysctl, the original one. */
+		result = dh_tc_presence(dev.ifindex) == DH_TC_OURS ? "already attached" : "re-attached";
+	} else {
+		if (dh_route_localnet_get(args.bridge, &u.saved_route_localnet)) {
+			err = dh_runtime_error("attach: %s: cannot read route_localnet: %s", args.bridge,
+					       strerror(errno));
+			goto fail;
+		}
+		memset(&bridge, 0, sizeof(bridge));
+		snprintf(bridge.name, sizeof(bridge.name), "%s", args.bridge);
+		bridge.saved_route_localnet = u.saved_route_localnet;
+		bridge.attached_at = time(NULL);
+		if (bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY)) {
+			err = dh_runtime_error("attach: %s: cannot record state: %s", args.bridge,
+					       strerror(errno));
+			goto fail;
+		}
+		u.bridge_entry = true;
+	}
+
+	err = insert_gateways(&st, dev.ifindex, gws, n_gws, &u);
+	if (!err)
+		err = insert_ports(&st, dev.ifindex, args.ports, args.n_ports, &u);
+	if (err)
+		goto fail;
+
+	if (strcmp(result, "already attached")) {
+		/* Filters before the sysctl: route_localnet=1 without the
+		 * loopback guard in place is exactly CVE-2020-8558. */
+		err = dh_tc_attach(dev.ifindex, st.prog_ingress_fd, st.prog_egress_fd, &u.created_clsact);
+		if (err == -EBUSY) {
+			err = dh_runtime_error("attach: %s: another program holds tc handle 0x%x priority %d",
+					       args.bridge, DH_TC_HANDLE, DH_TC_PRIORITY);
+			goto fail;
+		}
+		if (err) {
+			err = dh_runtime_error("attach: %s: cannot attach tc filters: %s", args.bridge,
+					       strerror(-err));
+			goto fail;
+		}
+		u.filters = true;
+		if (u.created_clsact) {
+			bridge.flags |= DH_BRIDGE_CREATED_CLSACT;
+			bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY);
+		}
+		u.sysctl = u.bridge_entry;
+		if (dh_route_localnet_set(args.bridge, 1)) {
+			err = dh_runtime_error("attach: %s: cannot set route_localnet: %s", args.bridge,
+					       strerror(errno));
+			goto fail;
+		}
+	}
+	report_attach(cli, args.bridge, dev.ifindex, result, gws, n_gws, bridge.saved_route_localnet);
+	dh_state_close(&st);
+	return 0;
+
+fail:
+	undo_attach(&st, args.bridge, dev.ifindex, &u);
+	if (st.created && dh_state_bridge_count(&st) == 0)
+		dh_state_remove_pins(&st);
+	dh_state_close(&st);
+	return err;
+}
+
+static int parse_bridge_only(const char *cmd, int argc, char **argv, const char **bridge)
+{
+	if (argc != 2)
+		return dh_usage_error("%s: expected one BRIDGE (see '%s --help')", cmd, cmd);
+	if (argv[1][0] == '-')
+		return dh_usage_error("%s: unknown option '%s'", cmd, argv[1]);
+	if (!dh_ifname_valid(argv[1]))
+		return dh_usage_error("%s: '%s': not a valid interface name (1-15 characters)", cmd, argv[1]);
+	*bridge = argv[1];
+	return 0;
+}
+
+int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv)
+{
+	struct dh_bridge bridge;
+	struct dh_netdev dev;
+	struct dh_state st;
+	const char *name = NULL, *result = "detached";
+	bool device_present;
+	__u32 ifindex;
+	int err;
+
+	err = parse_bridge_only("detach", argc, argv, &name);
+	if (!err)
+		err = dh_require_root();
+	if (err)
+		return err;
+	err = dh_state_open(cli, &st, DH_OPEN_EXISTING);
+	if (err == -ENOENT)
+		return dh_runtime_error("detach: '%s': not attached", name);
+	if (err)
+		return err;
+	/* A bridge deleted since attach (docker network rm) took its filters
+	 * and sysctl with it; one re-created under the name is not ours. */
+	ifindex = dh_netdev_lookup(name, &dev) == 0 ? dev.ifindex : 0;
+	device_present = ifindex && bpf_map_lookup_elem(st.bridges_fd, &ifindex, &bridge) == 0 &&
+			 !strncmp(bridge.name, name, DH_IFNAMSIZ);
+	if (!device_present && !dh_state_find_bridge(&st, name, &ifindex, &bridge)) {
+		dh_state_close(&st);
+		return dh_runtime_error("detach: '%s': not attached", name);
+	}
+	if (device_present) {
+		/* Sysctl first: closes the loopback exposure before the guard goes. */
+		if (dh_route_localnet_set(name, bridge.saved_route_localnet))
+			err = dh_runtime_error("detach: %s: cannot restore route_localnet=%d: %s", name,
+					       bridge.saved_route_localnet, strerror(errno));
+		if (!err && dh_tc_detach(ifindex, bridge.flags & DH_BRIDGE_CREATED_CLSACT))
+			err = dh_runtime_error("detach: %s: cannot remove tc filters", name);
+		if (err) {
+			dh_state_close(&st);
+			return err;
+		}
+	} else {
+		result = "forgotten (device gone since attach)";
+	}
+	dh_state_forget_bridge(&st, ifindex);
+
+	if (dh_state_bridge_count(&st) == 0 && dh_state_remove_pins(&st))
+		dh_warn("%s: cannot remove all pins: %s", st.pin_dir, strerror(errno));
+	dh_state_close(&st);
+
+	if (cli->json) {
+		struct json_object *obj = json_object_new_object();
+
+		json_object_object_add(obj, "bridge", json_object_new_string(name));
+		json_object_object_add(obj, "result", json_object_new_string(result));
+		json_object_object_add(obj, "restored_route_localnet",
+				       json_object_new_int(bridge.saved_route_localnet));
+		dh_print_json(obj);
+	} else if (device_present) {
+		printf("%s: detached (route_localnet restored to %d)\n", name, bridge.saved_route_localnet);
+	} else {
+		printf("%s: %s\n", name, result);
+	}
+	return 0;
+}

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* status and stats: read-only views of the pinned state (stats --reset
+ * aside). */
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *const counter_names[] = {
+#define DH_COUNTER_NAME(name) #name,
+	DH_COUNTER_FIELDS(DH_COUNTER_NAME)
+#undef DH_COUNTER_NAME
+};
+#define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
+_Static_assert(N_COUNTERS * sizeof(__u64) == sizeof(struct dh_counters), "one name per counter");
+
+static struct json_object *counters_json(const struct dh_counters *sum)
+{
+	struct json_object *obj = json_object_new_object();
+	const __u64 *values = (const __u64 *)sum;
+	size_t i;
+
+	for (i = 0; i < N_COUNTERS; i++)
+		json_object_object_add(obj, counter_names[i], json_object_new_uint64(values[i]));
+	return obj;
+}
+
+static void counters_print(const struct dh_counters *sum)
+{
+	const __u64 *values = (const __u64 *)sum;
+	size_t i;
+
+	for (i = 0; i < N_COUNTERS; i++)
+		printf("  %-30s %llu\n", counter_names[i], (unsigned long long)values[i]);
+}
+
+static const char *origin_text(__u32 origin)
+{
+	static char buf[48];
+
+	snprintf(buf, sizeof(buf), "%s%s%s", origin & DH_GW_BRIDGE ? ",bridge" : "",
+		 origin & DH_GW_DOCKER0 ? ",docker0" : "", origin & DH_GW_USER ? ",user" : "");
+	return buf[0] ? buf + 1 : "?";
+}
+
+/* One attached bridge: its record, the device's state now, its gateways. */
+static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
+				       const struct dh_bridge *bridge)
+{
+	struct json_object *obj = json_object_new_object(), *gws = json_object_new_array();
+	struct dh_gateway_key key, *prev = NULL;
+	struct dh_netdev dev;
+	struct dh_gateway gw;
+	bool present;
+	int now = -1;
+
+	present = dh_netdev_lookup(bridge->name, &dev) == 0 && dev.ifindex == (int)ifindex;
+	if (present)
+		dh_route_localnet_get(bridge->name, &now);
+	json_object_object_add(obj, "bridge", json_object_new_string(bridge->name));
+	json_object_object_add(obj, "ifindex", json_object_new_int(ifindex));
+	json_object_object_add(obj, "present", json_object_new_boolean(present));
+	json_object_object_add(obj, "filters", json_object_new_boolean(present && dh_tc_presence(ifindex) == DH_TC_OURS));
+	json_object_object_add(obj, "route_localnet", json_object_new_int(now));
+	json_object_object_add(obj, "saved_route_localnet", json_object_new_int(bridge->saved_route_localnet));
+	json_object_object_add(obj, "attached_at", json_object_new_int64(bridge->attached_at));
+	while (bpf_map_get_next_key(st->gateways_fd, prev, &key) == 0) {
+		prev = &key;
+		if (key.ifindex != ifindex || bpf_map_lookup_elem(st->gateways_fd, &key, &gw))
+			continue;
+		struct json_object *g = json_object_new_object();
+
+		json_object_object_add(g, "addr", json_object_new_string(dh_ipv4_str(key.addr)));
+		json_object_object_add(g, "origin", json_object_new_string(origin_text(gw.origin)));
+		json_object_array_add(gws, g);
+	}
+	json_object_object_add(obj, "gateways", gws);
+	return obj;
+}
+
+static struct json_object *bridges_json(const struct dh_state *st)
+{
+	struct json_object *list = json_object_new_array();
+	struct dh_bridge bridge;
+	__u32 key, *prev = NULL;
+
+	while (bpf_map_get_next_key(st->bridges_fd, prev, &key) == 0) {
+		prev = &key;
+		if (bpf_map_lookup_elem(st->bridges_fd, &key, &bridge) == 0)
+			json_object_array_add(list, bridge_json(st, key, &bridge));
+	}
+	return list;
+}
+
+/* Text view, built from the same JSON so both always agree. */
+static void bridges_print(struct json_object *list)
+{
+	size_t i, j, n = json_object_array_length(list);
+
+	if (!n)
+		printf("no bridge attached\n");
+	for (i = 0; i < n; i++) {
+		struct json_object *b = json_object_array_get_idx(list, i), *v, *gws;
+
+		json_object_object_get_ex(b, "bridge", &v);
+		printf("%s", json_object_get_string(v));
+		json_object_object_get_ex(b, "ifindex", &v);
+		printf(" (ifindex %d)", json_object_get_int(v));
+		json_object_object_get_ex(b, "present", &v);
+		if (!json_object_get_boolean(v)) {
+			printf(": device gone since attach; 'detach' forgets it\n");
+			continue;
+		}
+		json_object_object_get_ex(b, "filters", &v);
+		printf(": filters %s", json_object_get_boolean(v) ? "attached" : "MISSING (attach again)");
+		json_object_object_get_ex(b, "route_localnet", &v);
+		printf(", route_localnet %d", json_object_get_int(v));
+		json_object_object_get_ex(b, "saved_route_localnet", &v);
+		printf(" (restored to %d on detach)\n", json_object_get_int(v));
+		json_object_object_get_ex(b, "gateways", &gws);
+		for (j = 0; j < json_object_array_length(gws); j++) {
+			struct json_object *g = json_object_array_get_idx(gws, j), *addr, *origin;
+
+			json_object_object_get_ex(g, "addr", &addr);
+			json_object_object_get_ex(g, "origin", &origin);
+			printf("  gateway %-15s (%s)\n", json_object_get_string(addr), json_object_get_string(origin));
+		}
+	}
+}
+
+int dh_cmd_status(const struct dh_cli *cli, int argc, char **argv)
+{
+	struct dh_counters sum = {};
+	struct json_object *bridges;
+	struct dh_state st;
+	int err;
+
+	if (argc != 1)
+		return dh_usage_error("status: takes no arguments, got '%s'", argv[1]);
+	err = dh_require_root();
+	if (err)
+		return err;
+	err = dh_state_open(cli, &st, DH_OPEN_EXISTING);
+	if (err == -ENOENT) {
+		if (cli->json) {
+			struct json_object *obj = json_object_new_object();
+
+			json_object_object_add(obj, "pin_dir", json_object_new_string(cli->pin_dir));
+			json_object_object_add(obj, "bridges", json_object_new_array());
+			json_object_object_add(obj, "ports", json_object_new_array());
+			dh_print_json(obj);
+		} else {
+			printf("no bridge attached (pin dir %s)\n", cli->pin_dir);
+		}
+		return 0;
+	}
+	if (err)
+		return err;
+
+	bridges = bridges_json(&st);
+	dh_state_sum_counters(&st, &sum);
+	if (cli->json) {
+		struct json_object *obj = json_object_new_object();
+
+		json_object_object_add(obj, "pin_dir", json_object_new_string(cli->pin_dir));
+		json_object_object_add(obj, "bridges", bridges);
+		json_object_object_add(obj, "ports", dh_ports_json(&st));
+		json_object_object_add(obj, "counters", counters_json(&sum));
+		dh_print_json(obj);
+	} else {
+		printf("pin dir %s\n", cli->pin_dir);
+		bridges_print(bridges);
+		json_object_put(bridges);
+		printf("\n");
+		dh_ports_print(&st);
+		printf("\ncounters:\n");
+		counters_print(&sum);
+	}
+	dh_state_close(&st);
+	return 0;
+}
+
+static int reset_counters(const struct dh_state *st)
+{
+	struct dh_port_key key, *prev = NULL;
+	__u32 zero_key = 0;
+	int err;
+
+	err = dh_state_zero_percpu(st->counters_fd, &zero_key, sizeof(struct dh_counters), BPF_ANY);
+	while (!err && bpf_map_get_next_key(st->port_stats_fd, prev, &key) == 0) {
+		prev = &key;
+		err = dh_state_zero_percpu(st->port_stats_fd, &key, sizeof(struct dh_port_stats), BPF_EXIST);
+	}
+	return err;
+}
+
+int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = { { "reset", no_argument, NULL, 'r' }, {} };
+	struct dh_counters sum = {};
+	struct dh_state st;
+	bool reset = false;
+	int opt, err;
+
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (opt != 'r')
+			return dh_usage_error("stats: unknown option '%s'", argv[optind - 1]);
+		reset = true;
+	}
+	if (optind != argc)
+		return dh_usage_error("stats: unexpected argument '%s'", argv[optind]);
+	err = dh_require_root();
+	if (err)
+		return err;
+	err = dh_state_open(cli, &st, DH_OPEN_EXISTING);
+	if (err && err != -ENOENT)
+		return err;
+	if (!err) {
+		/* Read before a reset, so the numbers shown are the ones cleared. */
+		err = dh_state_sum_counters(&st, &sum);
+		if (!err && reset)
+			err = reset_counters(&st);
+		dh_state_close(&st);
+		if (err)
+			return dh_runtime_error("stats: %s", strerror(-err));
+	}
+	if (cli->json) {
+		dh_print_json(counters_json(&sum));
+	} else {
+		printf("counters%s:\n", reset ? " (now reset)" : "");
+		counters_print(&sum);
+	}
+	return 0;
+}

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* dockhost-bpf: global options and the command table (xdp-tools style). */
+#include <bpf/libbpf.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct command {
+	const char *name;
+	int (*run)(const struct dh_cli *cli, int argc, char **argv);
+	const char *usage;
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{ "attach", dh_cmd_attach, "attach BRIDGE [--gateway ADDR]... [--port SPEC]...",
+	  "Attach the tc programs to BRIDGE and set its route_localnet to 1 (the old value\n"
+	  "is saved and restored by detach). Gateways are the bridge's own IPv4 addresses,\n"
+	  "docker0's (Docker's host-gateway) and each --gateway ADDR. --port maps SPEC\n"
+	  "on this bridge, as 'port add SPEC --bridge BRIDGE'. Attaching again changes\n"
+	  "nothing but adds new gateways and ports, and re-attaches missing filters." },
+	{ "detach", dh_cmd_detach, "detach BRIDGE",
+	  "Remove our filters from BRIDGE, restore its route_localnet and forget its\n"
+	  "gateways and ports. The last detach removes the pinned programs and maps." },
+	{ "port", dh_cmd_port,
+	  "port add SPEC [--to [ADDR:]PORT] [--bridge BRIDGE]\n"
+	  "       port del SPEC [--bridge BRIDGE]\n"
+	  "       port list",
+	  "Edit the pinned port map at runtime. SPEC is PORT, PORT/tcp or PORT/udp (bare\n"
+	  "PORT means tcp). Packets to a gateway on SPEC go to 127.0.0.1 on the same\n"
+	  "port, or to --to [ADDR:]PORT (ADDR in 127.0.0.0/8). Without --bridge the entry\n"
+	  "applies to every attached bridge; a bridge's own entry wins." },
+	{ "status", dh_cmd_status, "status",
+	  "Show attached bridges (filters, route_localnet now and saved, gateways), the\n"
+	  "port map with per-port traffic, and the counters." },
+	{ "stats", dh_cmd_stats, "stats [--reset]",
+	  "Show the datapath counters summed over CPUs; --reset zeroes them and the\n"
+	  "per-port counters." },
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void print_usage(FILE *out)
+{
+	unsigned int i;
+
+	fprintf(out,
+		"Usage: %s [--pin-dir DIR] [--json] [-v] COMMAND ...\n\n"
+		"Lets containers on a Linux bridge reach host services bound to 127.0.0.1,\n"
+		"through the bridge's gateway address, with tc BPF programs.\n\n"
+		"Commands:\n", DH_PROG);
+	for (i = 0; i < N_COMMANDS; i++)
+		fprintf(out, "  %s\n", commands[i].usage);
+	fprintf(out,
+		"\nOptions:\n"
+		"  --pin-dir DIR  pinned programs and maps (default %s)\n"
+		"  --json         machine-readable output\n"
+		"  -v, --verbose  debug messages and libbpf's log\n"
+		"  -h, --help     this text; '%s COMMAND --help' for one command\n",
+		DH_PIN_DIR_DEFAULT, DH_PROG);
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	return vfprintf(stderr, fmt, args);
+}
+
+static const struct command *find_command(const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_COMMANDS; i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+static void print_command_help(const struct command *cmd)
+{
+	printf("Usage: %s [OPTIONS] %s\n\n%s\n", DH_PROG, cmd->usage, cmd->help);
+}
+
+/* True if the command's own arguments ask for help. */
+static bool wants_help(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return true;
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "pin-dir", required_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	struct dh_cli cli = { .pin_dir = DH_PIN_DIR_DEFAULT };
+	const struct command *cmd;
+	int opt;
+
+	/* '+': stop at the command; its options are its own. */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+:vh", options, NULL)) != -1) {
+		switch (opt) {
+		case 'p':
+			cli.pin_dir = optarg;
+			break;
+		case 'j':
+			cli.json = true;
+			break;
+		case 'v':
+			cli.verbose = true;
+			break;
+		case 'h':
+			print_usage(stdout);
+			return DH_EXIT_OK;
+		case ':':
+			return dh_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return dh_usage_error("unknown option '%s' (see --help)", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc) {
+		print_usage(stderr);
+		return DH_EXIT_USAGE;
+	}
+	if (!strcmp(argv[optind], "help")) {
+		if (optind + 1 < argc && (cmd = find_command(argv[optind + 1]))) {
+			print_command_help(cmd);
+			return DH_EXIT_OK;
+		}
+		print_usage(stdout);
+		return DH_EXIT_OK;
+	}
+	cmd = find_command(argv[optind]);
+	if (!cmd)
+		return dh_usage_error("unknown command '%s' (see --help)", argv[optind]);
+	if (cli.pin_dir[0] != '/' || strlen(cli.pin_dir) >= 4000)
+		return dh_usage_error("--pin-dir '%s': must be an absolute path", cli.pin_dir);
+	dh_set_verbose(cli.verbose);
+	/* libbpf reports expected failures too (querying a hook that does not
+	 * exist yet): its log is for -v only; our own errors say what failed. */
+	libbpf_set_print(cli.verbose ? libbpf_print : NULL);
+
+	argc -= optind;
+	argv += optind;
+	if (wants_help(argc, argv)) {
+		print_command_help(cmd);
+		return DH_EXIT_OK;
+	}
+	optind = 0;  /* commands run getopt_long again on their own argv */
+	return cmd->run(&cli, argc, argv);
+}

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * Devices and their IPv4 addresses over rtnetlink (libmnl). Not /sys/class/net:
+ * sysfs shows the namespace of whoever mounted it, which is wrong under
+ * `nsenter --net`; a netlink socket always answers for the caller's netns.
+ */
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* One request, answers handed to @cb until done. Returns 0 or -errno. */
+int dh_rtnl_talk(struct nlmsghdr *req, mnl_cb_t cb, void *data)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct mnl_socket *nl;
+	unsigned int portid, seq;
+	int ret;
+
+	nl = mnl_socket_open(NETLINK_ROUTE);
+	if (!nl)
+		return -errno;
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	portid = mnl_socket_get_portid(nl);
+	seq = req->nlmsg_seq = time(NULL);
+	if (mnl_socket_sendto(nl, req, req->nlmsg_len) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	/* A dump ends with NLMSG_DONE (mnl_cb_run returns 0); a plain request
+	 * gets one answer and no end marker. */
+	do {
+		ret = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+		if (ret <= 0)
+			break;
+		ret = mnl_cb_run(buf, ret, seq, portid, cb, data);
+	} while (ret > 0 && (req->nlmsg_flags & NLM_F_DUMP));
+	if (ret < 0)
+		ret = -errno;
+out:
+	mnl_socket_close(nl);
+	return ret;
+}
+
+static int link_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+
+	if (type <= IFLA_MAX)
+		tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static int linkinfo_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+
+	if (type <= IFLA_INFO_MAX)
+		tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static int link_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+	struct nlattr *tb[IFLA_MAX + 1] = {};
+	struct nlattr *info[IFLA_INFO_MAX + 1] = {};
+	struct dh_netdev *dev = data;
+
+	dev->ifindex = ifm->ifi_index;
+	mnl_attr_parse(nlh, sizeof(*ifm), link_attr_cb, tb);
+	if (tb[IFLA_LINKINFO]) {
+		mnl_attr_parse_nested(tb[IFLA_LINKINFO], linkinfo_attr_cb, info);
+		if (info[IFLA_INFO_KIND])
+			snprintf(dev->kind, sizeof(dev->kind), "%s",
+				 mnl_attr_get_str(info[IFLA_INFO_KIND]));
+	}
+	dev->is_bridge = !strcmp(dev->kind, "bridge");
+	return MNL_CB_OK;
+}
+
+int dh_netdev_lookup(const char *name, struct dh_netdev *dev)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct ifinfomsg *ifm;
+	int ret;
+
+	memset(dev, 0, sizeof(*dev));
+	nlh->nlmsg_type = RTM_GETLINK;
+	nlh->nlmsg_flags = NLM_F_REQUEST;
+	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+	ret = dh_rtnl_talk(nlh, link_cb, dev);
+	if (ret == -ENODEV || (ret >= 0 && !dev->ifindex))
+		return -ENODEV;
+	return ret < 0 ? ret : 0;
+}
+
+struct addr_dump {
+	int ifindex;
+	__u32 *addrs;
+	int max;
+	int count;
+};
+
+static int addr_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+
+	if (type <= IFA_MAX)
+		tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static int addr_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
+	struct nlattr *tb[IFA_MAX + 1] = {};
+	struct addr_dump *dump = data;
+
+	if (ifa->ifa_family != AF_INET || (int)ifa->ifa_index != dump->ifindex)
+		return MNL_CB_OK;
+	mnl_attr_parse(nlh, sizeof(*ifa), addr_attr_cb, tb);
+	/* IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer
+	 * on point-to-point links). */
+	if (!tb[IFA_LOCAL] && !tb[IFA_ADDRESS])
+		return MNL_CB_OK;
+	if (dump->count < dump->max)
+		dump->addrs[dump->count++] =
+			mnl_attr_get_u32(tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS]);
+	return MNL_CB_OK;
+}
+
+int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct addr_dump dump = { .ifindex = ifindex, .addrs = addrs, .max = max };
+	struct ifaddrmsg *ifa;
+	int ret;
+
+	nlh->nlmsg_type = RTM_GETADDR;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	ifa->ifa_family = AF_INET;
+	ret = dh_rtnl_talk(nlh, addr_cb, &dump);
+	return ret < 0 ? ret : dump.count;
+}
+
+bool dh_netdev_name(int ifindex, char name[DH_IFNAMSIZ])
+{
+	char buf[IF_NAMESIZE];
+
+	if (!if_indextoname(ifindex, buf))
+		return false;
+	snprintf(name, DH_IFNAMSIZ, "%s", buf);
+	return true;
+}

@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * The pin directory: one per installation (xdp-tools style), on bpffs,
+ * locked with flock() for the whole of a CLI call so two calls never
+ * interleave. The first attach loads the skeleton and pins its maps and
+ * programs; every later call works from the pins alone.
+ */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "dockhost.skel.h"
+
+struct pinned {
+	const char *name;
+	size_t fd_offset;       /* of the fd in struct dh_state */
+	const char *prog_name;  /* for programs: the function in dockhost.bpf.c */
+};
+
+static const struct pinned pins[] = {
+	{ DH_MAP_PORTS, offsetof(struct dh_state, ports_fd), NULL },
+	{ DH_MAP_PORT_STATS, offsetof(struct dh_state, port_stats_fd), NULL },
+	{ DH_MAP_GATEWAYS, offsetof(struct dh_state, gateways_fd), NULL },
+	{ DH_MAP_NAT_STATE, offsetof(struct dh_state, nat_state_fd), NULL },
+	{ DH_MAP_COUNTERS, offsetof(struct dh_state, counters_fd), NULL },
+	{ DH_MAP_BRIDGES, offsetof(struct dh_state, bridges_fd), NULL },
+	{ DH_PIN_PROG_INGRESS, offsetof(struct dh_state, prog_ingress_fd), "dh_ingress" },
+	{ DH_PIN_PROG_EGRESS, offsetof(struct dh_state, prog_egress_fd), "dh_egress" },
+};
+#define N_PINS (sizeof(pins) / sizeof(pins[0]))
+
+static int *pin_fd(struct dh_state *st, const struct pinned *pin)
+{
+	return (int *)((char *)st + pin->fd_offset);
+}
+
+static void pin_path(const struct dh_state *st, const char *name, char *path, size_t size)
+{
+	snprintf(path, size, "%s/%s", st->pin_dir, name);
+}
+
+int dh_require_root(void)
+{
+	if (geteuid() != 0)
+		return dh_runtime_error("must run as root (needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)");
+	return 0;
+}
+
+static bool on_bpffs(const char *path)
+{
+	struct statfs fs;
+
+	return statfs(path, &fs) == 0 && fs.f_type == BPF_FS_MAGIC;
+}
+
+/*
+ * Makes sure @pin_dir can live on bpffs. The default location's parent,
+ * /sys/fs/bpf, is mounted when missing (systemd does it on most hosts, not
+ * on all); an explicit --pin-dir must already be on bpffs.
+ */
+static int ensure_bpffs(const char *pin_dir, bool create)
+{
+	char parent[4096];
+	char *slash;
+
+	snprintf(parent, sizeof(parent), "%s", pin_dir);
+	slash = strrchr(parent, '/');
+	if (!slash || slash == parent)
+		return dh_usage_error("--pin-dir '%s': must be a directory below a bpf filesystem", pin_dir);
+	*slash = '\0';
+
+	if (on_bpffs(parent))
+		return 0;
+	if (!strcmp(pin_dir, DH_PIN_DIR_DEFAULT) && create) {
+		if (mount("bpf", parent, "bpf", 0, "mode=0700"))
+			return dh_runtime_error("%s: cannot mount bpffs: %s", parent, strerror(errno));
+		dh_debug("mounted bpffs on %s", parent);
+		return 0;
+	}
+	if (!create && access(parent, F_OK) == 0 && strcmp(pin_dir, DH_PIN_DIR_DEFAULT))
+		return dh_runtime_error("--pin-dir '%s': %s is not a bpf filesystem (mount -t bpf bpf %s)",
+					pin_dir, parent, parent);
+	if (!create)
+		return -ENOENT;
+	return dh_runtime_error("--pin-dir '%s': %s is not a bpf filesystem (mount -t bpf bpf %s)",
+				pin_dir, parent, parent);
+}
+
+/* Opens and flocks the pin directory; retries if a concurrent last detach
+ * removed the directory while we waited for its lock. */
+static int lock_pin_dir(struct dh_state *st, bool create)
+{
+	struct stat held, now;
+
+	for (;;) {
+		if (create && mkdir(st->pin_dir, 0700) && errno != EEXIST)
+			return dh_runtime_error("%s: cannot create: %s", st->pin_dir, strerror(errno));
+		st->dir_fd = open(st->pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (st->dir_fd < 0) {
+			if (errno == ENOENT && !create)
+				return -ENOENT;
+			return dh_runtime_error("%s: cannot open: %s", st->pin_dir, strerror(errno));
+		}
+		if (flock(st->dir_fd, LOCK_EX))
+			return dh_runtime_error("%s: cannot lock: %s", st->pin_dir, strerror(errno));
+		if (fstat(st->dir_fd, &held) == 0 && stat(st->pin_dir, &now) == 0 &&
+		    held.st_ino == now.st_ino && held.st_dev == now.st_dev)
+			return 0;
+		close(st->dir_fd);
+		st->dir_fd = -1;
+	}
+}
+
+/* Returns how many pins were found; fds of missing ones stay -1. */
+static int open_pins(struct dh_state *st)
+{
+	char path[4096];
+	unsigned int i;
+	int found = 0;
+
+	for (i = 0; i < N_PINS; i++) {
+		pin_path(st, pins[i].name, path, sizeof(path));
+		*pin_fd(st, &pins[i]) = bpf_obj_get(path);
+		if (*pin_fd(st, &pins[i]) >= 0)
+			found++;
+	}
+	return found;
+}
+
+static void close_pins(struct dh_state *st)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_PINS; i++) {
+		int *fd = pin_fd(st, &pins[i]);
+
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+	}
+}
+
+/* Loads the skeleton; maps already pinned are reused (libbpf checks they
+ * are compatible), the rest and both programs are pinned. */
+static int load_and_pin(const struct dh_cli *cli, struct dh_state *st)
+{
+	struct dockhost *skel;
+	struct bpf_map *map;
+	char path[4096];
+	unsigned int i;
+	int err;
+
+	skel = dockhost__open();
+	if (!skel)
+		return dh_runtime_error("cannot open the BPF object: %s", strerror(errno));
+	bpf_object__for_each_map(map, skel->obj) {
+		pin_path(st, bpf_map__name(map), path, sizeof(path));
+		bpf_map__set_pin_path(map, path);
+	}
+	err = dockhost__load(skel);
+	if (err) {
+		dh_runtime_error("cannot load the BPF programs: %s (run with -v for the verifier log)",
+				 strerror(-err));
+		goto out;
+	}
+	for (i = 0; i < N_PINS; i++) {
+		struct bpf_program *prog;
+
+		if (!pins[i].prog_name)
+			continue;
+		prog = bpf_object__find_program_by_name(skel->obj, pins[i].prog_name);
+		pin_path(st, pins[i].name, path, sizeof(path));
+		unlink(path);  /* a stale program left by an interrupted run */
+		err = prog ? bpf_program__pin(prog, path) : -ENOENT;
+		if (err) {
+			dh_runtime_error("%s: cannot pin: %s", path, strerror(-err));
+			goto out;
+		}
+	}
+	dh_debug("loaded and pinned the BPF object in %s", st->pin_dir);
+	st->created = true;
+	if (open_pins(st) != N_PINS)
+		err = dh_runtime_error("%s: pins vanished while loading", st->pin_dir);
+out:
+	dockhost__destroy(skel);
+	if (err && st->created) {
+		dh_state_remove_pins(st);
+		st->created = false;
+	}
+	return err ? DH_EXIT_RUNTIME : 0;
+}
+
+int dh_state_open(const struct dh_cli *cli, struct dh_state *st, enum dh_open_mode mode)
+{
+	bool create = mode == DH_OPEN_OR_CREATE;
+	unsigned int i;
+	int err, found;
+
+	memset(st, 0, sizeof(*st));
+	st->pin_dir = cli->pin_dir;
+	st->dir_fd = -1;
+	for (i = 0; i < N_PINS; i++)
+		*pin_fd(st, &pins[i]) = -1;
+
+	err = ensure_bpffs(st->pin_dir, create);
+	if (!err)
+		err = lock_pin_dir(st, create);
+	if (err)
+		return err;
+
+	found = open_pins(st);
+	if (found == (int)N_PINS)
+		return 0;
+	if (create) {
+		/* Nothing (or an interrupted attach's remains): load afresh. */
+		close_pins(st);
+		err = load_and_pin(cli, st);
+	} else if (found == 0) {
+		err = -ENOENT;
+	} else {
+		err = dh_runtime_error("%s: incomplete pins (an interrupted run?): attach again to repair",
+				       st->pin_dir);
+	}
+	if (err)
+		dh_state_close(st);
+	return err;
+}
+
+void dh_state_close(struct dh_state *st)
+{
+	close_pins(st);
+	if (st->dir_fd >= 0)
+		close(st->dir_fd);  /* releases the flock */
+	st->dir_fd = -1;
+}
+
+int dh_state_remove_pins(struct dh_state *st)
+{
+	char path[4096];
+	unsigned int i;
+	int err = 0;
+
+	for (i = 0; i < N_PINS; i++) {
+		pin_path(st, pins[i].name, path, sizeof(path));
+		if (unlink(path) && errno != ENOENT)
+			err = -errno;
+	}
+	if (!err && rmdir(st->pin_dir) && errno != ENOENT)
+		err = -errno;
+	return err;
+}
+
+int dh_state_bridge_count(const struct dh_state *st)
+{
+	__u32 key, next;
+	int count = 0;
+	void *prev = NULL;
+
+	while (bpf_map_get_next_key(st->bridges_fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		count++;
+	}
+	return count;
+}
+
+bool dh_state_find_bridge(const struct dh_state *st, const char *name, __u32 *ifindex,
+			  struct dh_bridge *bridge)
+{
+	__u32 key, next;
+	void *prev = NULL;
+
+	while (bpf_map_get_next_key(st->bridges_fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(st->bridges_fd, &key, bridge) == 0 &&
+		    !strncmp(bridge->name, name, DH_IFNAMSIZ)) {
+			*ifindex = key;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Deletes every key of @fd whose leading __u32 is @ifindex. Keys are
+ * collected first: deleting while walking makes get_next_key restart.
+ */
+static void delete_keys_of_bridge(int fd, size_t key_size, __u32 ifindex)
+{
+	size_t count = 0, cap = 0, i;
+	char *keys = NULL, *prev = NULL;
+	char key[64];
+
+	while (bpf_map_get_next_key(fd, prev, key) == 0) {
+		if (count == cap) {
+			char *grown = realloc(keys, (cap = cap ? cap * 2 : 64) * key_size);
+
+			if (!grown)
+				break;
+			keys = grown;
+		}
+		memcpy(keys + count * key_size, key, key_size);
+		prev = keys + count * key_size;
+		count++;
+	}
+	for (i = 0; i < count; i++)
+		if (*(__u32 *)(keys + i * key_size) == ifindex)
+			bpf_map_delete_elem(fd, keys + i * key_size);
+	free(keys);
+}
+
+_Static_assert(offsetof(struct dh_port_key, ifindex) == 0, "ifindex leads the key");
+_Static_assert(offsetof(struct dh_gateway_key, ifindex) == 0, "ifindex leads the key");
+_Static_assert(offsetof(struct dh_nat_key, ifindex) == 0, "ifindex leads the key");
+
+void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex)
+{
+	delete_keys_of_bridge(st->ports_fd, sizeof(struct dh_port_key), ifindex);
+	delete_keys_of_bridge(st->port_stats_fd, sizeof(struct dh_port_key), ifindex);
+	delete_keys_of_bridge(st->gateways_fd, sizeof(struct dh_gateway_key), ifindex);
+	delete_keys_of_bridge(st->nat_state_fd, sizeof(struct dh_nat_key), ifindex);
+	bpf_map_delete_elem(st->bridges_fd, &ifindex);
+}
+
+/* Per-CPU values come back as one __u64-aligned slot per possible CPU. */
+static int sum_percpu(int fd, const void *key, __u64 *sum, size_t n_u64)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	__u64 *values;
+	size_t cpu, i;
+	int err;
+
+	if (ncpus <= 0)
+		return -EINVAL;
+	values = calloc(ncpus, n_u64 * sizeof(__u64));
+	if (!values)
+		return -ENOMEM;
+	err = bpf_map_lookup_elem(fd, key, values) ? -errno : 0;
+	memset(sum, 0, n_u64 * sizeof(__u64));
+	for (cpu = 0; !err && cpu < (size_t)ncpus; cpu++)
+		for (i = 0; i < n_u64; i++)
+			sum[i] += values[cpu * n_u64 + i];
+	free(values);
+	return err;
+}
+
+int dh_state_zero_percpu(int fd, const void *key, size_t value_size, __u64 flags)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	void *zero;
+	int err;
+
+	if (ncpus <= 0)
+		return -EINVAL;
+	/* One value per possible CPU, each rounded up to 8 bytes. */
+	zero = calloc(ncpus, (value_size + 7) & ~(size_t)7);
+	if (!zero)
+		return -ENOMEM;
+	err = bpf_map_update_elem(fd, key, zero, flags) ? -errno : 0;
+	free(zero);
+	return err;
+}
+
+int dh_state_sum_port_stats(const struct dh_state *st, const struct dh_port_key *key,
+			    struct dh_port_stats *sum)
+{
+	return sum_percpu(st->port_stats_fd, key, (__u64 *)sum, sizeof(*sum) / sizeof(__u64));
+}
+
+int dh_state_sum_counters(const struct dh_state *st, struct dh_counters *sum)
+{
+	__u32 zero = 0;
+
+	return sum_percpu(st->counters_fd, &zero, (__u64 *)sum, sizeof(*sum) / sizeof(__u64));
+}

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * Our filters on a bridge's clsact qdisc: one on ingress, one on egress, at
+ * a fixed handle and priority (DH_TC_HANDLE, DH_TC_PRIORITY). A filter there
+ * counts as ours only if its program is ours by name, so detach never
+ * removes somebody else's filter, and the clsact qdisc is removed only if
+ * attach created it and nothing else hangs off it.
+ */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+struct direction {
+	enum bpf_tc_attach_point point;
+	const char *prog_name;  /* as in bpf/dockhost.bpf.c */
+	__u32 parent_minor;
+};
+
+static const struct direction directions[] = {
+	{ BPF_TC_INGRESS, "dh_ingress", TC_H_MIN_INGRESS },
+	{ BPF_TC_EGRESS, "dh_egress", TC_H_MIN_EGRESS },
+};
+
+static void filter_opts(struct bpf_tc_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->sz = sizeof(*opts);
+	opts->handle = DH_TC_HANDLE;
+	opts->priority = DH_TC_PRIORITY;
+}
+
+static void hook_opts(struct bpf_tc_hook *hook, int ifindex, enum bpf_tc_attach_point point)
+{
+	memset(hook, 0, sizeof(*hook));
+	hook->sz = sizeof(*hook);
+	hook->ifindex = ifindex;
+	hook->attach_point = point;
+}
+
+/* DH_TC_NONE, DH_TC_OURS or DH_TC_FOREIGN for one direction. */
+static enum dh_tc_presence filter_presence(int ifindex, const struct direction *dir)
+{
+	struct bpf_prog_info info = {};
+	__u32 info_len = sizeof(info);
+	struct bpf_tc_hook hook;
+	struct bpf_tc_opts opts;
+	int fd, err;
+
+	hook_opts(&hook, ifindex, dir->point);
+	filter_opts(&opts);
+	if (bpf_tc_query(&hook, &opts))
+		return DH_TC_NONE;
+	fd = bpf_prog_get_fd_by_id(opts.prog_id);
+	if (fd < 0)
+		return DH_TC_FOREIGN;
+	err = bpf_obj_get_info_by_fd(fd, &info, &info_len);
+	close(fd);
+	if (err || strcmp(info.name, dir->prog_name))
+		return DH_TC_FOREIGN;
+	return DH_TC_OURS;
+}
+
+enum dh_tc_presence dh_tc_presence(int ifindex)
+{
+	enum dh_tc_presence in = filter_presence(ifindex, &directions[0]);
+	enum dh_tc_presence out = filter_presence(ifindex, &directions[1]);
+
+	if (in == DH_TC_FOREIGN || out == DH_TC_FOREIGN)
+		return DH_TC_FOREIGN;
+	return in == DH_TC_OURS && out == DH_TC_OURS ? DH_TC_OURS : DH_TC_NONE;
+}
+
+static int count_cb(const struct nlmsghdr *nlh, void *data)
+{
+	(*(int *)data)++;
+	return MNL_CB_OK;
+}
+
+/* How many filters hang off one clsact direction (any kind, anyone's). */
+static int filter_count(int ifindex, __u32 parent_minor)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct tcmsg *tcm;
+	int count = 0, err;
+
+	nlh->nlmsg_type = RTM_GETTFILTER;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	tcm = mnl_nlmsg_put_extra_header(nlh, sizeof(*tcm));
+	tcm->tcm_family = AF_UNSPEC;
+	tcm->tcm_ifindex = ifindex;
+	tcm->tcm_parent = TC_H_MAKE(TC_H_CLSACT, parent_minor);
+	err = dh_rtnl_talk(nlh, count_cb, &count);
+	return err < 0 ? err : count;
+}
+
+static int detach_direction(int ifindex, const struct direction *dir)
+{
+	struct bpf_tc_hook hook;
+	struct bpf_tc_opts opts;
+
+	if (filter_presence(ifindex, dir) != DH_TC_OURS)
+		return 0;
+	hook_opts(&hook, ifindex, dir->point);
+	filter_opts(&opts);
+	return bpf_tc_detach(&hook, &opts);
+}
+
+int dh_tc_detach(int ifindex, bool destroy_clsact_if_empty)
+{
+	struct bpf_tc_hook hook;
+	int err = 0, i;
+
+	for (i = 0; i < 2; i++) {
+		int ret = detach_direction(ifindex, &directions[i]);
+
+		if (ret && !err)
+			err = ret;
+	}
+	if (err || !destroy_clsact_if_empty)
+		return err;
+	for (i = 0; i < 2; i++)
+		if (filter_count(ifindex, directions[i].parent_minor) != 0)
+			return 0;  /* somebody else's filters, or unknown: keep */
+	hook_opts(&hook, ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS);
+	err = bpf_tc_hook_destroy(&hook);
+	return err == -ENOENT ? 0 : err;
+}
+
+int dh_tc_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_clsact)
+{
+	const int fds[2] = { ingress_fd, egress_fd };
+	struct bpf_tc_hook hook;
+	struct bpf_tc_opts opts;
+	int err, i;
+
+	*created_clsact = false;
+	for (i = 0; i < 2; i++)
+		if (filter_presence(ifindex, &directions[i]) == DH_TC_FOREIGN)
+			return -EBUSY;
+
+	hook_opts(&hook, ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS);
+	err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST)
+		return err;
+	*created_clsact = !err;
+
+	for (i = 0; i < 2; i++) {
+		hook_opts(&hook, ifindex, directions[i].point);
+		filter_opts(&opts);
+		opts.prog_fd = fds[i];
+		opts.flags = BPF_TC_F_REPLACE;  /* ours may be there already */
+		err = bpf_tc_attach(&hook, &opts);
+		if (err)
+			break;
+	}
+	if (err)
+		dh_tc_detach(ifindex, *created_clsact);
+	return err;
+}
