@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Crafted frames for BPF_PROG_TEST_RUN, and checksums recomputed from
+ * scratch to check the datapath's incremental fix-ups. */
+#ifndef DH_TEST_PACKET_H
+#define DH_TEST_PACKET_H
+
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+struct frame {
+	uint8_t data[256];
+	uint32_t len;
+	uint32_t l3_off, l4_off;
+};
+
+struct flow {
+	const char *saddr, *daddr;
+	uint16_t sport, dport;  /* host order */
+	uint8_t proto;
+	uint8_t ip_option_words;  /* extra 32-bit words of IPv4 options */
+	uint16_t frag_off;        /* host order, flags and offset */
+	bool udp_no_csum;
+	const char *payload;
+};
+
+static uint32_t csum_add(uint32_t sum, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t i;
+
+	for (i = 0; i + 1 < len; i += 2)
+		sum += (p[i] << 8) | p[i + 1];
+	if (len & 1)
+		sum += p[len - 1] << 8;
+	return sum;
+}
+
+static uint16_t csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* The L4 checksum of the frame as it should be (network order), with the
+ * checksum field itself counted as zero. */
+static uint16_t l4_csum_expected(const struct frame *f)
+{
+	const struct iphdr *ip = (const void *)(f->data + f->l3_off);
+	uint32_t l4_len = ntohs(ip->tot_len) - ip->ihl * 4;
+	uint8_t copy[256];
+	uint32_t sum = 0;
+	uint16_t pseudo[2] = { htons(ip->protocol), htons(l4_len) };
+	size_t csum_off = ip->protocol == IPPROTO_TCP ? offsetof(struct tcphdr, check)
+						      : offsetof(struct udphdr, check);
+	uint16_t result;
+
+	memcpy(copy, f->data + f->l4_off, l4_len);
+	memset(copy + csum_off, 0, 2);
+	sum = csum_add(sum, &ip->saddr, 8);
+	sum = csum_add(sum, pseudo, sizeof(pseudo));
+	sum = csum_add(sum, copy, l4_len);
+	result = csum_fold(sum);
+	if (ip->protocol == IPPROTO_UDP && result == 0)
+		result = 0xffff;  /* RFC 768: a computed 0 is sent as all ones */
+	return htons(result);
+}
+
+static uint16_t ip_csum_expected(const struct frame *f)
+{
+	const struct iphdr *ip = (const void *)(f->data + f->l3_off);
+	uint8_t copy[60];
+
+	memcpy(copy, ip, ip->ihl * 4);
+	memset(copy + offsetof(struct iphdr, check), 0, 2);
+	return htons(csum_fold(csum_add(0, copy, ip->ihl * 4)));
+}
+
+static uint16_t *l4_csum_field(struct frame *f)
+{
+	const struct iphdr *ip = (const void *)(f->data + f->l3_off);
+
+	return (uint16_t *)(f->data + f->l4_off +
+			    (ip->protocol == IPPROTO_TCP ? offsetof(struct tcphdr, check)
+							 : offsetof(struct udphdr, check)));
+}
+
+static void build_ipv4(struct frame *f, const struct flow *fl)
+{
+	struct ethhdr *eth = (void *)f->data;
+	struct iphdr *ip;
+	size_t payload_len = fl->payload ? strlen(fl->payload) : 0;
+	size_t l4_len;
+
+	memset(f, 0, sizeof(*f));
+	memcpy(eth->h_dest, "\x02\x00\x00\x00\x00\x01", ETH_ALEN);
+	memcpy(eth->h_source, "\x02\x00\x00\x00\x00\x02", ETH_ALEN);
+	eth->h_proto = htons(ETH_P_IP);
+	f->l3_off = sizeof(*eth);
+	ip = (void *)(f->data + f->l3_off);
+	ip->version = 4;
+	ip->ihl = 5 + fl->ip_option_words;
+	ip->ttl = 64;
+	ip->protocol = fl->proto;
+	ip->frag_off = htons(fl->frag_off);
+	ip->id = htons(0x1234);
+	inet_pton(AF_INET, fl->saddr, &ip->saddr);
+	inet_pton(AF_INET, fl->daddr, &ip->daddr);
+	/* NOP options: legal, and they move the L4 header. */
+	memset(ip + 1, 1, fl->ip_option_words * 4);
+	f->l4_off = f->l3_off + ip->ihl * 4;
+
+	if (fl->proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = (void *)(f->data + f->l4_off);
+
+		tcp->source = htons(fl->sport);
+		tcp->dest = htons(fl->dport);
+		tcp->seq = htonl(1000);
+		tcp->doff = 5;
+		tcp->syn = 1;
+		tcp->window = htons(65535);
+		l4_len = sizeof(*tcp);
+	} else if (fl->proto == IPPROTO_UDP) {
+		struct udphdr *udp = (void *)(f->data + f->l4_off);
+
+		udp->source = htons(fl->sport);
+		udp->dest = htons(fl->dport);
+		udp->len = htons(sizeof(*udp) + payload_len);
+		l4_len = sizeof(*udp);
+	} else {
+		l4_len = 8;  /* an ICMP echo-sized header of zeros */
+		f->data[f->l4_off] = 8;
+	}
+	memcpy(f->data + f->l4_off + l4_len, fl->payload ? fl->payload : "", payload_len);
+	ip->tot_len = htons(ip->ihl * 4 + l4_len + payload_len);
+	f->len = f->l4_off + l4_len + payload_len;
+	ip->check = ip_csum_expected(f);
+	if (fl->proto == IPPROTO_TCP || (fl->proto == IPPROTO_UDP && !fl->udp_no_csum))
+		*l4_csum_field(f) = l4_csum_expected(f);
+}
+
+#endif /* DH_TEST_PACKET_H */

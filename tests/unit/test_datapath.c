@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * Unit tests of the datapath: crafted frames through BPF_PROG_TEST_RUN,
+ * each test on a freshly loaded (never attached, never pinned) skeleton.
+ * Output: one "PASS name" / "FAIL name" line per test, then the summary.
+ */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "dockhost.h"
+#include "dockhost.skel.h"
+#include "packet.h"
+
+#define TC_ACT_OK   0
+#define TC_ACT_SHOT 2
+#define LO_IFINDEX  1  /* test runs see the netns's loopback device */
+
+#define GATEWAY   "10.0.0.1"
+#define CONTAINER "10.0.0.2"
+
+static bool failed;
+
+#define CHECK(cond, fmt, ...)                                                         \
+	do {                                                                          \
+		if (!(cond)) {                                                        \
+			printf("    %s:%d: %s: " fmt "\n", __FILE__, __LINE__, #cond,     \
+			       ##__VA_ARGS__);                                        \
+			failed = true;                                                \
+		}                                                                     \
+	} while (0)
+#define CHECK_EQ(got, want)                                                           \
+	do {                                                                          \
+		unsigned long long __g = (got), __w = (want);                         \
+		if (__g != __w) {                                                     \
+			printf("    %s:%d: %s: got %llu (0x%llx), want %llu (0x%llx)\n", \
+			       __FILE__, __LINE__, #got, __g, __g, __w, __w);         \
+			failed = true;                                                \
+		}                                                                     \
+	} while (0)
+
+static uint32_t ip(const char *text)
+{
+	uint32_t addr;
+
+	inet_pton(AF_INET, text, &addr);
+	return addr;
+}
+
+static struct iphdr *iph(struct frame *f)
+{
+	return (void *)(f->data + f->l3_off);
+}
+
+static uint16_t *ports(struct frame *f)
+{
+	return (uint16_t *)(f->data + f->l4_off);
+}
+
+/* Runs @prog_fd on @f; the frame is replaced by what the program left. */
+static int run(int prog_fd, struct frame *f)
+{
+	struct frame out = *f;
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f->data, .data_size_in = f->len,
+		    .data_out = out.data, .data_size_out = sizeof(out.data), .repeat = 1);
+	int err = bpf_prog_test_run_opts(prog_fd, &opts);
+
+	if (err) {
+		printf("    bpf_prog_test_run_opts: %s\n", strerror(-err));
+		failed = true;
+		return -1;
+	}
+	out.len = opts.data_size_out;
+	*f = out;
+	return opts.retval;
+}
+
+static void add_gateway(struct dockhost *skel, const char *addr)
+{
+	struct dh_gateway_key key = { .ifindex = LO_IFINDEX, .addr = ip(addr) };
+	struct dh_gateway value = { .origin = DH_GW_BRIDGE };
+
+	CHECK_EQ(bpf_map__update_elem(skel->maps.gateways, &key, sizeof(key), &value, sizeof(value), 0), 0);
+}
+
+static void add_port(struct dockhost *skel, uint32_t ifindex, uint8_t proto, uint16_t port,
+		     const char *to_addr, uint16_t to_port)
+{
+	struct dh_port_key key = { .ifindex = ifindex, .port = htons(port), .proto = proto };
+	struct dh_port_target target = { .addr = ip(to_addr), .port = htons(to_port) };
+	int ncpus = libbpf_num_possible_cpus();
+	struct dh_port_stats zero[ncpus];
+
+	memset(zero, 0, sizeof(zero));
+	CHECK_EQ(bpf_map__update_elem(skel->maps.ports, &key, sizeof(key), &target, sizeof(target), 0), 0);
+	CHECK_EQ(bpf_map__update_elem(skel->maps.port_stats, &key, sizeof(key), zero, sizeof(zero), 0), 0);
+}
+
+static struct dh_counters counters(struct dockhost *skel)
+{
+	int ncpus = libbpf_num_possible_cpus(), cpu;
+	struct dh_counters per_cpu[ncpus], sum = {};
+	__u32 zero = 0;
+	size_t i;
+
+	CHECK_EQ(bpf_map__lookup_elem(skel->maps.counters, &zero, sizeof(zero), per_cpu, sizeof(per_cpu), 0), 0);
+	for (cpu = 0; cpu < ncpus; cpu++)
+		for (i = 0; i < sizeof(sum) / sizeof(__u64); i++)
+			((__u64 *)&sum)[i] += ((__u64 *)&per_cpu[cpu])[i];
+	return sum;
+}
+
+static struct dh_port_stats port_stats(struct dockhost *skel, uint32_t ifindex, uint8_t proto, uint16_t port)
+{
+	struct dh_port_key key = { .ifindex = ifindex, .port = htons(port), .proto = proto };
+	int ncpus = libbpf_num_possible_cpus(), cpu;
+	struct dh_port_stats per_cpu[ncpus], sum = {};
+
+	if (bpf_map__lookup_elem(skel->maps.port_stats, &key, sizeof(key), per_cpu, sizeof(per_cpu), 0))
+		return sum;
+	for (cpu = 0; cpu < ncpus; cpu++) {
+		sum.packets += per_cpu[cpu].packets;
+		sum.bytes += per_cpu[cpu].bytes;
+	}
+	return sum;
+}
+
+static void check_checksums(struct frame *f)
+{
+	CHECK_EQ(ntohs(iph(f)->check), ntohs(ip_csum_expected(f)));
+	if (iph(f)->protocol == IPPROTO_UDP && *l4_csum_field(f) == 0)
+		return;  /* "no checksum": checked by the caller when it matters */
+	CHECK_EQ(ntohs(*l4_csum_field(f)), ntohs(l4_csum_expected(f)));
+}
+
+/* Expects @prog to leave the frame untouched with TC_ACT_OK. */
+static void expect_untouched(int prog_fd, struct frame *f)
+{
+	struct frame before = *f;
+
+	CHECK_EQ(run(prog_fd, f), TC_ACT_OK);
+	CHECK_EQ(f->len, before.len);
+	CHECK(!memcmp(f->data, before.data, before.len), "frame was modified");
+}
+
+static const struct flow tcp_to_gateway = {
+	.saddr = CONTAINER, .daddr = GATEWAY, .sport = 40000, .dport = 8088, .proto = IPPROTO_TCP,
+};
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void test_tcp_redirect(struct dockhost *skel)
+{
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&f, &tcp_to_gateway);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->daddr, ip("127.0.0.1"));
+	CHECK_EQ(iph(&f)->saddr, ip(CONTAINER));
+	CHECK_EQ(ntohs(ports(&f)[1]), 8088);
+	check_checksums(&f);
+	CHECK_EQ(counters(skel).redirected, 1);
+	CHECK_EQ(port_stats(skel, 0, IPPROTO_TCP, 8088).packets, 1);
+	CHECK_EQ(port_stats(skel, 0, IPPROTO_TCP, 8088).bytes, f.len);
+}
+
+static void test_udp_redirect_remapped(struct dockhost *skel)
+{
+	struct flow fl = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 5353, .dport = 53,
+			   .proto = IPPROTO_UDP, .payload = "query" };
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_UDP, 53, "127.0.0.53", 5300);
+	build_ipv4(&f, &fl);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->daddr, ip("127.0.0.53"));
+	CHECK_EQ(ntohs(ports(&f)[1]), 5300);
+	CHECK_EQ(ntohs(ports(&f)[0]), 5353);
+	CHECK(*l4_csum_field(&f) != 0, "UDP checksum became 0 (\"none\")");
+	check_checksums(&f);
+}
+
+static void test_udp_zero_checksum_stays_zero(struct dockhost *skel)
+{
+	struct flow fl = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 5000, .dport = 8089,
+			   .proto = IPPROTO_UDP, .udp_no_csum = true, .payload = "x" };
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_UDP, 8089, "127.0.0.1", 9089);
+	build_ipv4(&f, &fl);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->daddr, ip("127.0.0.1"));
+	CHECK_EQ(ntohs(ports(&f)[1]), 9089);
+	CHECK_EQ(*l4_csum_field(&f), 0);
+	check_checksums(&f);
+}
+
+static void test_reply_rewritten_back(struct dockhost *skel)
+{
+	struct flow reply = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088, .dport = 40000,
+			      .proto = IPPROTO_TCP };
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&f, &tcp_to_gateway);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+
+	build_ipv4(&f, &reply);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->saddr, ip(GATEWAY));
+	CHECK_EQ(iph(&f)->daddr, ip(CONTAINER));
+	CHECK_EQ(ntohs(ports(&f)[0]), 8088);
+	check_checksums(&f);
+	CHECK_EQ(counters(skel).replies_rewritten, 1);
+}
+
+static void test_remapped_reply_gets_gateway_port(struct dockhost *skel)
+{
+	struct flow req = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 41000, .dport = 5432,
+			    .proto = IPPROTO_UDP, .payload = "hi" };
+	struct flow reply = { .saddr = "127.0.0.7", .daddr = CONTAINER, .sport = 6543, .dport = 41000,
+			      .proto = IPPROTO_UDP, .payload = "hello" };
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_UDP, 5432, "127.0.0.7", 6543);
+	build_ipv4(&f, &req);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	build_ipv4(&f, &reply);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->saddr, ip(GATEWAY));
+	CHECK_EQ(ntohs(ports(&f)[0]), 5432);
+	check_checksums(&f);
+}
+
+static void test_reply_without_flow_dropped(struct dockhost *skel)
+{
+	struct flow stray = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 9999, .dport = 40000,
+			      .proto = IPPROTO_TCP };
+	struct flow icmp = { .saddr = "127.0.0.1", .daddr = CONTAINER, .proto = IPPROTO_ICMP };
+	struct frame f;
+
+	build_ipv4(&f, &stray);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	build_ipv4(&f, &icmp);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_reply_no_state, 2);
+}
+
+static void test_egress_non_loopback_untouched(struct dockhost *skel)
+{
+	struct flow fl = { .saddr = GATEWAY, .daddr = CONTAINER, .sport = 22, .dport = 40000,
+			   .proto = IPPROTO_TCP };
+	struct frame f;
+
+	build_ipv4(&f, &fl);
+	expect_untouched(bpf_program__fd(skel->progs.dh_egress), &f);
+}
+
+static void test_unmapped_port_untouched(struct dockhost *skel)
+{
+	struct flow fl = tcp_to_gateway;
+	struct frame f;
+
+	fl.dport = 8089;
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	add_port(skel, 0, IPPROTO_UDP, 8089, "127.0.0.1", 8089);  /* other proto */
+	build_ipv4(&f, &fl);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	CHECK_EQ(counters(skel).passed, 1);
+	CHECK_EQ(counters(skel).redirected, 0);
+}
+
+static void test_non_gateway_destination_untouched(struct dockhost *skel)
+{
+	struct flow fl = tcp_to_gateway;
+	struct frame f;
+
+	fl.daddr = "10.9.9.9";  /* a remote host on a mapped port: never hijacked */
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&f, &fl);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+}
+
+static void test_gateway_of_other_bridge_untouched(struct dockhost *skel)
+{
+	struct dh_gateway_key key = { .ifindex = 77, .addr = ip(GATEWAY) };
+	struct dh_gateway value = { .origin = DH_GW_BRIDGE };
+	struct frame f;
+
+	bpf_map__update_elem(skel->maps.gateways, &key, sizeof(key), &value, sizeof(value), 0);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&f, &tcp_to_gateway);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+}
+
+static void test_bridge_entry_overrides_global(struct dockhost *skel)
+{
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	add_port(skel, LO_IFINDEX, IPPROTO_TCP, 8088, "127.0.0.9", 9000);
+	build_ipv4(&f, &tcp_to_gateway);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->daddr, ip("127.0.0.9"));
+	CHECK_EQ(ntohs(ports(&f)[1]), 9000);
+	check_checksums(&f);
+	CHECK_EQ(port_stats(skel, LO_IFINDEX, IPPROTO_TCP, 8088).packets, 1);
+	CHECK_EQ(port_stats(skel, 0, IPPROTO_TCP, 8088).packets, 0);
+}
+
+static void test_loopback_source_dropped(struct dockhost *skel)
+{
+	static const uint8_t protos[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP };
+	struct frame f;
+	size_t i;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	for (i = 0; i < sizeof(protos); i++) {
+		struct flow fl = { .saddr = "127.0.0.1", .daddr = GATEWAY, .sport = 1, .dport = 8088,
+				   .proto = protos[i] };
+
+		build_ipv4(&f, &fl);
+		CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	}
+	CHECK_EQ(counters(skel).dropped_loopback_src, 3);
+}
+
+static void test_loopback_destination_dropped(struct dockhost *skel)
+{
+	static const char *const dsts[] = { "127.0.0.1", "127.255.255.254", "127.1.2.3" };
+	static const uint8_t protos[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP };
+	struct frame f;
+	size_t i;
+
+	/* No port mapped at all: the guard does not depend on configuration. */
+	for (i = 0; i < 3; i++) {
+		struct flow fl = { .saddr = CONTAINER, .daddr = dsts[i], .sport = 1, .dport = 9999,
+				   .proto = protos[i] };
+
+		build_ipv4(&f, &fl);
+		CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	}
+	CHECK_EQ(counters(skel).dropped_loopback_dst, 3);
+}
+
+static void test_ipv6_and_arp_untouched(struct dockhost *skel)
+{
+	struct frame f = {};
+	struct ethhdr *eth = (void *)f.data;
+
+	add_gateway(skel, GATEWAY);
+	eth->h_proto = htons(ETH_P_IPV6);
+	f.len = 14 + 40 + 20;
+	f.data[14] = 0x60;
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	expect_untouched(bpf_program__fd(skel->progs.dh_egress), &f);
+
+	memset(&f, 0, sizeof(f));
+	eth->h_proto = htons(ETH_P_ARP);
+	f.len = 14 + 28;
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	expect_untouched(bpf_program__fd(skel->progs.dh_egress), &f);
+}
+
+static void test_truncated_headers_untouched(struct dockhost *skel)
+{
+	struct flow udp = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 1, .dport = 8089,
+			    .proto = IPPROTO_UDP };
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	add_port(skel, 0, IPPROTO_UDP, 8089, "127.0.0.1", 8089);
+
+	build_ipv4(&f, &tcp_to_gateway);
+	/* (A frame cut inside the IPv4 header never reaches tc: the test run
+	 * refuses it as the stack's ip_rcv would.) */
+	f.len = f.l4_off;  /* IPv4 header, no TCP header at all */
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+
+	build_ipv4(&f, &tcp_to_gateway);
+	f.len = f.l4_off + 10;  /* ports present, TCP checksum not */
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+
+	build_ipv4(&f, &udp);
+	f.len = f.l4_off + 4;  /* UDP without length and checksum */
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	CHECK_EQ(counters(skel).redirected, 0);
+}
+
+static void test_malformed_ipv4_untouched(struct dockhost *skel)
+{
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&f, &tcp_to_gateway);
+	iph(&f)->ihl = 4;  /* shorter than the minimum header */
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	build_ipv4(&f, &tcp_to_gateway);
+	iph(&f)->version = 6;  /* IPv4 ethertype, IPv6 version */
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	build_ipv4(&f, &tcp_to_gateway);
+	iph(&f)->ihl = 15;  /* options run past the end of the frame */
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+}
+
+static void test_ip_options_redirected(struct dockhost *skel)
+{
+	struct flow fl = tcp_to_gateway;
+	struct frame f;
+
+	fl.ip_option_words = 3;
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.2", 18088);
+	build_ipv4(&f, &fl);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->daddr, ip("127.0.0.2"));
+	CHECK_EQ(ntohs(ports(&f)[1]), 18088);
+	CHECK_EQ(ntohs(ports(&f)[0]), 40000);
+	check_checksums(&f);
+}
+
+static void test_fragments_untouched(struct dockhost *skel)
+{
+	struct flow first = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 1, .dport = 8089,
+			      .proto = IPPROTO_UDP, .frag_off = 0x2000 /* MF */, .payload = "part" };
+	struct flow later = first;
+	struct frame f;
+
+	later.frag_off = 3;  /* offset 24 bytes, last fragment */
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_UDP, 8089, "127.0.0.1", 8089);
+	build_ipv4(&f, &first);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	build_ipv4(&f, &later);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	CHECK_EQ(counters(skel).passed_fragment, 2);
+}
+
+static void test_port_entry_removed_stops_redirect(struct dockhost *skel)
+{
+	struct dh_port_key key = { .ifindex = 0, .port = htons(8088), .proto = IPPROTO_TCP };
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	CHECK_EQ(bpf_map__delete_elem(skel->maps.ports, &key, sizeof(key), 0), 0);
+	build_ipv4(&f, &tcp_to_gateway);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+}
+
+/* ---- runner --------------------------------------------------------------- */
+
+struct test {
+	const char *name;
+	void (*fn)(struct dockhost *skel);
+};
+
+#define TEST(fn) { #fn, fn }
+static const struct test tests[] = {
+	TEST(test_tcp_redirect),
+	TEST(test_udp_redirect_remapped),
+	TEST(test_udp_zero_checksum_stays_zero),
+	TEST(test_reply_rewritten_back),
+	TEST(test_remapped_reply_gets_gateway_port),
+	TEST(test_reply_without_flow_dropped),
+	TEST(test_egress_non_loopback_untouched),
+	TEST(test_unmapped_port_untouched),
+	TEST(test_non_gateway_destination_untouched),
+	TEST(test_gateway_of_other_bridge_untouched),
+	TEST(test_bridge_entry_overrides_global),
+	TEST(test_loopback_source_dropped),
+	TEST(test_loopback_destination_dropped),
+	TEST(test_ipv6_and_arp_untouched),
+	TEST(test_truncated_headers_untouched),
+	TEST(test_malformed_ipv4_untouched),
+	TEST(test_ip_options_redirected),
+	TEST(test_fragments_untouched),
+	TEST(test_port_entry_removed_stops_redirect),
+};
+
+static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	return level == LIBBPF_WARN ? vfprintf(stderr, fmt, args) : 0;
+}
+
+int main(void)
+{
+	int passed = 0, failures = 0;
+	size_t i;
+
+	if (geteuid() != 0) {
+		printf("SKIP unit: BPF_PROG_TEST_RUN needs root\n");
+		printf("0 passed, 0 failed, 1 skipped\n");
+		return 0;
+	}
+	libbpf_set_print(quiet_print);
+	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		struct dockhost *skel = dockhost__open_and_load();
+
+		failed = false;
+		if (!skel) {
+			printf("    cannot load the BPF object: %s\n", strerror(errno));
+			failed = true;
+		} else {
+			tests[i].fn(skel);
+			dockhost__destroy(skel);
+		}
+		printf("%s unit/%s\n", failed ? "FAIL" : "PASS", tests[i].name + 5);
+		failed ? failures++ : passed++;
+	}
+	printf("%d passed, %d failed\n", passed, failures);
+	return failures ? 1 : 0;
+}
