@@ -26,6 +26,7 @@ CLI_SRCS := $(wildcard user/*.c)
 CLI_HDRS := $(wildcard user/*.h) include/dockhost.h
 CLI_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(CLI_SRCS))
 UNIT_BIN := $(OUTPUT)/test_datapath
+TEST_BPF := $(OUTPUT)/user_filter.bpf.o
 
 # Tools that must exist before anything builds; a fresh machine gets them
 # from scripts/install-deps.sh, run once, only when one is missing.
@@ -64,6 +65,10 @@ $(OUTPUT)/dockhost.bpf.o: $(BPF_SRCS) $(BPF_HDRS) $(DEPS_STAMP) | $(OUTPUT)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $(BPF_SRCS) -o $@
 	$(Q)$(LLVM_STRIP) -g $@ 2>/dev/null || true
 
+$(TEST_BPF): tests/e2e/user_filter.bpf.c vmlinux.h $(DEPS_STAMP) | $(OUTPUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
 $(OUTPUT)/dockhost.skel.h: $(OUTPUT)/dockhost.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name dockhost > $@
@@ -80,7 +85,7 @@ $(UNIT_BIN): tests/unit/test_datapath.c tests/unit/packet.h $(OUTPUT)/dockhost.s
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
 
-test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN)
+test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(TEST_BPF)
 	$(Q)tests/run.sh
 
 test-unit: $(UNIT_BIN)

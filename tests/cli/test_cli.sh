@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# The CLI's contract: bad input gets one line naming the value, exit 2 for
+# usage errors and 1 for runtime errors, and nothing changed on the host.
+. "$(dirname "$0")/../lib.sh"
+
+# Exit code and message of one call; the message must be a single line.
+expect_error() {  # CODE NEEDLE ARGS...
+	local code=$1 needle=$2
+	shift 2
+	expect_exit "$code" dh "$@"
+	expect_contains "$OUT" "$needle" "message of 'dockhost-bpf $*'"
+	[ "$(printf '%s\n' "$OUT" | wc -l)" = 1 ] || fail "'dockhost-bpf $*': more than one line: $OUT"
+}
+
+# Nothing attached anywhere: no pin dir, no filter, sysctl untouched.
+expect_pristine() {
+	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
+	expect_eq "$(in_host tc filter show dev br0 ingress 2>/dev/null)" "" "filters on br0"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet"
+}
+
+test_bad_port_specs() {
+	dh attach br0
+	local spec
+	for spec in 0 65536 abc 80/sctp -1 " 80" 80/ /tcp 99999999 8.5 80/TCP; do
+		expect_error 2 "'$spec'" port add "$spec"
+		expect_error 2 "'$spec'" port del "$spec"
+		expect_error 2 "'$spec'" attach br0 --port "$spec"
+	done
+	expect_error 2 "expected one SPEC" port add
+	expect_error 2 "expected one SPEC" port add 80 81
+}
+
+test_bad_to() {
+	dh attach br0
+	local to
+	for to in 10.0.0.1:80 0.0.0.0:80 127.0.0.1:0 127.0.0.1:65536 127.0.0.1: :80 localhost:80 127.1:80 x; do
+		expect_error 2 "'$to'" port add 8088 --to "$to"
+	done
+	expect_error 2 "--to goes with add" port del 8088 --to 9000
+	expect_eq "$(dh port list)" "no ports mapped" "nothing added"
+}
+
+test_bad_bridge_names() {
+	expect_error 2 "'abcdefghijklmnop'" attach abcdefghijklmnop
+	expect_error 2 "'a/b'" attach a/b
+	expect_error 2 "''" attach ""
+	expect_error 1 "'nosuchbr': no such device" attach nosuchbr
+	in_host ip link add dummy-veth type veth peer name dummy-peer
+	expect_error 1 "'dummy-veth': not a bridge (kind 'veth')" attach dummy-veth
+	expect_error 1 "'lo': not a bridge" attach lo
+	expect_error 2 "expected one BRIDGE" attach
+	expect_error 2 "expected one BRIDGE" attach br0 br1
+	expect_error 2 "'abcdefghijklmnop'" detach abcdefghijklmnop
+	expect_error 1 "'br0': not attached" detach br0
+	expect_pristine
+}
+
+test_bad_gateways() {
+	local gw
+	for gw in 127.0.0.1 0.0.0.0 255.255.255.255 224.0.0.1 10.0.0 abc; do
+		expect_error 2 "'$gw'" attach br0 --gateway "$gw"
+	done
+	expect_pristine
+}
+
+test_port_commands_need_an_attached_bridge() {
+	expect_error 1 "no bridge attached" port add 8088
+	expect_error 1 "no bridge attached" port del 8088
+	expect_exit 0 dh port list
+	expect_contains "$OUT" "no bridge attached" "port list"
+	dh attach br0
+	expect_error 1 "'br9': not attached" port add 8088 --bridge br9
+	expect_error 1 "8088/tcp: not mapped" port del 8088
+	expect_error 1 "8088/udp on br0: not mapped" port del 8088/udp --bridge br0
+}
+
+test_unknown_commands_and_options() {
+	expect_error 2 "unknown command 'frobnicate'" frobnicate
+	expect_error 2 "unknown option '--frob'" --frob status
+	expect_error 2 "unknown option '--frob'" attach br0 --frob
+	expect_error 2 "unknown action 'move'" port move 80
+	expect_error 2 "needs a value" attach br0 --gateway
+	expect_error 2 "must be an absolute path" --pin-dir relative/dir status
+	expect_exit 2 dh
+	expect_contains "$OUT" "Usage:" "no command"
+}
+
+test_help_for_every_command() {
+	local cmd
+	expect_exit 0 "$DH_BIN" --help
+	for cmd in attach detach port status stats; do
+		expect_contains "$OUT" "$cmd" "--help lists $cmd"
+	done
+	for cmd in attach detach port status stats; do
+		expect_exit 0 "$DH_BIN" "$cmd" --help
+		expect_contains "$OUT" "Usage: dockhost-bpf [OPTIONS] $cmd" "$cmd --help"
+		expect_exit 0 "$DH_BIN" help "$cmd"
+		expect_contains "$OUT" "Usage: dockhost-bpf [OPTIONS] $cmd" "help $cmd"
+	done
+}
+
+test_not_root() {
+	command -v setpriv >/dev/null || skip "setpriv (util-linux) not installed"
+	local cmd
+	for cmd in "attach br0" "detach br0" "port add 80" "port list" "status" "stats"; do
+		# shellcheck disable=SC2086
+		expect_exit 1 in_host setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
+			"$DH_BIN" --pin-dir "$PIN" $cmd
+		expect_contains "$OUT" "must run as root" "$cmd as nobody"
+	done
+	# Usage errors are found before privileges are checked.
+	expect_exit 2 in_host setpriv --reuid=65534 --regid=65534 --clear-groups "$DH_BIN" port add 0
+	expect_pristine
+}
+
+test_pin_dir_not_on_bpffs() {
+	local dir
+	dir=$(mktemp -d /tmp/dh-notbpf-XXXXXX)
+	expect_exit 1 dh --pin-dir "$dir/pins" attach br0
+	expect_contains "$OUT" "'$dir/pins': $dir is not a bpf filesystem" "message"
+	expect_exit 1 dh --pin-dir "$dir/pins" status
+	expect_contains "$OUT" "not a bpf filesystem" "status"
+	[ ! -e "$dir/pins" ] || fail "created $dir/pins"
+	rmdir "$dir"
+	expect_pristine
+}
+
+test_default_pin_dir_mounts_bpffs() {
+	# A private mount namespace with no bpffs on /sys/fs/bpf: attach mounts
+	# it there, as it would on a host where systemd did not.
+	local out
+	out=$(in_host unshare --mount --propagation private sh -c "
+		umount /sys/fs/bpf 2>/dev/null
+		mkdir -p /sys/fs/bpf
+		$DH_BIN attach br0 >/dev/null || exit 1
+		stat -f -c %T /sys/fs/bpf
+		ls /sys/fs/bpf/dockhost-bpf
+		$DH_BIN detach br0 >/dev/null")
+	expect_contains "$out" "bpf_fs" "/sys/fs/bpf filesystem"
+	expect_contains "$out" "prog_ingress" "default pin dir"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet after detach"
+}
+
+test_failed_attach_changes_nothing() {
+	# Somebody else's filter at our handle and priority: attach must fail
+	# after having loaded and pinned, and undo all of it.
+	in_host tc qdisc add dev br0 clsact
+	in_host tc filter add dev br0 ingress prio 1 handle 0xd0c8 bpf da obj "$DH_USER_FILTER" sec tc
+	expect_error 1 "another program holds tc handle" attach br0 --port 8088 --gateway 10.9.9.9
+	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet"
+	expect_contains "$(in_host tc filter show dev br0 ingress)" user_filter "the other filter"
+	expect_eq "$(in_host tc filter show dev br0 egress)" "" "egress filters"
+
+	# Same with another bridge attached: its state stays, ours is undone.
+	make_bridge "$H" br1 10.202.0.1
+	dh attach br1 --port 7000
+	local before
+	before=$(dh --json status | grep -v attached_at)
+	expect_error 1 "another program holds tc handle" attach br0 --port 8088
+	expect_eq "$(dh --json status | grep -v attached_at)" "$before" "state after a failed attach"
+}
+
+test_concurrent_calls_serialize() {
+	dh attach br0
+	local i pids=()
+	for i in $(seq 20); do
+		dh port add $((7000 + i)) >/dev/null &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || fail "a concurrent port add failed"; done
+	expect_eq "$(dh --json port list | grep -c '"port"')" 20 "entries after 20 concurrent adds"
+	for i in $(seq 20); do
+		dh port del $((7000 + i)) >/dev/null &
+	done
+	wait
+	expect_eq "$(dh port list)" "no ports mapped" "after 20 concurrent deletes"
+}
+
+test_idempotent_port_add() {
+	dh attach br0
+	expect_exit 0 dh port add 8088
+	expect_contains "$OUT" "added" "first add"
+	expect_exit 0 dh port add 8088/tcp
+	expect_contains "$OUT" "unchanged" "second add"
+	expect_exit 0 dh port add 8088 --to 127.0.0.2:9000
+	expect_contains "$OUT" "updated" "remap"
+	expect_exit 0 dh --json port list
+	expect_contains "$OUT" '"to_addr":"127.0.0.2"' "json list"
+}
+
+test_json_everywhere() {
+	dh --json attach br0 --port 8088 | grep -q '"result":"attached"' || fail "attach --json"
+	dh --json port add 8089/udp | grep -q '"result":"added"' || fail "port add --json"
+	dh --json status | grep -q '"route_localnet":1' || fail "status --json"
+	dh --json stats | grep -q '"redirected":' || fail "stats --json"
+	dh --json stats --reset | grep -q '"redirected":' || fail "stats --reset --json"
+	dh --json port del 8089/udp | grep -q '"result":"deleted"' || fail "port del --json"
+	dh --json detach br0 | grep -q '"result":"detached"' || fail "detach --json"
+	dh --json status | grep -q '"bridges":\[' || fail "status --json, nothing attached"
+}
+
+run_tests

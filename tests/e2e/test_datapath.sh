@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# End to end: a "host" namespace with a bridge, "containers" on veths, and
+# services bound to 127.0.0.1 only in the host namespace.
+. "$(dirname "$0")/../lib.sh"
+
+test_tcp_port_lifecycle() {
+	serve_tcp 8088 127.0.0.1 pong
+	expect_not_contains "$(tcp_get $GW 8088)" pong "before attach"
+	dh attach br0
+	expect_not_contains "$(tcp_get $GW 8088)" pong "attached, port not mapped"
+	dh port add 8088
+	expect_eq "$(tcp_get $GW 8088)" pong "after port add"
+	dh port del 8088
+	expect_not_contains "$(tcp_get $GW 8088)" pong "after port del"
+}
+
+test_udp_port_lifecycle() {
+	serve_udp 8089 127.0.0.1 upong
+	expect_not_contains "$(udp_get $GW 8089)" upong "before attach"
+	dh attach br0 --port 8089/udp
+	expect_eq "$(udp_get $GW 8089)" upong "after attach --port"
+	dh port del 8089/udp --bridge br0
+	expect_not_contains "$(udp_get $GW 8089)" upong "after port del"
+	dh port add 8089/udp
+	expect_eq "$(udp_get $GW 8089)" upong "after port add"
+	[ "$(counter replies_rewritten)" -ge 2 ] || fail "replies_rewritten: $(counter replies_rewritten)"
+}
+
+test_tcp_and_udp_on_same_port() {
+	serve_tcp 8088 127.0.0.1 tcp-pong
+	serve_udp 8088 127.0.0.1 udp-pong
+	dh attach br0 --port 8088/tcp
+	expect_eq "$(tcp_get $GW 8088)" tcp-pong "tcp"
+	expect_not_contains "$(udp_get $GW 8088)" udp-pong "udp not mapped yet"
+	dh port add 8088/udp
+	expect_eq "$(udp_get $GW 8088)" udp-pong "udp"
+}
+
+test_refused_when_nothing_listens() {
+	local start end out
+	dh attach br0 --port 8090
+	start=$(date +%s%N)
+	out=$(tcp_get $GW 8090) || true
+	end=$(date +%s%N)
+	expect_contains "$out" "Connection refused" "the loopback RST, rewritten"
+	[ $(((end - start) / 1000000)) -lt 1500 ] || fail "took $(((end - start) / 1000000)) ms: a timeout, not a refusal"
+}
+
+test_remap_with_to() {
+	in_host ip addr add 127.0.0.2/8 dev lo
+	serve_tcp 9000 127.0.0.2 remapped
+	serve_udp 9001 127.0.0.2 uremapped
+	dh attach br0
+	dh port add 8088 --to 127.0.0.2:9000
+	dh port add 8089/udp --to 127.0.0.2:9001
+	expect_eq "$(tcp_get $GW 8088)" remapped "tcp remapped"
+	expect_eq "$(udp_get $GW 8089)" uremapped "udp remapped"
+	expect_not_contains "$(tcp_get $GW 9000)" remapped "the target port itself is not exposed"
+	# Same port, other loopback address: PORT alone keeps 127.0.0.1.
+	serve_tcp 8091 127.0.0.1 plain
+	dh port add 8091 --to 8091
+	expect_eq "$(tcp_get $GW 8091)" plain "--to PORT"
+}
+
+test_second_bridge() {
+	local c2=dh-c2-$RANDOM$RANDOM gw1=10.202.0.1
+	make_bridge "$H" br1 $gw1
+	make_container "$c2" br1 10.202.0.2 $gw1
+	serve_tcp 8088 127.0.0.1 pong
+	serve_tcp 8092 127.0.0.1 only-br1
+	serve_tcp 8093 127.0.0.1 everywhere
+	dh attach br0 --port 8088  # --port on attach: this bridge only
+	dh attach br1
+	dh port add 8092 --bridge br1
+	dh port add 8093
+	expect_eq "$(tcp_get $GW 8088)" pong "br0's own port on br0"
+	expect_not_contains "$(tcp_get $gw1 8088 "$c2")" pong "br0's own port on br1"
+	expect_eq "$(tcp_get $gw1 8092 "$c2")" only-br1 "br1's own port on br1"
+	expect_not_contains "$(tcp_get $GW 8092)" only-br1 "br1's own port on br0"
+	expect_eq "$(tcp_get $GW 8093)" everywhere "global port on br0"
+	expect_eq "$(tcp_get $gw1 8093 "$c2")" everywhere "global port on br1"
+	# Each bridge's gateway only: br1's container cannot use br0's address.
+	expect_not_contains "$(tcp_get $GW 8093 "$c2")" everywhere "br0's gateway from br1"
+
+	dh detach br0
+	expect_eq "$(tcp_get $gw1 8092 "$c2")" only-br1 "br1 after br0's detach"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br1.route_localnet)" 1 "br1 route_localnet"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "br0 route_localnet"
+	expect_not_contains "$(dh port list)" 8088 "br0's ports forgotten"
+	dh detach br1
+	[ ! -e "$PIN" ] || fail "pin dir left after the last detach: $(ls "$PIN")"
+}
+
+# Fires a TCP SYN and a UDP datagram at 127.0.0.1:PORT from the container.
+attack_loopback() {  # PORT
+	in_ctr timeout 1 socat - "TCP4:127.0.0.1:$1,connect-timeout=1" </dev/null >/dev/null 2>&1 || true
+	echo leak | in_ctr timeout 1 socat -u - "UDP4:127.0.0.1:$1" 2>/dev/null || true
+	sleep 0.2
+}
+
+syn_received() {  # PORT: half-open connections on the host's listener
+	in_host ss -Htn state syn-recv "sport = :$1"
+}
+
+test_guard_blocks_crafted_loopback_destination() {
+	# The CVE-2020-8558 attack: a container with NET_ADMIN routes 127.0.0.1
+	# via its gateway to reach host services that were never mapped.
+	local port leaked=/tmp/dh-leak-$H
+	for port in 9997 9999; do
+		in_host socat "TCP4-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" SYSTEM:"echo secret" &
+		in_host socat -u "UDP4-RECVFROM:$port,bind=127.0.0.1,fork" "OPEN:$leaked-$port,creat,append" &
+		wait_listening udp $port
+		wait_listening tcp $port
+	done
+	in_ctr ip route del 127.0.0.0/8 dev lo table local
+	in_ctr ip route del local 127.0.0.1 dev lo table local
+	in_ctr ip route add 127.0.0.1/32 via $GW dev eth0
+	in_ctr sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1
+
+	# Control: with the recipe's route_localnet=1 alone, the attack lands.
+	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
+	attack_loopback 9999
+	[ -n "$(syn_received 9999)" ] || fail "control: no SYN reached 127.0.0.1:9999; the test cannot attack"
+	[ -s "$leaked-9999" ] || fail "control: no UDP reached 127.0.0.1:9999; the test cannot attack"
+	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=0
+
+	dh attach br0 --port 8088 --port 9997/udp
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 1 "attach sets route_localnet"
+	attack_loopback 9997
+	expect_eq "$(syn_received 9997)" "" "TCP SYN to 127.0.0.1:9997 via the gateway"
+	[ ! -s "$leaked-9997" ] || fail "UDP reached 127.0.0.1:9997: $(cat "$leaked-9997")"
+	rm -f "$leaked"-*
+	[ "$(counter dropped_loopback_dst)" -ge 2 ] || fail "dropped_loopback_dst: $(counter dropped_loopback_dst)"
+}
+
+test_no_hijack_of_other_destinations() {
+	# A mapped port aimed at anything but the gateway goes where it was sent:
+	# a second container on the same bridge, and a host routed beyond it.
+	local peer=dh-p-$RANDOM$RANDOM remote=dh-r-$RANDOM$RANDOM
+	make_container "$peer" br0 10.201.0.3 $GW
+	ip netns exec "$peer" socat TCP4-LISTEN:8088,reuseaddr,fork SYSTEM:"echo peer" &
+	wait_listening tcp 8088 "$peer"
+	ip netns add "$remote"
+	DH_NETNS+=("$remote")
+	ip -n "$H" link add vr type veth peer name eth0 netns "$remote"
+	ip -n "$H" addr add 10.203.0.1/24 dev vr
+	ip -n "$H" link set vr up
+	ip -n "$remote" addr add 10.203.0.2/24 dev eth0
+	ip -n "$remote" link set eth0 up
+	ip -n "$remote" route add default via 10.203.0.1
+	in_host sysctl -qw net.ipv4.ip_forward=1
+	ip netns exec "$remote" socat TCP4-LISTEN:8088,reuseaddr,fork SYSTEM:"echo remote" &
+	wait_listening tcp 8088 "$remote"
+	serve_tcp 8088 127.0.0.1 host
+
+	dh attach br0 --port 8088
+	expect_eq "$(tcp_get $GW 8088)" host "gateway is redirected"
+	expect_eq "$(tcp_get 10.201.0.3 8088)" peer "container to container"
+	expect_eq "$(tcp_get 10.203.0.2 8088)" remote "container to a routed host"
+}
+
+test_detach_restores_everything() {
+	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=0
+	dh attach br0 --port 8088
+	expect_contains "$(in_host tc filter show dev br0 ingress)" dh_ingress "ingress filter"
+	expect_contains "$(in_host tc filter show dev br0 egress)" dh_egress "egress filter"
+	dh detach br0
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet restored"
+	expect_not_contains "$(in_host tc qdisc show dev br0)" clsact "the clsact we created"
+	[ ! -e "$PIN" ] || fail "pin dir left: $(ls "$PIN")"
+
+	# A value other than 0 comes back as it was, and a clsact qdisc that
+	# was there before (with somebody's filter) stays with that filter.
+	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
+	in_host tc qdisc add dev br0 clsact
+	in_host tc filter add dev br0 ingress prio 7 bpf da obj "$DH_USER_FILTER" sec tc
+	dh attach br0
+	dh detach br0
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 1 "route_localnet restored to 1"
+	expect_contains "$(in_host tc filter show dev br0 ingress)" user_filter "the user's filter"
+	expect_not_contains "$(in_host tc filter show dev br0 ingress)" dh_ingress "our filter"
+}
+
+test_detach_from_a_new_process_after_bridge_deleted() {
+	dh attach br0 --port 8088
+	in_host ip link del br0
+	expect_contains "$(dh status)" "device gone" "status of a deleted bridge"
+	expect_exit 0 dh detach br0
+	expect_contains "$OUT" "device gone" "detach of a deleted bridge"
+	[ ! -e "$PIN" ] || fail "pin dir left: $(ls "$PIN")"
+}
+
+test_counters_have_field_names_in_bpftool() {
+	serve_tcp 8088 127.0.0.1 pong
+	dh attach br0 --port 8088
+	expect_eq "$(tcp_get $GW 8088)" pong "request"
+	local dump
+	dump=$(bpftool map dump pinned "$PIN/counters")
+	expect_contains "$dump" '"redirected":' "counters dump"
+	expect_contains "$dump" '"dropped_loopback_dst":' "counters dump"
+	dump=$(bpftool map dump pinned "$PIN/port_stats")
+	expect_contains "$dump" '"packets":' "port_stats dump"
+	dump=$(bpftool map dump pinned "$PIN/ports")
+	expect_contains "$dump" '"proto": 6' "ports dump"
+	dump=$(bpftool map dump pinned "$PIN/bridges")
+	expect_contains "$dump" '"saved_route_localnet": 0' "bridges dump"
+	[ "$(counter redirected)" -ge 3 ] || fail "redirected: $(counter redirected)"
+	dh --json port list | grep -q '"packets":[1-9]' || fail "no per-port packets: $(dh --json port list)"
+}
+
+test_runtime_edits_keep_established_flows() {
+	serve_tcp_echo 8088 127.0.0.1
+	dh attach br0 --port 8088
+	coproc FLOW { in_ctr timeout 20 socat - TCP4:$GW:8088; }
+	local line
+	echo one >&"${FLOW[1]}"
+	read -r -t 3 line <&"${FLOW[0]}" || fail "no echo before the edits"
+	expect_eq "$line" one "echo before the edits"
+	dh port add 7001
+	dh port add 7002/udp --bridge br0
+	dh port add 7003 --to 127.0.0.3:7003
+	dh port del 7001
+	dh port del 7002/udp --bridge br0
+	echo two >&"${FLOW[1]}"
+	read -r -t 3 line <&"${FLOW[0]}" || fail "no echo after the edits"
+	expect_eq "$line" two "echo after the edits"
+}
+
+test_attach_twice_is_idempotent() {
+	serve_tcp 8088 127.0.0.1 pong
+	dh attach br0 --port 8088
+	local before after
+	before=$(dh --json status | grep -v attached_at)
+	expect_exit 0 dh attach br0 --port 8088
+	expect_contains "$OUT" "already attached" "second attach"
+	after=$(dh --json status | grep -v attached_at)
+	expect_eq "$after" "$before" "state after a second attach"
+	expect_eq "$(tcp_get $GW 8088)" pong "still works"
+	# Filters removed behind our back: attach repairs, keeping the saved value.
+	in_host tc qdisc del dev br0 clsact
+	expect_exit 0 dh attach br0
+	expect_contains "$OUT" "re-attached" "repair"
+	expect_contains "$OUT" "route_localnet was 0" "original saved value kept"
+	expect_eq "$(tcp_get $GW 8088)" pong "works after repair"
+}
+
+run_tests

@@ -1,0 +1,175 @@
+# shellcheck shell=bash
+# Test helpers, sourced by tests/e2e/*.sh and tests/cli/*.sh.
+#
+# Every test runs in a subshell with its own network namespaces (random
+# names), its own bpffs mount for --pin-dir, and a trap that removes all of
+# it on exit, pass or fail. Nothing touches the root network namespace.
+# Output: "PASS name", "FAIL name" (with the test's log), "SKIP name: why".
+
+DH_ROOT=${DH_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+DH_BIN=${DH_BIN:-$DH_ROOT/.output/dockhost-bpf}
+DH_USER_FILTER=$DH_ROOT/.output/user_filter.bpf.o  # a tc filter that is not ours
+DH_SUITE=${DH_SUITE:-$(basename "$(dirname "$0")")/$(basename "$0" .sh)}
+
+# Addresses live only inside the namespaces a test creates.
+GW=10.201.0.1
+CTR=10.201.0.2
+
+fail() {
+	echo "FAILED: $*" >&2
+	exit 1
+}
+
+skip() {
+	echo "$*" >"$DH_TEST_DIR/skip"
+	exit 77
+}
+
+expect_eq() {  # GOT WANT WHAT
+	[ "$1" = "$2" ] || fail "$3: got '$1', want '$2'"
+}
+
+expect_contains() {  # HAYSTACK NEEDLE WHAT
+	case "$1" in *"$2"*) ;; *) fail "$3: '$2' not in: $1" ;; esac
+}
+
+expect_not_contains() {  # HAYSTACK NEEDLE WHAT
+	case "$1" in *"$2"*) fail "$3: '$2' unexpectedly in: $1" ;; esac
+}
+
+# Runs a command, expects exit code WANT; leaves stdout+stderr in $OUT.
+expect_exit() {  # WANT CMD...
+	local want=$1 rc=0
+	shift
+	OUT=$("$@" 2>&1) || rc=$?
+	[ "$rc" = "$want" ] || fail "'$*' exited $rc, want $want; output: $OUT"
+}
+
+in_host() { ip netns exec "$H" "$@"; }
+in_ctr() { ip netns exec "$C" "$@"; }
+# The CLI in the host namespace, always with the test's own pin dir.
+dh() { ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" "$@"; }
+
+# NS IFNAME: a bridge with ADDR/24 in namespace NS.
+make_bridge() {  # NS BRIDGE ADDR
+	ip -n "$1" link add "$2" type bridge
+	ip -n "$1" addr add "$3/24" dev "$2"
+	ip -n "$1" link set "$2" up
+}
+
+# A "container": a namespace on a veth enslaved to BRIDGE in $H.
+make_container() {  # NS BRIDGE ADDR GATEWAY
+	local veth="v$RANDOM"
+	ip netns add "$1"
+	DH_NETNS+=("$1")
+	ip -n "$H" link add "$veth" type veth peer name eth0 netns "$1"
+	ip -n "$H" link set "$veth" master "$2" up
+	ip -n "$1" link set lo up
+	ip -n "$1" addr add "$3/24" dev eth0
+	ip -n "$1" link set eth0 up
+	ip -n "$1" route add default via "$4"
+}
+
+# Background servers in the host namespace. They answer REPLY to anything.
+serve_tcp() {  # PORT ADDR REPLY
+	in_host socat "TCP4-LISTEN:$1,bind=$2,reuseaddr,fork" "SYSTEM:echo $3" &
+	wait_listening tcp "$1"
+}
+
+serve_udp() {  # PORT ADDR REPLY
+	in_host socat "UDP4-RECVFROM:$1,bind=$2,fork" "SYSTEM:echo $3" &
+	wait_listening udp "$1"
+}
+
+# An echo server: returns every line it reads.
+serve_tcp_echo() {  # PORT ADDR
+	in_host socat "TCP4-LISTEN:$1,bind=$2,reuseaddr,fork" EXEC:cat &
+	wait_listening tcp "$1"
+}
+
+wait_listening() {  # tcp|udp PORT [NS]
+	local flag=-lnt i
+	[ "$1" = udp ] && flag=-lnu
+	for i in $(seq 50); do
+		[ -n "$(ip netns exec "${3:-$H}" ss -H "$flag" "sport = :$2")" ] && return 0
+		sleep 0.05
+	done
+	fail "nothing listening on $1 port $2"
+}
+
+# Client requests from the container; print the reply, fail quietly.
+tcp_get() {  # ADDR PORT [NS]
+	ip netns exec "${3:-$C}" timeout 4 socat -T2 - "TCP4:$1:$2,connect-timeout=2" </dev/null 2>&1
+}
+
+udp_get() {  # ADDR PORT [NS]
+	echo ping | ip netns exec "${3:-$C}" timeout 4 socat -T1 - "UDP4:$1:$2" 2>&1
+}
+
+counter() {  # NAME: one field of 'stats --json'
+	dh --json stats | sed -n "s/^ *\"$1\": *\([0-9]*\),*$/\1/p"
+}
+
+setup_topology() {
+	local suffix
+	suffix=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+	H=dh-h-$suffix
+	C=dh-c-$suffix
+	DH_NETNS=("$H")
+	ip netns add "$H"
+	ip -n "$H" link set lo up
+	make_bridge "$H" br0 "$GW"
+	make_container "$C" br0 "$CTR" "$GW"
+}
+
+setup_pin_dir() {
+	DH_BPFFS=$(mktemp -d /tmp/dh-test-bpffs-XXXXXX)
+	mount -t bpf bpf "$DH_BPFFS"
+	PIN=$DH_BPFFS/pins
+}
+
+cleanup() {
+	local ns pid
+	for ns in "${DH_NETNS[@]}"; do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
+	done
+	wait 2>/dev/null
+	for ns in "${DH_NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+	if [ -n "${DH_BPFFS:-}" ]; then
+		umount "$DH_BPFFS" 2>/dev/null
+		rmdir "$DH_BPFFS" 2>/dev/null
+	fi
+	return 0
+}
+
+# Runs every function named test_* in the calling file (alphabetical order);
+# DH_TEST_FILTER=substring runs only the matching ones.
+run_tests() {
+	local name rc log
+	DH_TEST_DIR=$(mktemp -d /tmp/dh-test-log-XXXXXX)
+	for name in $(declare -F | awk '{print $3}' | grep '^test_'); do
+		if [ -n "${DH_TEST_FILTER:-}" ] && [[ $name != *$DH_TEST_FILTER* ]]; then
+			continue
+		fi
+		log=$DH_TEST_DIR/log
+		rm -f "$DH_TEST_DIR/skip"
+		(
+			set -euo pipefail
+			DH_NETNS=()
+			trap cleanup EXIT
+			setup_pin_dir
+			setup_topology
+			"$name"
+		) >"$log" 2>&1
+		rc=$?
+		case $rc in
+		0) echo "PASS $DH_SUITE/${name#test_}" ;;
+		77) echo "SKIP $DH_SUITE/${name#test_}: $(cat "$DH_TEST_DIR/skip")" ;;
+		*)
+			echo "FAIL $DH_SUITE/${name#test_}"
+			sed 's/^/    /' "$log"
+			;;
+		esac
+	done
+	rm -rf "$DH_TEST_DIR"
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test: unit (BPF_PROG_TEST_RUN), e2e (network namespaces), cli.
+# Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
+# DH_TEST_FILTER=substring runs only the matching e2e/cli tests.
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "SKIP all: the tests need root (network namespaces, BPF programs)"
+	echo "0 passed, 0 failed, 1 skipped"
+	exit 0
+fi
+# A private mount namespace: the bpffs each test mounts for its pin dir
+# disappears with this process even if it is killed before its cleanup.
+if [ -z "${DH_TEST_UNSHARED:-}" ]; then
+	DH_TEST_UNSHARED=1 exec unshare --mount --propagation private "$0" "$@"
+fi
+
+results=$(mktemp /tmp/dh-test-results-XXXXXX)
+trap 'rm -f "$results" "$results.suite"' EXIT
+
+# One suite: its lines go to the screen and the results; a suite that dies
+# without reporting a failure (a crash, a syntax error) counts as one.
+run_suite() {  # NAME CMD...
+	local name=$1 rc
+	shift
+	"$@" 2>&1 | grep --line-buffered -v -E '^[0-9]+ passed, [0-9]+ failed' | tee "$results.suite"
+	rc=${PIPESTATUS[0]}
+	cat "$results.suite" >>"$results"
+	if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$results.suite"; then
+		echo "FAIL $name: exited $rc" | tee -a "$results"
+	fi
+}
+
+run_suite unit "$root/.output/test_datapath"
+for suite in "$root"/tests/e2e/test_*.sh "$root"/tests/cli/test_*.sh; do
+	run_suite "${suite#"$root"/tests/}" bash "$suite"
+done
+
+passed=$(grep -c '^PASS ' "$results")
+failed=$(grep -c '^FAIL ' "$results")
+skipped=$(grep -c '^SKIP ' "$results")
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
