@@ -4,12 +4,14 @@
 set -euo pipefail
 
 packages=(
-	clang llvm
-	libbpf-dev libelf-dev zlib1g-dev
+	# build: BPF compiler and llvm-strip, libbpf and what it links, bpftool for skeletons
+	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc
+	# the CLI: netlink through libmnl, JSON output through json-c
 	libmnl-dev libjson-c-dev
-	bpftool
-	iproute2 make gcc pkg-config
-	socat iperf3 sockperf iptables
+	# tests and demo: namespaces, tc and ss (iproute2), socat services, ethtool offloads
+	iproute2 socat ethtool
+	# make bench baselines and load: the iptables recipe, iperf3, sockperf
+	iptables iperf3 sockperf
 )
 
 if [ "$(id -u)" -ne 0 ]; then
