@@ -182,6 +182,85 @@ int dh_ingress(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
+/* What an ICMP error quotes of the packet that caused it: the IPv4 header
+ * (without options) and the first 8 bytes of TCP or UDP. */
+struct dh_quoted {
+	struct iphdr ip;
+	__u16 sport;
+	__u16 dport;
+	__u16 udp_len;   /* TCP: sequence number, untouched */
+	__u16 udp_check;
+};
+
+#define DH_ICMP_HLEN 8
+
+/*
+ * An ICMP error from a loopback target (port unreachable for UDP, say)
+ * quotes the rewritten request. Turn the quote back into what the container
+ * sent, so its socket matches the error: a closed UDP port then reads as
+ * "connection refused" instead of a timeout. Any other ICMP from loopback
+ * is dropped, like every loopback-sourced packet that is not ours.
+ */
+static __always_inline int dh_egress_icmp(struct __sk_buff *skb, const struct dh_packet *pkt)
+{
+	struct dh_quoted quoted, restored;
+	struct dh_nat_origin *found, origin;
+	__u32 quote_off = pkt->l4_off + DH_ICMP_HLEN;
+	struct dh_packet inner = {};
+	struct dh_nat_key key;
+	__u8 type;
+	__s64 diff;
+
+	if (pkt->fragment || bpf_skb_load_bytes(skb, pkt->l4_off, &type, sizeof(type)) ||
+	    (type != ICMP_DEST_UNREACH && type != ICMP_TIME_EXCEEDED && type != ICMP_PARAMETERPROB) ||
+	    bpf_skb_load_bytes(skb, quote_off, &quoted, sizeof(quoted)))
+		goto no_state;
+	if (quoted.ip.version != 4 || quoted.ip.ihl != 5 || quoted.ip.saddr != pkt->daddr ||
+	    (quoted.ip.protocol != IPPROTO_TCP && quoted.ip.protocol != IPPROTO_UDP))
+		goto no_state;
+
+	inner.proto = quoted.ip.protocol;
+	inner.saddr = quoted.ip.daddr;  /* seen as the reply would be */
+	inner.daddr = quoted.ip.saddr;
+	inner.sport = quoted.dport;
+	inner.dport = quoted.sport;
+	dh_nat_key_reply(&key, skb->ifindex, &inner);
+	found = bpf_map_lookup_elem(&nat_state, &key);
+	if (!found)
+		goto no_state;
+	origin = *found;
+
+	restored = quoted;
+	restored.ip.daddr = origin.gateway_addr;
+	restored.dport = origin.gateway_port;
+	restored.ip.check = 0;
+	restored.ip.check = dh_csum_fold(bpf_csum_diff(NULL, 0, (void *)&restored.ip,
+						       sizeof(restored.ip), 0));
+	if (inner.proto == IPPROTO_UDP && quoted.udp_check) {
+		__u16 check = dh_csum16_replace4(quoted.udp_check, quoted.ip.daddr, origin.gateway_addr);
+
+		check = dh_csum16_replace(check, quoted.dport, origin.gateway_port);
+		restored.udp_check = check ? check : 0xffff;
+	}
+
+	/* The ICMP checksum covers the quote but no pseudo header. */
+	diff = bpf_csum_diff((void *)&quoted, sizeof(quoted), (void *)&restored, sizeof(restored), 0);
+	if (diff < 0 ||
+	    bpf_skb_store_bytes(skb, quote_off, &restored, sizeof(restored), 0) ||
+	    bpf_l4_csum_replace(skb, pkt->l4_off + offsetof(struct icmphdr, checksum), 0, diff, 0) ||
+	    bpf_l3_csum_replace(skb, DH_IP_CSUM_OFF, pkt->saddr, origin.gateway_addr, sizeof(__u32)) ||
+	    bpf_skb_store_bytes(skb, DH_IP_SADDR_OFF, &origin.gateway_addr, sizeof(__u32), 0)) {
+		DH_COUNT(dropped_reply_rewrite_failed);
+		return TC_ACT_SHOT;
+	}
+	DH_COUNT(icmp_errors_rewritten);
+	return TC_ACT_OK;
+
+no_state:
+	DH_COUNT(dropped_reply_no_state);
+	return TC_ACT_SHOT;
+}
+
 SEC("tc")
 int dh_egress(struct __sk_buff *skb)
 {
@@ -195,6 +274,8 @@ int dh_egress(struct __sk_buff *skb)
 	/* Only replies of flows we redirected may leave with a loopback
 	 * source: route_localnet=1 would otherwise let any loopback-sourced
 	 * packet out onto the bridge. */
+	if (pkt.proto == IPPROTO_ICMP)
+		return dh_egress_icmp(skb, &pkt);
 	if (!dh_parse_ports(skb, &pkt)) {
 		DH_COUNT(dropped_reply_no_state);
 		return TC_ACT_SHOT;

@@ -120,6 +120,7 @@ struct dh_bridge {
 	X(dropped_rewrite_failed) /* a helper failed mid-rewrite */            \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \
+	X(icmp_errors_rewritten)  /* ICMP error about a redirected flow */     \
 	X(dropped_reply_no_state) /* loopback source, no flow: never leaks */  \
 	X(dropped_reply_rewrite_failed)
 

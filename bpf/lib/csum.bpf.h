@@ -59,4 +59,25 @@ static __always_inline int dh_rewrite_port(struct __sk_buff *skb, const struct d
 #define DH_L4_SPORT_OFF 0
 #define DH_L4_DPORT_OFF 2
 
+static __always_inline __u16 dh_csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* RFC 1624 incremental update of a 16-bit checksum for one 16-bit word. */
+static __always_inline __u16 dh_csum16_replace(__u16 check, __u16 old, __u16 new)
+{
+	__u32 sum = (__u16)~check + (__u16)~old + new;
+
+	return dh_csum_fold(sum);
+}
+
+static __always_inline __u16 dh_csum16_replace4(__u16 check, __u32 old, __u32 new)
+{
+	check = dh_csum16_replace(check, old >> 16, new >> 16);
+	return dh_csum16_replace(check, old & 0xffff, new & 0xffff);
+}
+
 #endif /* DH_CSUM_BPF_H */

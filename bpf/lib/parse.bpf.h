@@ -18,6 +18,11 @@
 #define IP_OFFSET    0x1fff
 #define IPV4_MIN_HLEN 20
 
+/* ICMP errors, which quote the packet that caused them (macros, so not in vmlinux.h). */
+#define ICMP_DEST_UNREACH  3
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+
 /* What the datapath needs of a packet; offsets are from skb->data. */
 struct dh_packet {
 	__u32 l4_off;

@@ -146,4 +146,32 @@ static void build_ipv4(struct frame *f, const struct flow *fl)
 		*l4_csum_field(f) = l4_csum_expected(f);
 }
 
+#define ICMP_QUOTE_LEN (20 + 8)  /* IPv4 header and 8 bytes of L4 */
+
+/* An ICMP error from @saddr to @daddr quoting the IPv4 packet in @cause. */
+static void build_icmp_error(struct frame *f, const char *saddr, const char *daddr, uint8_t type,
+			     uint8_t code, const struct frame *cause)
+{
+	const struct flow outer = { .saddr = saddr, .daddr = daddr, .proto = IPPROTO_ICMP };
+	struct iphdr *ip;
+
+	build_ipv4(f, &outer);  /* an 8-byte ICMP header of zeros */
+	f->data[f->l4_off] = type;
+	f->data[f->l4_off + 1] = code;
+	memcpy(f->data + f->l4_off + 8, cause->data + cause->l3_off, ICMP_QUOTE_LEN);
+	f->len = f->l4_off + 8 + ICMP_QUOTE_LEN;
+	ip = (void *)(f->data + f->l3_off);
+	ip->tot_len = htons(f->len - f->l3_off);
+	ip->check = ip_csum_expected(f);
+	*(uint16_t *)(f->data + f->l4_off + 2) = 0;
+	*(uint16_t *)(f->data + f->l4_off + 2) =
+		htons(csum_fold(csum_add(0, f->data + f->l4_off, f->len - f->l4_off)));
+}
+
+/* True if the ICMP message's checksum is right. */
+static bool icmp_csum_valid(const struct frame *f)
+{
+	return csum_fold(csum_add(0, f->data + f->l4_off, f->len - f->l4_off)) == 0;
+}
+
 #endif /* DH_TEST_PACKET_H */

@@ -256,6 +256,61 @@ static void test_reply_without_flow_dropped(struct dockhost *skel)
 	CHECK_EQ(counters(skel).dropped_reply_no_state, 2);
 }
 
+/* The kernel's "port unreachable" from the loopback target quotes the
+ * rewritten request; after egress the quote must be exactly what the
+ * container sent, so its socket recognises the error. */
+static void test_icmp_error_quote_restored(struct dockhost *skel)
+{
+	struct flow req = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 41000, .dport = 8089,
+			    .proto = IPPROTO_UDP, .payload = "hello?" };
+	struct frame sent, rewritten, f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_UDP, 8089, "127.0.0.3", 9089);
+	build_ipv4(&sent, &req);
+	rewritten = sent;
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &rewritten), TC_ACT_OK);
+
+	build_icmp_error(&f, "127.0.0.3", CONTAINER, 3 /* dest unreachable */, 3 /* port */, &rewritten);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->saddr, ip(GATEWAY));
+	CHECK_EQ(ntohs(iph(&f)->check), ntohs(ip_csum_expected(&f)));
+	CHECK(icmp_csum_valid(&f), "ICMP checksum wrong");
+	CHECK(!memcmp(f.data + f.l4_off + 8, sent.data + sent.l3_off, ICMP_QUOTE_LEN),
+	      "quote differs from what the container sent");
+	CHECK_EQ(counters(skel).icmp_errors_rewritten, 1);
+}
+
+static void test_icmp_error_tcp_quote_restored(struct dockhost *skel)
+{
+	struct frame sent, rewritten, f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&sent, &tcp_to_gateway);
+	rewritten = sent;
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &rewritten), TC_ACT_OK);
+	build_icmp_error(&f, "127.0.0.1", CONTAINER, 3, 4 /* frag needed */, &rewritten);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	CHECK(icmp_csum_valid(&f), "ICMP checksum wrong");
+	CHECK(!memcmp(f.data + f.l4_off + 8, sent.data + sent.l3_off, ICMP_QUOTE_LEN),
+	      "quote differs from what the container sent");
+}
+
+static void test_icmp_error_for_unknown_flow_dropped(struct dockhost *skel)
+{
+	struct flow other = { .saddr = CONTAINER, .daddr = "127.0.0.1", .sport = 1, .dport = 2,
+			      .proto = IPPROTO_UDP };
+	struct frame cause, f;
+
+	build_ipv4(&cause, &other);
+	build_icmp_error(&f, "127.0.0.1", CONTAINER, 3, 3, &cause);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	build_icmp_error(&f, "127.0.0.1", CONTAINER, 0 /* echo reply */, 0, &cause);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_reply_no_state, 2);
+}
+
 static void test_egress_non_loopback_untouched(struct dockhost *skel)
 {
 	struct flow fl = { .saddr = GATEWAY, .daddr = CONTAINER, .sport = 22, .dport = 40000,
@@ -479,6 +534,9 @@ static const struct test tests[] = {
 	TEST(test_reply_rewritten_back),
 	TEST(test_remapped_reply_gets_gateway_port),
 	TEST(test_reply_without_flow_dropped),
+	TEST(test_icmp_error_quote_restored),
+	TEST(test_icmp_error_tcp_quote_restored),
+	TEST(test_icmp_error_for_unknown_flow_dropped),
 	TEST(test_egress_non_loopback_untouched),
 	TEST(test_unmapped_port_untouched),
 	TEST(test_non_gateway_destination_untouched),
