@@ -12,7 +12,7 @@
 struct command {
 	const char *name;
 	int (*run)(const struct dh_cli *cli, int argc, char **argv);
-	const char *usage;
+	const char *usage;  /* one line per form */
 	const char *help;
 };
 
@@ -28,8 +28,8 @@ static const struct command commands[] = {
 	  "gateways and ports. The last detach removes the pinned programs and maps." },
 	{ "port", dh_cmd_port,
 	  "port add SPEC [--to [ADDR:]PORT] [--bridge BRIDGE]\n"
-	  "       port del SPEC [--bridge BRIDGE]\n"
-	  "       port list",
+	  "port del SPEC [--bridge BRIDGE]\n"
+	  "port list",
 	  "Edit the pinned port map at runtime. SPEC is PORT, PORT/tcp or PORT/udp (bare\n"
 	  "PORT means tcp). Packets to a gateway on SPEC go to 127.0.0.1 on the same\n"
 	  "port, or to --to [ADDR:]PORT (ADDR in 127.0.0.0/8). Without --bridge the entry\n"
@@ -43,6 +43,17 @@ static const struct command commands[] = {
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+/* Prints each line of a command's usage, the first after @first. */
+static void print_usage_lines(FILE *out, const char *first, const char *rest, const char *usage)
+{
+	const char *line = usage, *end;
+
+	for (; *line; line = *end ? end + 1 : end) {
+		end = strchrnul(line, '\n');
+		fprintf(out, "%s%.*s\n", line == usage ? first : rest, (int)(end - line), line);
+	}
+}
+
 static void print_usage(FILE *out)
 {
 	unsigned int i;
@@ -53,7 +64,7 @@ static void print_usage(FILE *out)
 		"through the bridge's gateway address, with tc BPF programs.\n\n"
 		"Commands:\n", DH_PROG);
 	for (i = 0; i < N_COMMANDS; i++)
-		fprintf(out, "  %s\n", commands[i].usage);
+		print_usage_lines(out, "  ", "  ", commands[i].usage);
 	fprintf(out,
 		"\nOptions:\n"
 		"  --pin-dir DIR  pinned programs and maps (default %s)\n"
@@ -80,7 +91,8 @@ static const struct command *find_command(const char *name)
 
 static void print_command_help(const struct command *cmd)
 {
-	printf("Usage: %s [OPTIONS] %s\n\n%s\n", DH_PROG, cmd->usage, cmd->help);
+	print_usage_lines(stdout, "Usage: " DH_PROG " [OPTIONS] ", "       " DH_PROG " [OPTIONS] ", cmd->usage);
+	printf("\n%s\n", cmd->help);
 }
 
 /* True if the command's own arguments ask for help. */

@@ -51,37 +51,33 @@ out:
 	return ret;
 }
 
-static int link_attr_cb(const struct nlattr *attr, void *data)
+/* Attributes by type, for mnl_attr_parse(): types above @max are skipped. */
+struct attr_table {
+	const struct nlattr **tb;
+	int max;
+};
+
+static int attr_table_cb(const struct nlattr *attr, void *data)
 {
-	const struct nlattr **tb = data;
+	const struct attr_table *table = data;
 	int type = mnl_attr_get_type(attr);
 
-	if (type <= IFLA_MAX)
-		tb[type] = attr;
-	return MNL_CB_OK;
-}
-
-static int linkinfo_attr_cb(const struct nlattr *attr, void *data)
-{
-	const struct nlattr **tb = data;
-	int type = mnl_attr_get_type(attr);
-
-	if (type <= IFLA_INFO_MAX)
-		tb[type] = attr;
+	if (type <= table->max)
+		table->tb[type] = attr;
 	return MNL_CB_OK;
 }
 
 static int link_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
-	struct nlattr *tb[IFLA_MAX + 1] = {};
-	struct nlattr *info[IFLA_INFO_MAX + 1] = {};
+	const struct nlattr *tb[IFLA_MAX + 1] = {}, *info[IFLA_INFO_MAX + 1] = {};
+	struct attr_table link = { tb, IFLA_MAX }, linkinfo = { info, IFLA_INFO_MAX };
 	struct dh_netdev *dev = data;
 
 	dev->ifindex = ifm->ifi_index;
-	mnl_attr_parse(nlh, sizeof(*ifm), link_attr_cb, tb);
+	mnl_attr_parse(nlh, sizeof(*ifm), attr_table_cb, &link);
 	if (tb[IFLA_LINKINFO]) {
-		mnl_attr_parse_nested(tb[IFLA_LINKINFO], linkinfo_attr_cb, info);
+		mnl_attr_parse_nested(tb[IFLA_LINKINFO], attr_table_cb, &linkinfo);
 		if (info[IFLA_INFO_KIND])
 			snprintf(dev->kind, sizeof(dev->kind), "%s",
 				 mnl_attr_get_str(info[IFLA_INFO_KIND]));
@@ -116,25 +112,16 @@ struct addr_dump {
 	int count;
 };
 
-static int addr_attr_cb(const struct nlattr *attr, void *data)
-{
-	const struct nlattr **tb = data;
-	int type = mnl_attr_get_type(attr);
-
-	if (type <= IFA_MAX)
-		tb[type] = attr;
-	return MNL_CB_OK;
-}
-
 static int addr_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
-	struct nlattr *tb[IFA_MAX + 1] = {};
+	const struct nlattr *tb[IFA_MAX + 1] = {};
+	struct attr_table table = { tb, IFA_MAX };
 	struct addr_dump *dump = data;
 
 	if (ifa->ifa_family != AF_INET || (int)ifa->ifa_index != dump->ifindex)
 		return MNL_CB_OK;
-	mnl_attr_parse(nlh, sizeof(*ifa), addr_attr_cb, tb);
+	mnl_attr_parse(nlh, sizeof(*ifa), attr_table_cb, &table);
 	/* IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer
 	 * on point-to-point links). */
 	if (!tb[IFA_LOCAL] && !tb[IFA_ADDRESS])

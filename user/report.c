@@ -20,24 +20,24 @@ static void vreport(const char *prefix, const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
+/* Both error kinds print the same way; the return value is the exit code. */
+#define DH_ERROR(code)                       \
+	({                                   \
+		va_list ap;                  \
+		va_start(ap, fmt);           \
+		vreport("", fmt, ap);        \
+		va_end(ap);                  \
+		code;                        \
+	})
+
 int dh_usage_error(const char *fmt, ...)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vreport("", fmt, ap);
-	va_end(ap);
-	return DH_EXIT_USAGE;
+	return DH_ERROR(DH_EXIT_USAGE);
 }
 
 int dh_runtime_error(const char *fmt, ...)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vreport("", fmt, ap);
-	va_end(ap);
-	return DH_EXIT_RUNTIME;
+	return DH_ERROR(DH_EXIT_RUNTIME);
 }
 
 void dh_warn(const char *fmt, ...)
