@@ -26,12 +26,14 @@ CLI_SRCS := $(wildcard user/*.c)
 CLI_HDRS := $(wildcard user/*.h) include/dockhost.h
 CLI_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(CLI_SRCS))
 UNIT_BIN := $(OUTPUT)/test_datapath
+LOADGEN  := $(OUTPUT)/loadgen
+BENCH_REQUIRED := iptables iptables-restore docker-proxy iperf3 gnuplot taskset
 TEST_BPF := $(OUTPUT)/user_filter.bpf.o
 
 # Tools that must exist before anything builds; a fresh machine gets them
 # from scripts/install-deps.sh, run once, only when one is missing.
 DEPS_STAMP := $(OUTPUT)/.deps-ok
-REQUIRED := clang llvm-strip bpftool socat tc ip ss ethtool iptables iperf3 sockperf
+REQUIRED := clang llvm-strip bpftool socat tc ip ss ethtool
 REQUIRED_HDRS := /usr/include/bpf/libbpf.h /usr/include/libmnl/libmnl.h \
 	/usr/include/json-c/json.h /usr/include/gelf.h /usr/include/zlib.h
 
@@ -93,6 +95,17 @@ test-unit: $(UNIT_BIN)
 
 demo: $(OUTPUT)/dockhost-bpf
 	$(Q)scripts/demo.sh
+
+$(LOADGEN): scripts/loadgen.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< -lpthread -o $@
+
+# QUICK=1 for a run under a minute; REPS=, SECONDS_PER=, THREADS= to tune.
+bench: $(OUTPUT)/dockhost-bpf $(LOADGEN)
+	$(Q)missing=""; \
+	for t in $(BENCH_REQUIRED); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "  DEPS    missing:$$missing"; scripts/install-deps.sh bench; fi
+	$(Q)QUICK=$(QUICK) scripts/bench.sh
 
 vmlinux:
 	$(Q)scripts/gen-vmlinux.sh

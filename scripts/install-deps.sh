@@ -3,6 +3,7 @@
 # Called by the Makefile only when a tool is missing; safe to run again (apt-get is idempotent).
 set -euo pipefail
 
+# Core: build, test, demo. `install-deps.sh bench` adds what make bench needs.
 packages=(
 	# build: BPF compiler and llvm-strip, libbpf and what it links, bpftool for skeletons
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc
@@ -10,9 +11,11 @@ packages=(
 	libmnl-dev libjson-c-dev
 	# tests and demo: namespaces, tc and ss (iproute2), socat services, ethtool offloads
 	iproute2 socat ethtool
-	# make bench baselines and load: the iptables recipe, iperf3, sockperf
-	iptables iperf3 sockperf
 )
+if [ "${1:-}" = bench ]; then
+	# baselines (the iptables recipe, Docker's docker-proxy), iperf3, the chart
+	packages+=(iptables docker.io iperf3 gnuplot-nox)
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps: must run as root to apt-get install: ${packages[*]}" >&2

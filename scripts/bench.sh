@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# make bench: dockhost-bpf side by side with native, the iptables recipe,
+# docker-proxy and a socat relay, in one run on this machine.
+#
+# Every mode gets its own pair of network namespaces (a "host" with bridge
+# br0 and a server bound to 127.0.0.1 only, a "container" on a veth), set up
+# once; random names, all removed on exit. Client and everything in the host
+# namespace run pinned to one CPU, so the numbers are CPU cost per
+# transaction. Within each repetition the modes run back to back per metric,
+# starting from a different mode each time; ratios are taken within a
+# repetition, then the median over repetitions is reported.
+#
+#   REPS=5 SECONDS_PER=2 make bench      QUICK=1 make bench (under a minute)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$root/.output/dockhost-bpf
+loadgen=$root/.output/loadgen
+out=$root/.output/bench
+if [ -n "${QUICK:-}" ]; then
+	REPS=${REPS:-1} SECONDS_PER=${SECONDS_PER:-0.5}
+fi
+reps=${REPS:-5}
+secs=${SECONDS_PER:-2}
+tput_secs=$(awk -v s="$secs" 'BEGIN { t = int(s + 0.5); print t < 1 ? 1 : t }')  # iperf3 -t is whole seconds
+threads=${THREADS:-2}
+cpu=${BENCH_CPU:-$(($(nproc) - 1))}
+others=4095  # extra ports/rules in the -4096 modes
+gw=10.77.0.1
+ctr_addr=10.77.0.2
+
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root (network namespaces, BPF, iptables)" >&2; exit 1; }
+# A private mount namespace for the bpffs holding the pin dirs.
+if [ -z "${DH_BENCH_UNSHARED:-}" ]; then
+	DH_BENCH_UNSHARED=1 exec unshare --mount --propagation private "$0" "$@"
+fi
+
+suffix=$(od -An -N3 -tx1 /dev/urandom | tr -d ' ')
+bpffs=$(mktemp -d /tmp/dh-bench-bpffs-XXXXXX)
+mount -t bpf bpf "$bpffs"
+namespaces=()
+
+cleanup() {
+	local ns pid
+	# Quietly: bash reports every killed background job on stderr.
+	{
+		for ns in "${namespaces[@]}"; do
+			for pid in $(ip netns pids "$ns"); do kill "$pid" || true; done
+		done
+		wait || true
+	} 2>/dev/null
+	for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+	umount "$bpffs" 2>/dev/null || true
+	rmdir "$bpffs" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+log() { printf '%s\n' "$*" >&2; }
+
+# ---- topology and modes -------------------------------------------------------
+
+host_ns() { echo "dhb-h-$1-$suffix"; }
+ctr_ns() { echo "dhb-c-$1-$suffix"; }
+# Mode names carry '+' (conntrack); namespace names may not.
+ns_id() { echo "${1//+/-ct}"; }
+
+in_host() { local m=$1; shift; ip netns exec "$(host_ns "$(ns_id "$m")")" "$@"; }
+in_ctr() { local m=$1; shift; ip netns exec "$(ctr_ns "$(ns_id "$m")")" "$@"; }
+pin=(taskset -c "$cpu")  # prefix: runs a command on the bench CPU
+
+make_pair() {  # MODE
+	local id h c
+	id=$(ns_id "$1")
+	h=$(host_ns "$id")
+	c=$(ctr_ns "$id")
+	ip netns add "$h"
+	namespaces+=("$h")
+	ip netns add "$c"
+	namespaces+=("$c")
+	ip -n "$h" link set lo up
+	ip -n "$h" link add br0 type bridge
+	ip -n "$h" addr add "$gw/24" dev br0
+	ip -n "$h" link set br0 up
+	ip -n "$h" link add veth0 type veth peer name eth0 netns "$c"
+	ip -n "$h" link set veth0 master br0 up
+	ip -n "$c" link set lo up
+	ip -n "$c" addr add "$ctr_addr/24" dev eth0
+	ip -n "$c" link set eth0 up
+	ip -n "$c" route add default via "$gw"
+}
+
+# The service: request/response on 5000 (TCP and UDP), bound to 127.0.0.1
+# (and wherever else the mode needs). iperf3 starts per measurement.
+start_server() {  # MODE [extra loadgen args]
+	local mode=$1
+	shift
+	in_host "$mode" "${pin[@]}" "$loadgen" server --tcp 127.0.0.1:5000 --udp 127.0.0.1:5000 "$@" >/dev/null &
+}
+
+# Modes whose service listens on the gateway address itself.
+serves_on_gateway() {
+	case ${1%+ct} in native | native-aa | dockhost-unmapped) return 0 ;; *) return 1 ;; esac
+}
+
+dockhost() {  # MODE ARGS...
+	local mode=$1
+	shift
+	in_host "$mode" "$bin" --pin-dir "$bpffs/$(ns_id "$mode")" "$@"
+}
+
+conntrack_on() {  # MODE: a MASQUERADE rule that never matches, as on every Docker host
+	in_host "$1" iptables -t nat -A POSTROUTING -s 192.0.2.0/24 ! -o br0 -j MASQUERADE
+}
+
+iptables_recipe() {  # MODE OTHER_RULES
+	local mode=$1 n=$2 i
+	in_host "$mode" sysctl -qw net.ipv4.conf.br0.route_localnet=1
+	{
+		echo "*nat"
+		for ((i = 0; i < n; i++)); do
+			echo "-A PREROUTING -i br0 -p tcp --dport $((10000 + i)) -j DNAT --to-destination 127.0.0.1:$((10000 + i))"
+		done
+		echo "-A PREROUTING -i br0 -p tcp --dport 5000 -j DNAT --to-destination 127.0.0.1:5000"
+		echo "-A PREROUTING -i br0 -p udp --dport 5000 -j DNAT --to-destination 127.0.0.1:5000"
+		echo "-A PREROUTING -i br0 -p tcp --dport 5201 -j DNAT --to-destination 127.0.0.1:5201"
+		echo "COMMIT"
+	} | in_host "$mode" iptables-restore --noflush
+}
+
+# How each mode gets the container's packets to the 127.0.0.1 service.
+setup_mode() {  # MODE
+	local mode=$1 base=${1%+ct} p
+	make_pair "$mode"
+	[ "$mode" != "$base" ] && conntrack_on "$mode"
+	if serves_on_gateway "$mode"; then
+		start_server "$mode" --tcp "$gw:5000" --udp "$gw:5000"
+	else
+		start_server "$mode"
+	fi
+	case $base in
+	native | native-aa) ;;
+	dockhost)
+		dockhost "$mode" attach br0 --port 5000 --port 5000/udp --port 5201 >/dev/null ;;
+	dockhost-unmapped)
+		# Traffic that does not match: a service on the gateway itself,
+		# with dockhost attached and mapping other ports.
+		dockhost "$mode" attach br0 --port 5001 --port 5001/udp --port 5202 >/dev/null ;;
+	dockhost-4096)
+		dockhost "$mode" attach br0 >/dev/null
+		# Map edits need no netns: skip ip netns exec for the bulk fill.
+		for ((p = 0; p < others; p++)); do
+			"$bin" --pin-dir "$bpffs/$(ns_id "$mode")" port add $((10000 + p)) >/dev/null
+		done
+		dockhost "$mode" port add 5000 >/dev/null
+		dockhost "$mode" port add 5000/udp >/dev/null
+		dockhost "$mode" port add 5201 >/dev/null ;;
+	iptables)
+		iptables_recipe "$mode" 0 ;;
+	iptables-4096)
+		iptables_recipe "$mode" "$others" ;;
+	docker-proxy)
+		# dockerd hands docker-proxy a pipe on fd 3 to report "started";
+		# without one, the proxy closes its own listener when it reports.
+		for p in tcp:5000 udp:5000 tcp:5201; do
+			in_host "$mode" "${pin[@]}" docker-proxy -proto "${p%%:*}" -host-ip "$gw" -host-port "${p#*:}" \
+				-container-ip 127.0.0.1 -container-port "${p#*:}" >/dev/null 2>&1 3>/dev/null &
+		done ;;
+	socat)
+		in_host "$mode" "${pin[@]}" socat "TCP4-LISTEN:5000,bind=$gw,reuseaddr,fork" TCP4:127.0.0.1:5000 &
+		in_host "$mode" "${pin[@]}" socat "UDP4-LISTEN:5000,bind=$gw,reuseaddr,fork" UDP4:127.0.0.1:5000 &
+		in_host "$mode" "${pin[@]}" socat "TCP4-LISTEN:5201,bind=$gw,reuseaddr,fork" TCP4:127.0.0.1:5201 & ;;
+	*) log "bench: unknown mode $mode"; exit 1 ;;
+	esac
+}
+
+measure() {  # MODE METRIC -> "value errors"
+	local mode=$1 metric=$2 addr
+	case $metric in
+	tput)
+		addr=127.0.0.1
+		serves_on_gateway "$mode" && addr=$gw
+		# -1: one client, then exit; a fresh server per measurement.
+		in_host "$mode" "${pin[@]}" iperf3 -s -1 -D -B "$addr" -p 5201 >/dev/null 2>&1 || true
+		sleep 0.1
+		in_ctr "$mode" "${pin[@]}" timeout $((tput_secs + 10)) iperf3 -c "$gw" -p 5201 -t "$tput_secs" -J 2>/dev/null |
+			awk '/"sum_received"/ { f = 1 } f && /"bits_per_second"/ { sub(/.*:[ \t]*/, ""); printf "%.3f 0\n", $0 / 1e9; exit }' |
+			grep . || echo "0 1"
+		;;
+	*)
+		in_ctr "$mode" "${pin[@]}" timeout $((${secs%.*} + 10)) "$loadgen" client "$metric" "$gw:5000" \
+			--seconds "$secs" --threads "$threads" || echo "0 1"
+		;;
+	esac
+}
+
+# ---- CLI edit times with 4096 entries present --------------------------------
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+time_ms() {  # CMD... -> milliseconds of one run
+	local start end
+	start=$(date +%s%N)
+	"$@" >/dev/null 2>&1
+	end=$(date +%s%N)
+	awk -v ns=$((end - start)) 'BEGIN { printf "%.2f\n", ns / 1e6 }'
+}
+
+cli_times() {
+	local n=20 i
+	ip -n "$(host_ns dockhost-4096)" link add br1 type bridge
+	ip -n "$(host_ns dockhost-4096)" link set br1 up
+	{
+		echo "| operation, 4096 entries present | median ms (of $n) |"
+		echo "|---|---|"
+		printf '| dockhost-bpf attach + detach (2nd bridge) | %s |\n' "$(for ((i = 0; i < 5; i++)); do
+			time_ms dockhost dockhost-4096 attach br1
+			dockhost dockhost-4096 detach br1 >/dev/null; done | median)"
+		printf '| dockhost-bpf port add | %s |\n' "$(for ((i = 0; i < n; i++)); do
+			time_ms dockhost dockhost-4096 port add 7777
+			dockhost dockhost-4096 port del 7777 >/dev/null; done | median)"
+		printf '| dockhost-bpf port del | %s |\n' "$(for ((i = 0; i < n; i++)); do
+			dockhost dockhost-4096 port add 7777 >/dev/null
+			time_ms dockhost dockhost-4096 port del 7777; done | median)"
+		local rule=(PREROUTING -i br0 -p tcp --dport 7777 -j DNAT --to-destination 127.0.0.1:7777)
+		printf '| iptables -t nat -A | %s |\n' "$(for ((i = 0; i < n; i++)); do
+			time_ms in_host iptables-4096 iptables -t nat -A "${rule[@]}"
+			in_host iptables-4096 iptables -t nat -D "${rule[@]}"; done | median)"
+		printf '| iptables -t nat -D | %s |\n' "$(for ((i = 0; i < n; i++)); do
+			in_host iptables-4096 iptables -t nat -A "${rule[@]}"
+			time_ms in_host iptables-4096 iptables -t nat -D "${rule[@]}"; done | median)"
+	}
+}
+
+# ---- run ----------------------------------------------------------------------
+
+modes=(native native-aa dockhost dockhost-unmapped dockhost-4096 iptables iptables-4096
+	docker-proxy socat native+ct dockhost+ct docker-proxy+ct)
+metrics=(crr rr udp tput)
+mkdir -p "$out"
+raw=$out/raw.csv
+: >"$raw"
+
+start=$(date +%s)
+log "bench: ${#modes[@]} modes, $reps repetitions, ${secs}s per measurement (throughput ${tput_secs}s), CPU $cpu, $threads client threads"
+for mode in "${modes[@]}"; do
+	setup_mode "$mode"
+done
+sleep 0.5
+log "bench: set up in $(($(date +%s) - start))s"
+
+for ((rep = 1; rep <= reps; rep++)); do
+	# Rotate the order so no mode always runs first (or right after another).
+	shift_by=$(((rep - 1) % ${#modes[@]}))
+	order=("${modes[@]:shift_by}" "${modes[@]:0:shift_by}")
+	for metric in "${metrics[@]}"; do
+		for mode in "${order[@]}"; do
+			read -r value errors < <(measure "$mode" "$metric")
+			echo "$rep,$mode,$metric,$value,$errors" >>"$raw"
+		done
+	done
+	log "bench: repetition $rep/$reps done ($(($(date +%s) - start))s)"
+done
+cli=$(cli_times)
+
+# ---- report -------------------------------------------------------------------
+
+# The baseline for ratios: native, or native+ct for the conntrack rows.
+baseline_of() { case $1 in *+ct) echo native+ct ;; *) echo native ;; esac; }
+
+ratio_median() {  # MODE METRIC BASE: median over repetitions of MODE/BASE
+	awk -F, -v m="$1" -v k="$2" -v b="$3" '
+		$3 == k && $2 == m { v[$1] = $4 }
+		$3 == k && $2 == b { base[$1] = $4 }
+		END { for (r in v) if (base[r] > 0) print v[r] / base[r] }' "$raw" | median
+}
+
+value_median() {  # MODE METRIC
+	awk -F, -v m="$1" -v k="$2" '$2 == m && $3 == k { print $4 }' "$raw" | median
+}
+
+errors_total() {  # MODE
+	awk -F, -v m="$1" '$2 == m { e += $5 } END { print e + 0 }' "$raw"
+}
+
+results=$out/results.md
+chart_data=$out/ratios.dat
+rm -f "$chart_data.tmp"
+{
+	echo "dockhost-bpf bench, $(date -u '+%Y-%m-%d %H:%M UTC'): kernel $(uname -r), $(nproc) CPUs" \
+		"($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), everything pinned to CPU $cpu;" \
+		"$reps repetitions x ${secs}s (throughput ${tput_secs}s), $threads client threads, 64-byte messages."
+	echo
+	echo "Each cell: median absolute value, then the median of per-repetition ratios to native" \
+		"(to native+ct on +ct rows) and to iptables. CRR, RR and UDP in transactions/s; throughput in Gbit/s."
+	echo
+	echo "| mode | CRR/s | RR/s | UDP RR/s | TCP Gbit/s | errors |"
+	echo "|---|---|---|---|---|---|"
+	for mode in "${modes[@]}"; do
+		row="| $mode"
+		ratios=""
+		for metric in "${metrics[@]}"; do
+			format='%.0f'
+			[ "$metric" = tput ] && format='%.1f'
+			rn=$(ratio_median "$mode" "$metric" "$(baseline_of "$mode")")
+			row+=$(printf " | $format (%.2f, %.2f)" "$(value_median "$mode" "$metric")" "$rn" \
+				"$(ratio_median "$mode" "$metric" iptables)")
+			ratios+=" $rn"
+		done
+		echo "$row | $(errors_total "$mode") |"
+		echo "$mode$ratios" >>"$chart_data.tmp"
+	done
+	echo
+	echo "$cli"
+} >"$results"
+mv "$chart_data.tmp" "$chart_data"
+cat "$results"
+
+if command -v gnuplot >/dev/null; then
+	gnuplot <<-GNUPLOT
+		set terminal pngcairo size 1200,600 font ",10"
+		set output "$out/ratios.png"
+		set title "dockhost-bpf bench: ratio to native (higher is better), median of $reps repetitions"
+		set style data histograms
+		set style histogram clustered gap 1
+		set style fill solid 0.8 border -1
+		set yrange [0:1.2]
+		set ytics 0.1
+		set grid ytics
+		set xtics rotate by -30
+		set key top right
+		plot "$chart_data" using 2:xtic(1) title "CRR", "" using 3 title "RR", "" using 4 title "UDP RR", "" using 5 title "TCP throughput", 1 notitle lc rgb "black"
+	GNUPLOT
+	log "bench: chart in $out/ratios.png"
+fi
+log "bench: results in $results, raw numbers in $raw ($(($(date +%s) - start))s in all)"
