@@ -99,9 +99,15 @@ static __always_inline void dh_remember_flow(struct __sk_buff *skb, const struct
 	struct dh_nat_origin *known;
 	struct dh_nat_key key;
 
+	/* A TCP flow is recorded by its SYN; later packets need no lookup
+	 * here (the replies' lookups at egress keep the entry fresh in the
+	 * LRU). A packet of a flow that started before its port was mapped
+	 * reaches no socket on loopback and draws a RST, state or not. */
+	if (pkt->proto == IPPROTO_TCP && !pkt->tcp_syn)
+		return;
 	dh_nat_key_request(&key, skb->ifindex, pkt, target);
-	/* Write only on change: every packet of a flow looks the entry up,
-	 * which keeps it fresh in the LRU, but updates cost far more. */
+	/* UDP has no handshake: look first, write only on change, since an
+	 * update costs far more than a lookup. */
 	known = bpf_map_lookup_elem(&nat_state, &key);
 	if (known && known->gateway_addr == origin.gateway_addr &&
 	    known->gateway_port == origin.gateway_port)

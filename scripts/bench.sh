@@ -16,6 +16,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/.output/dockhost-bpf
 loadgen=$root/.output/loadgen
+noop_bpf=$root/.output/user_filter.bpf.o
 out=$root/.output/bench
 if [ -n "${QUICK:-}" ]; then
 	REPS=${REPS:-1} SECONDS_PER=${SECONDS_PER:-0.5}
@@ -65,6 +66,9 @@ ctr_ns() { echo "dhb-c-$1-$suffix"; }
 ns_id() { echo "${1//+/-ct}"; }
 
 in_host() { local m=$1; shift; ip netns exec "$(host_ns "$(ns_id "$m")")" "$@"; }
+# A background server in the host namespace, started without a subshell
+# (a subshell would print "Terminated" when cleanup kills it).
+spawn_in_host() { local m=$1; shift; ip netns exec "$(host_ns "$(ns_id "$m")")" "${pin[@]}" "$@" & }
 in_ctr() { local m=$1; shift; ip netns exec "$(ctr_ns "$(ns_id "$m")")" "$@"; }
 pin=(taskset -c "$cpu")  # prefix: runs a command on the bench CPU
 
@@ -94,12 +98,12 @@ make_pair() {  # MODE
 start_server() {  # MODE [extra loadgen args]
 	local mode=$1
 	shift
-	in_host "$mode" "${pin[@]}" "$loadgen" server --tcp 127.0.0.1:5000 --udp 127.0.0.1:5000 "$@" >/dev/null &
+	spawn_in_host "$mode" "$loadgen" server --tcp 127.0.0.1:5000 --udp 127.0.0.1:5000 "$@" >/dev/null
 }
 
 # Modes whose service listens on the gateway address itself.
 serves_on_gateway() {
-	case ${1%+ct} in native | native-aa | dockhost-unmapped) return 0 ;; *) return 1 ;; esac
+	case ${1%+ct} in native | native-aa | tc-noop | dockhost-unmapped) return 0 ;; *) return 1 ;; esac
 }
 
 dockhost() {  # MODE ARGS...
@@ -139,6 +143,12 @@ setup_mode() {  # MODE
 	fi
 	case $base in
 	native | native-aa) ;;
+	tc-noop)
+		# The floor of any tc datapath: clsact and a BPF program that
+		# does nothing, on both hooks, with the service on the gateway.
+		in_host "$mode" tc qdisc add dev br0 clsact
+		in_host "$mode" tc filter add dev br0 ingress bpf da obj "$noop_bpf" sec tc
+		in_host "$mode" tc filter add dev br0 egress bpf da obj "$noop_bpf" sec tc ;;
 	dockhost)
 		dockhost "$mode" attach br0 --port 5000 --port 5000/udp --port 5201 >/dev/null ;;
 	dockhost-unmapped)
@@ -162,13 +172,14 @@ setup_mode() {  # MODE
 		# dockerd hands docker-proxy a pipe on fd 3 to report "started";
 		# without one, the proxy closes its own listener when it reports.
 		for p in tcp:5000 udp:5000 tcp:5201; do
-			in_host "$mode" "${pin[@]}" docker-proxy -proto "${p%%:*}" -host-ip "$gw" -host-port "${p#*:}" \
-				-container-ip 127.0.0.1 -container-port "${p#*:}" >/dev/null 2>&1 3>/dev/null &
+			spawn_in_host "$mode" docker-proxy -proto "${p%%:*}" -host-ip "$gw" -host-port "${p#*:}" \
+				-container-ip 127.0.0.1 -container-port "${p#*:}" >/dev/null 2>&1 3>/dev/null
 		done ;;
 	socat)
-		in_host "$mode" "${pin[@]}" socat "TCP4-LISTEN:5000,bind=$gw,reuseaddr,fork" TCP4:127.0.0.1:5000 &
-		in_host "$mode" "${pin[@]}" socat "UDP4-LISTEN:5000,bind=$gw,reuseaddr,fork" UDP4:127.0.0.1:5000 &
-		in_host "$mode" "${pin[@]}" socat "TCP4-LISTEN:5201,bind=$gw,reuseaddr,fork" TCP4:127.0.0.1:5201 & ;;
+		# Relay errors (a peer's reset) are noise here: the client counts failures.
+		spawn_in_host "$mode" socat "TCP4-LISTEN:5000,bind=$gw,reuseaddr,fork" TCP4:127.0.0.1:5000 2>/dev/null
+		spawn_in_host "$mode" socat "UDP4-LISTEN:5000,bind=$gw,reuseaddr,fork" UDP4:127.0.0.1:5000 2>/dev/null
+		spawn_in_host "$mode" socat "TCP4-LISTEN:5201,bind=$gw,reuseaddr,fork" TCP4:127.0.0.1:5201 2>/dev/null ;;
 	*) log "bench: unknown mode $mode"; exit 1 ;;
 	esac
 }
@@ -233,8 +244,9 @@ cli_times() {
 
 # ---- run ----------------------------------------------------------------------
 
-modes=(native native-aa dockhost dockhost-unmapped dockhost-4096 iptables iptables-4096
-	docker-proxy socat native+ct dockhost+ct docker-proxy+ct)
+# MODES="native dockhost ..." runs a subset (native is always needed: the baseline).
+read -r -a modes <<<"${MODES:-native native-aa tc-noop dockhost dockhost-unmapped dockhost-4096 iptables
+	iptables-4096 docker-proxy socat native+ct dockhost+ct docker-proxy+ct}"
 metrics=(crr rr udp tput)
 mkdir -p "$out"
 raw=$out/raw.csv

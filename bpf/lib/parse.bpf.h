@@ -32,7 +32,12 @@ struct dh_packet {
 	__u16 dport;
 	__u8 proto;
 	bool fragment;
+	bool tcp_syn;  /* a TCP SYN without ACK: a new connection */
 };
+
+#define DH_TCP_FLAGS_OFF 13
+#define DH_TCP_SYN 0x02
+#define DH_TCP_ACK 0x10
 
 /* Offsets of the fields we rewrite, for bpf_skb_store_bytes(). */
 #define DH_IP_SADDR_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
@@ -135,6 +140,13 @@ static __always_inline bool dh_parse_ports(struct __sk_buff *skb, struct dh_pack
 		return false;
 	pkt->sport = ports[0];
 	pkt->dport = ports[1];
+	if (pkt->proto == IPPROTO_TCP) {
+		__u8 *flags = (__u8 *)ports + DH_TCP_FLAGS_OFF;
+
+		if ((void *)(flags + 1) > dh_data_end(skb))
+			return false;
+		pkt->tcp_syn = (*flags & (DH_TCP_SYN | DH_TCP_ACK)) == DH_TCP_SYN;
+	}
 	return true;
 }
 

@@ -27,6 +27,7 @@ struct flow {
 	uint8_t ip_option_words;  /* extra 32-bit words of IPv4 options */
 	uint16_t frag_off;        /* host order, flags and offset */
 	bool udp_no_csum;
+	uint8_t tcp_flags;  /* 0: a SYN */
 	const char *payload;
 };
 
@@ -124,7 +125,7 @@ static void build_ipv4(struct frame *f, const struct flow *fl)
 		tcp->dest = htons(fl->dport);
 		tcp->seq = htonl(1000);
 		tcp->doff = 5;
-		tcp->syn = 1;
+		((uint8_t *)tcp)[13] = fl->tcp_flags ? fl->tcp_flags : 0x02;
 		tcp->window = htons(65535);
 		l4_len = sizeof(*tcp);
 	} else if (fl->proto == IPPROTO_UDP) {

@@ -223,6 +223,30 @@ static void test_reply_rewritten_back(struct dockhost *skel)
 	CHECK_EQ(counters(skel).replies_rewritten, 1);
 }
 
+static void test_tcp_flow_recorded_by_its_syn(struct dockhost *skel)
+{
+	struct flow ack = tcp_to_gateway, reply = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088,
+						   .dport = 40000, .proto = IPPROTO_TCP, .tcp_flags = 0x12 };
+	struct frame f;
+
+	ack.tcp_flags = 0x10;
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+
+	/* Mid-flow packet first: redirected, but no flow recorded from it. */
+	build_ipv4(&f, &ack);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->daddr, ip("127.0.0.1"));
+	build_ipv4(&f, &reply);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+
+	build_ipv4(&f, &tcp_to_gateway);  /* the SYN */
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	build_ipv4(&f, &reply);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->saddr, ip(GATEWAY));
+}
+
 static void test_remapped_reply_gets_gateway_port(struct dockhost *skel)
 {
 	struct flow req = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 41000, .dport = 5432,
@@ -533,6 +557,7 @@ static const struct test tests[] = {
 	TEST(test_udp_zero_checksum_stays_zero),
 	TEST(test_reply_rewritten_back),
 	TEST(test_remapped_reply_gets_gateway_port),
+	TEST(test_tcp_flow_recorded_by_its_syn),
 	TEST(test_reply_without_flow_dropped),
 	TEST(test_icmp_error_quote_restored),
 	TEST(test_icmp_error_tcp_quote_restored),
