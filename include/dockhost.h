@@ -99,6 +99,7 @@ struct dh_nat_origin {
 /* bridges: what attach changed on a bridge, so any later detach restores it. */
 enum dh_bridge_flags {
 	DH_BRIDGE_CREATED_CLSACT = 1 << 0, /* we added the clsact qdisc */
+	DH_BRIDGE_TCX            = 1 << 1, /* attached with tcx links, not clsact */
 };
 
 struct dh_bridge {

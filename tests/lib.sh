@@ -106,6 +106,20 @@ udp_get() {  # ADDR PORT [NS]
 	echo ping | ip netns exec "${3:-$C}" timeout 4 socat -T1 - "UDP4:$1:$2" 2>&1
 }
 
+# What attach configured (bridges, gateways, ports), without anything
+# traffic changes: counters, packets, bytes, timestamps.
+config_snapshot() {
+	dh --json status | sed '/"counters"/,$d' | grep -v -E '"(attached_at|packets|bytes)"'
+}
+
+# The kernel ids of our two pinned programs.
+prog_ids() {
+	local p
+	for p in prog_ingress prog_egress; do
+		bpftool prog show pinned "$PIN/$p" | sed -n 's/^\([0-9]*\): .*/\1/p'
+	done
+}
+
 counter() {  # NAME: one field of 'stats --json'
 	dh --json stats | sed -n "s/^ *\"$1\": *\([0-9]*\),*$/\1/p"
 }

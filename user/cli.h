@@ -60,11 +60,27 @@ int dh_rtnl_talk(struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *
 int dh_route_localnet_get(const char *ifname, int *value);
 int dh_route_localnet_set(const char *ifname, int value);
 
-/* tc.c: our two filters on a bridge's clsact hooks */
+/* hook.c: where the programs hang on a bridge: tcx links where the kernel
+ * has them (6.6+), clsact filters otherwise. */
+enum dh_hook { DH_HOOK_AUTO, DH_HOOK_TCX, DH_HOOK_CLSACT };
+struct dh_state;
+/* Attaches per @hook (AUTO: tcx, else clsact) and records in @bridge->flags
+ * what it used. */
+int dh_hook_attach(const struct dh_state *st, int ifindex, enum dh_hook hook, struct dh_bridge *bridge);
+int dh_hook_detach(const struct dh_state *st, int ifindex, const struct dh_bridge *bridge);
+bool dh_hook_attached(const struct dh_state *st, int ifindex, const struct dh_bridge *bridge);
+const char *dh_hook_name(const struct dh_bridge *bridge);
+
+/* tc.c: clsact filters at DH_TC_HANDLE / DH_TC_PRIORITY */
 enum dh_tc_presence { DH_TC_NONE, DH_TC_OURS, DH_TC_FOREIGN };
-int dh_tc_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_clsact);
-int dh_tc_detach(int ifindex, bool destroy_clsact_if_empty);
-enum dh_tc_presence dh_tc_presence(int ifindex);
+int dh_clsact_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_clsact);
+int dh_clsact_detach(int ifindex, bool destroy_clsact_if_empty);
+enum dh_tc_presence dh_clsact_presence(int ifindex);
+
+/* tcx.c: pinned tcx links; -EOPNOTSUPP from attach on kernels without tcx */
+int dh_tcx_attach(const struct dh_state *st, int ifindex);
+int dh_tcx_detach(const struct dh_state *st, int ifindex);
+bool dh_tcx_attached(const struct dh_state *st, int ifindex);
 
 /* state.c: the pin directory, its lock, the pinned maps and programs */
 struct dh_state {

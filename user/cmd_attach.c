@@ -32,7 +32,7 @@ struct undo {
 		bool existed;
 	} ports[MAX_ARGS];
 	int n_ports;
-	bool bridge_entry, filters, created_clsact, sysctl;
+	bool bridge_entry, hooked, sysctl;
 	int saved_route_localnet;
 };
 
@@ -78,14 +78,15 @@ static void collect_gateways(const struct dh_netdev *dev, const __u32 *user, int
 		add_gateway(gws, n, user[i], DH_GW_USER);
 }
 
-static void undo_attach(const struct dh_state *st, const char *name, int ifindex, struct undo *u)
+static void undo_attach(const struct dh_state *st, const char *name, int ifindex,
+			const struct dh_bridge *bridge, struct undo *u)
 {
 	int i;
 
 	if (u->sysctl)
 		dh_route_localnet_set(name, u->saved_route_localnet);
-	if (u->filters)
-		dh_tc_detach(ifindex, u->created_clsact);
+	if (u->hooked)
+		dh_hook_detach(st, ifindex, bridge);
 	for (i = u->n_ports - 1; i >= 0; i--) {
 		if (u->ports[i].existed) {
 			bpf_map_update_elem(st->ports_fd, &u->ports[i].key, &u->ports[i].old, BPF_ANY);
@@ -149,6 +150,7 @@ static int insert_ports(const struct dh_state *st, int ifindex, const struct dh_
 
 struct attach_args {
 	const char *bridge;
+	enum dh_hook hook;
 	__u32 gateways[MAX_ARGS];
 	int n_gateways;
 	struct dh_port_spec ports[MAX_ARGS];
@@ -160,6 +162,7 @@ static int parse_attach_args(int argc, char **argv, struct attach_args *args)
 	static const struct option options[] = {
 		{ "gateway", required_argument, NULL, 'g' },
 		{ "port", required_argument, NULL, 'p' },
+		{ "hook", required_argument, NULL, 'k' },
 		{}
 	};
 	int opt;
@@ -187,6 +190,16 @@ static int parse_attach_args(int argc, char **argv, struct attach_args *args)
 				return dh_usage_error("attach: --port '%s': not PORT, PORT/tcp or PORT/udp (1-65535)",
 						      optarg);
 			args->n_ports++;
+			break;
+		case 'k':
+			if (!strcmp(optarg, "auto"))
+				args->hook = DH_HOOK_AUTO;
+			else if (!strcmp(optarg, "tcx"))
+				args->hook = DH_HOOK_TCX;
+			else if (!strcmp(optarg, "clsact"))
+				args->hook = DH_HOOK_CLSACT;
+			else
+				return dh_usage_error("attach: --hook '%s': not auto, tcx or clsact", optarg);
 			break;
 		case ':':
 			return dh_usage_error("attach: option '%s' needs a value", argv[optind - 1]);
@@ -219,8 +232,9 @@ static int resolve_bridge(const char *cmd, const char *name, struct dh_netdev *d
 }
 
 static void report_attach(const struct dh_cli *cli, const char *name, int ifindex, const char *result,
-			  const struct gateway *gws, int n_gws, int saved)
+			  const struct gateway *gws, int n_gws, const struct dh_bridge *bridge)
 {
+	int saved = bridge->saved_route_localnet;
 	int i;
 
 	if (cli->json) {
@@ -233,10 +247,12 @@ static void report_attach(const struct dh_cli *cli, const char *name, int ifinde
 			json_object_array_add(list, json_object_new_string(dh_ipv4_str(gws[i].addr)));
 		json_object_object_add(obj, "gateways", list);
 		json_object_object_add(obj, "saved_route_localnet", json_object_new_int(saved));
+		json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
 		dh_print_json(obj);
 		return;
 	}
-	printf("%s: %s (ifindex %d, route_localnet was %d, gateways", name, result, ifindex, saved);
+	printf("%s: %s (ifindex %d, %s, route_localnet was %d, gateways", name, result, ifindex,
+	       dh_hook_name(bridge), saved);
 	for (i = 0; i < n_gws; i++)
 		printf(" %s", dh_ipv4_str(gws[i].addr));
 	printf("%s)\n", n_gws ? "" : " none");
@@ -274,7 +290,7 @@ int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv)
 	if (bpf_map_lookup_elem(st.bridges_fd, &key, &bridge) == 0 &&
 	    !strncmp(bridge.name, args.bridge, DH_IFNAMSIZ)) {
 		/* Attached before: keep the saved sysctl, the original one. */
-		result = dh_tc_presence(dev.ifindex) == DH_TC_OURS ? "already attached" : "re-attached";
+		result = dh_hook_attached(&st, dev.ifindex, &bridge) ? "already attached" : "re-attached";
 	} else {
 		if (dh_route_localnet_get(args.bridge, &u.saved_route_localnet)) {
 			err = dh_runtime_error("attach: %s: cannot read route_localnet: %s", args.bridge,
@@ -300,23 +316,29 @@ int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv)
 		goto fail;
 
 	if (strcmp(result, "already attached")) {
-		/* Filters before the sysctl: route_localnet=1 without the
+		/* Programs before the sysctl: route_localnet=1 without the
 		 * loopback guard in place is exactly CVE-2020-8558. */
-		err = dh_tc_attach(dev.ifindex, st.prog_ingress_fd, st.prog_egress_fd, &u.created_clsact);
+		err = dh_hook_attach(&st, dev.ifindex, args.hook, &bridge);
 		if (err == -EBUSY) {
 			err = dh_runtime_error("attach: %s: another program holds tc handle 0x%x priority %d",
 					       args.bridge, DH_TC_HANDLE, DH_TC_PRIORITY);
 			goto fail;
 		}
+		if (err == -EOPNOTSUPP) {
+			err = dh_runtime_error("attach: %s: this kernel has no tcx (6.6+); use --hook clsact",
+					       args.bridge);
+			goto fail;
+		}
 		if (err) {
-			err = dh_runtime_error("attach: %s: cannot attach tc filters: %s", args.bridge,
+			err = dh_runtime_error("attach: %s: cannot attach the programs: %s", args.bridge,
 					       strerror(-err));
 			goto fail;
 		}
-		u.filters = true;
-		if (u.created_clsact) {
-			bridge.flags |= DH_BRIDGE_CREATED_CLSACT;
-			bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY);
+		u.hooked = true;
+		if (bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY)) {
+			err = dh_runtime_error("attach: %s: cannot record state: %s", args.bridge,
+					       strerror(errno));
+			goto fail;
 		}
 		u.sysctl = u.bridge_entry;
 		if (dh_route_localnet_set(args.bridge, 1)) {
@@ -325,12 +347,12 @@ int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv)
 			goto fail;
 		}
 	}
-	report_attach(cli, args.bridge, dev.ifindex, result, gws, n_gws, bridge.saved_route_localnet);
+	report_attach(cli, args.bridge, dev.ifindex, result, gws, n_gws, &bridge);
 	dh_state_close(&st);
 	return 0;
 
 fail:
-	undo_attach(&st, args.bridge, dev.ifindex, &u);
+	undo_attach(&st, args.bridge, dev.ifindex, &bridge, &u);
 	if (st.created && dh_state_bridge_count(&st) == 0)
 		dh_state_remove_pins(&st);
 	dh_state_close(&st);
@@ -383,13 +405,16 @@ int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv)
 		if (dh_route_localnet_set(name, bridge.saved_route_localnet))
 			err = dh_runtime_error("detach: %s: cannot restore route_localnet=%d: %s", name,
 					       bridge.saved_route_localnet, strerror(errno));
-		if (!err && dh_tc_detach(ifindex, bridge.flags & DH_BRIDGE_CREATED_CLSACT))
-			err = dh_runtime_error("detach: %s: cannot remove tc filters", name);
+		if (!err && dh_hook_detach(&st, ifindex, &bridge))
+			err = dh_runtime_error("detach: %s: cannot remove the programs (%s)", name,
+					       dh_hook_name(&bridge));
 		if (err) {
 			dh_state_close(&st);
 			return err;
 		}
 	} else {
+		/* Its tcx links went defunct with the device: drop their pins. */
+		dh_tcx_detach(&st, ifindex);
 		result = "forgotten (device gone since attach)";
 	}
 	dh_state_forget_bridge(&st, ifindex);

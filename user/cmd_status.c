@@ -64,7 +64,8 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 	json_object_object_add(obj, "bridge", json_object_new_string(bridge->name));
 	json_object_object_add(obj, "ifindex", json_object_new_int(ifindex));
 	json_object_object_add(obj, "present", json_object_new_boolean(present));
-	json_object_object_add(obj, "filters", json_object_new_boolean(present && dh_tc_presence(ifindex) == DH_TC_OURS));
+	json_object_object_add(obj, "filters", json_object_new_boolean(present && dh_hook_attached(st, ifindex, bridge)));
+	json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
 	json_object_object_add(obj, "route_localnet", json_object_new_int(now));
 	json_object_object_add(obj, "saved_route_localnet", json_object_new_int(bridge->saved_route_localnet));
 	json_object_object_add(obj, "attached_at", json_object_new_int64(bridge->attached_at));
@@ -116,7 +117,9 @@ static void bridges_print(struct json_object *list)
 			continue;
 		}
 		json_object_object_get_ex(b, "filters", &v);
-		printf(": filters %s", json_object_get_boolean(v) ? "attached" : "MISSING (attach again)");
+		printf(": programs %s", json_object_get_boolean(v) ? "attached" : "MISSING (attach again)");
+		json_object_object_get_ex(b, "hook", &v);
+		printf(" (%s)", json_object_get_string(v));
 		json_object_object_get_ex(b, "route_localnet", &v);
 		printf(", route_localnet %d", json_object_get_int(v));
 		json_object_object_get_ex(b, "saved_route_localnet", &v);

@@ -17,12 +17,14 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "attach", dh_cmd_attach, "attach BRIDGE [--gateway ADDR]... [--port SPEC]...",
-	  "Attach the tc programs to BRIDGE and set its route_localnet to 1 (the old value\n"
-	  "is saved and restored by detach). Gateways are the bridge's own IPv4 addresses,\n"
-	  "docker0's (Docker's host-gateway) and each --gateway ADDR. --port maps SPEC\n"
-	  "on this bridge, as 'port add SPEC --bridge BRIDGE'. Attaching again changes\n"
-	  "nothing but adds new gateways and ports, and re-attaches missing filters." },
+	{ "attach", dh_cmd_attach, "attach BRIDGE [--gateway ADDR]... [--port SPEC]... [--hook auto|tcx|clsact]",
+	  "Attach the programs to BRIDGE's ingress and egress and set its route_localnet\n"
+	  "to 1 (the old value is saved and restored by detach). Gateways are the bridge's\n"
+	  "own IPv4 addresses, docker0's (Docker's host-gateway) and each --gateway ADDR.\n"
+	  "--port maps SPEC on this bridge, as 'port add SPEC --bridge BRIDGE'. --hook:\n"
+	  "tcx links (kernel 6.6+), clsact filters, or auto (tcx if the kernel has it).\n"
+	  "Attaching again changes nothing but adds new gateways and ports, and\n"
+	  "re-attaches programs removed behind its back." },
 	{ "detach", dh_cmd_detach, "detach BRIDGE",
 	  "Remove our filters from BRIDGE, restore its route_localnet and forget its\n"
 	  "gateways and ports. The last detach removes the pinned programs and maps." },

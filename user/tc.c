@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * Our filters on a bridge's clsact qdisc: one on ingress, one on egress, at
+ * clsact, for kernels without tcx (or --hook clsact): our filters on the
+ * bridge's clsact qdisc, one on ingress, one on egress, at
  * a fixed handle and priority (DH_TC_HANDLE, DH_TC_PRIORITY). A filter there
  * counts as ours only if its program is ours by name, so detach never
  * removes somebody else's filter, and the clsact qdisc is removed only if
@@ -67,7 +68,7 @@ static enum dh_tc_presence filter_presence(int ifindex, const struct direction *
 	return DH_TC_OURS;
 }
 
-enum dh_tc_presence dh_tc_presence(int ifindex)
+enum dh_tc_presence dh_clsact_presence(int ifindex)
 {
 	enum dh_tc_presence in = filter_presence(ifindex, &directions[0]);
 	enum dh_tc_presence out = filter_presence(ifindex, &directions[1]);
@@ -113,7 +114,7 @@ static int detach_direction(int ifindex, const struct direction *dir)
 	return bpf_tc_detach(&hook, &opts);
 }
 
-int dh_tc_detach(int ifindex, bool destroy_clsact_if_empty)
+int dh_clsact_detach(int ifindex, bool destroy_clsact_if_empty)
 {
 	struct bpf_tc_hook hook;
 	int err = 0, i;
@@ -134,7 +135,7 @@ int dh_tc_detach(int ifindex, bool destroy_clsact_if_empty)
 	return err == -ENOENT ? 0 : err;
 }
 
-int dh_tc_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_clsact)
+int dh_clsact_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_clsact)
 {
 	const int fds[2] = { ingress_fd, egress_fd };
 	struct bpf_tc_hook hook;
@@ -162,6 +163,6 @@ int dh_tc_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_clsac
 			break;
 	}
 	if (err)
-		dh_tc_detach(ifindex, *created_clsact);
+		dh_clsact_detach(ifindex, *created_clsact);
 	return err;
 }

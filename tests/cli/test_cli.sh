@@ -81,6 +81,7 @@ test_unknown_commands_and_options() {
 	expect_error 2 "unknown option '--frob'" attach br0 --frob
 	expect_error 2 "unknown action 'move'" port move 80
 	expect_error 2 "needs a value" attach br0 --gateway
+	expect_error 2 "--hook 'xdp'" attach br0 --hook xdp
 	expect_error 2 "must be an absolute path" --pin-dir relative/dir status
 	expect_exit 2 dh
 	expect_contains "$OUT" "Usage:" "no command"
@@ -147,7 +148,7 @@ test_failed_attach_changes_nothing() {
 	# after having loaded and pinned, and undo all of it.
 	in_host tc qdisc add dev br0 clsact
 	in_host tc filter add dev br0 ingress prio 1 handle 0xd0c8 bpf da obj "$DH_USER_FILTER" sec tc
-	expect_error 1 "another program holds tc handle" attach br0 --port 8088 --gateway 10.9.9.9
+	expect_error 1 "another program holds tc handle" attach br0 --hook clsact --port 8088 --gateway 10.9.9.9
 	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet"
 	expect_contains "$(in_host tc filter show dev br0 ingress)" user_filter "the other filter"
@@ -157,9 +158,9 @@ test_failed_attach_changes_nothing() {
 	make_bridge "$H" br1 10.202.0.1
 	dh attach br1 --port 7000
 	local before
-	before=$(dh --json status | grep -v attached_at)
-	expect_error 1 "another program holds tc handle" attach br0 --port 8088
-	expect_eq "$(dh --json status | grep -v attached_at)" "$before" "state after a failed attach"
+	before=$(config_snapshot)
+	expect_error 1 "another program holds tc handle" attach br0 --hook clsact --port 8088
+	expect_eq "$(config_snapshot)" "$before" "state after a failed attach"
 }
 
 test_concurrent_calls_serialize() {

@@ -191,21 +191,44 @@ test_no_hijack_of_other_destinations() {
 test_detach_restores_everything() {
 	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=0
 	dh attach br0 --port 8088
-	expect_contains "$(in_host tc filter show dev br0 ingress)" dh_ingress "ingress filter"
-	expect_contains "$(in_host tc filter show dev br0 egress)" dh_egress "egress filter"
+	expect_contains "$(dh --json status)" '"hook":"tcx"' "tcx where the kernel has it"
+	expect_contains "$(dh --json status)" '"filters":true' "programs attached"
+	local ids id
+	ids=$(prog_ids)
 	dh detach br0
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet restored"
-	expect_not_contains "$(in_host tc qdisc show dev br0)" clsact "the clsact we created"
 	[ ! -e "$PIN" ] || fail "pin dir left: $(ls "$PIN")"
+	# Nothing holds our programs any more: not a link, not a filter.
+	for id in $ids; do
+		! bpftool prog show id "$id" >/dev/null 2>&1 || fail "program $id still loaded"
+	done
+	expect_not_contains "$(in_host tc qdisc show dev br0)" clsact "a clsact qdisc"
 
-	# A value other than 0 comes back as it was, and a clsact qdisc that
-	# was there before (with somebody's filter) stays with that filter.
+	# A value other than 0 comes back as it was.
 	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
-	in_host tc qdisc add dev br0 clsact
-	in_host tc filter add dev br0 ingress prio 7 bpf da obj "$DH_USER_FILTER" sec tc
 	dh attach br0
 	dh detach br0
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 1 "route_localnet restored to 1"
+}
+
+test_clsact_hook_works_and_leaves_others_alone() {
+	serve_tcp 8088 127.0.0.1 pong
+	serve_udp 8089 127.0.0.1 upong
+	dh attach br0 --hook clsact --port 8088 --port 8089/udp
+	expect_contains "$(dh --json status)" '"hook":"clsact"' "hook"
+	expect_contains "$(in_host tc filter show dev br0 ingress)" dh_ingress "ingress filter"
+	expect_contains "$(in_host tc filter show dev br0 egress)" dh_egress "egress filter"
+	expect_eq "$(tcp_get $GW 8088)" pong "tcp"
+	expect_eq "$(udp_get $GW 8089)" upong "udp"
+	dh detach br0
+	expect_not_contains "$(in_host tc qdisc show dev br0)" clsact "the clsact we created"
+
+	# A clsact qdisc that was there before, with somebody's filter, stays
+	# with that filter.
+	in_host tc qdisc add dev br0 clsact
+	in_host tc filter add dev br0 ingress prio 7 bpf da obj "$DH_USER_FILTER" sec tc
+	dh attach br0 --hook clsact
+	dh detach br0
 	expect_contains "$(in_host tc filter show dev br0 ingress)" user_filter "the user's filter"
 	expect_not_contains "$(in_host tc filter show dev br0 ingress)" dh_ingress "our filter"
 }
@@ -258,19 +281,27 @@ test_runtime_edits_keep_established_flows() {
 test_attach_twice_is_idempotent() {
 	serve_tcp 8088 127.0.0.1 pong
 	dh attach br0 --port 8088
-	local before after
-	before=$(dh --json status | grep -v attached_at)
+	local before ifindex
+	before=$(config_snapshot)
 	expect_exit 0 dh attach br0 --port 8088
 	expect_contains "$OUT" "already attached" "second attach"
-	after=$(dh --json status | grep -v attached_at)
-	expect_eq "$after" "$before" "state after a second attach"
+	expect_eq "$(config_snapshot)" "$before" "state after a second attach"
 	expect_eq "$(tcp_get $GW 8088)" pong "still works"
-	# Filters removed behind our back: attach repairs, keeping the saved value.
-	in_host tc qdisc del dev br0 clsact
+	# Programs removed behind our back: attach repairs, keeping the saved value.
+	ifindex=$(in_host cat /sys/class/net/br0/ifindex)
+	bpftool link detach pinned "$PIN/link_ingress_$ifindex"
+	expect_contains "$(dh status)" "MISSING" "status after the link was detached"
 	expect_exit 0 dh attach br0
 	expect_contains "$OUT" "re-attached" "repair"
 	expect_contains "$OUT" "route_localnet was 0" "original saved value kept"
 	expect_eq "$(tcp_get $GW 8088)" pong "works after repair"
+	# The same with clsact filters removed.
+	dh detach br0
+	dh attach br0 --hook clsact --port 8088
+	in_host tc qdisc del dev br0 clsact
+	expect_exit 0 dh attach br0 --hook clsact
+	expect_contains "$OUT" "re-attached" "clsact repair"
+	expect_eq "$(tcp_get $GW 8088)" pong "works after the clsact repair"
 }
 
 run_tests
