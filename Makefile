@@ -6,6 +6,8 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 BINDIR   := $(PREFIX)/sbin
 MANDIR   := $(PREFIX)/share/man/man8
+UNITDIR  := $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
 
 CLANG    ?= clang
 CC       ?= cc
@@ -17,7 +19,7 @@ ARCH := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/; s/ppc64le/power
 CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -std=gnu11
 CPPFLAGS += -Iinclude -I$(OUTPUT) -D_GNU_SOURCE
-LDLIBS   += -lbpf -lelf -lz -lmnl -ljson-c
+LDLIBS   += -lbpf -lelf -lz -lmnl -ljson-c -ldl
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Iinclude -I. -Ibpf
 
 BPF_SRCS := bpf/dockhost.bpf.c
@@ -35,7 +37,8 @@ TEST_BPF := $(OUTPUT)/user_filter.bpf.o
 DEPS_STAMP := $(OUTPUT)/.deps-ok
 REQUIRED := clang llvm-strip bpftool socat tc ip ss ethtool
 REQUIRED_HDRS := /usr/include/bpf/libbpf.h /usr/include/libmnl/libmnl.h \
-	/usr/include/json-c/json.h /usr/include/gelf.h /usr/include/zlib.h
+	/usr/include/json-c/json.h /usr/include/gelf.h /usr/include/zlib.h \
+	/usr/include/$(shell $(CC) -print-multiarch)/curl/curl.h
 
 ifeq ($(V),1)
 	Q =
@@ -114,9 +117,15 @@ install: $(OUTPUT)/dockhost-bpf
 	$(call msg,INSTALL,$(DESTDIR)$(BINDIR)/dockhost-bpf)
 	$(Q)install -D -m 0755 $(OUTPUT)/dockhost-bpf $(DESTDIR)$(BINDIR)/dockhost-bpf
 	$(Q)install -D -m 0644 user/dockhost-bpf.8 $(DESTDIR)$(MANDIR)/dockhost-bpf.8
+	$(Q)install -d $(DESTDIR)$(UNITDIR)
+	$(Q)sed 's|@SBINDIR@|$(BINDIR)|' user/dockhost-bpf.service > $(DESTDIR)$(UNITDIR)/dockhost-bpf.service
+	@# The configuration is the admin's once installed: never overwritten.
+	$(Q)[ -e $(DESTDIR)$(SYSCONFDIR)/dockhost-bpf.conf ] || \
+		install -D -m 0644 user/dockhost-bpf.conf $(DESTDIR)$(SYSCONFDIR)/dockhost-bpf.conf
 
 uninstall:
-	$(Q)rm -f $(DESTDIR)$(BINDIR)/dockhost-bpf $(DESTDIR)$(MANDIR)/dockhost-bpf.8
+	$(Q)rm -f $(DESTDIR)$(BINDIR)/dockhost-bpf $(DESTDIR)$(MANDIR)/dockhost-bpf.8 \
+		$(DESTDIR)$(UNITDIR)/dockhost-bpf.service
 
 clean:
 	$(call msg,CLEAN,$(OUTPUT))

@@ -71,6 +71,7 @@ enum dh_gateway_origin {
 	DH_GW_BRIDGE  = 1 << 0, /* an address of the bridge itself */
 	DH_GW_DOCKER0 = 1 << 1, /* docker0's address: Docker's host-gateway */
 	DH_GW_USER    = 1 << 2, /* given with --gateway */
+	DH_GW_DOCKER_CONFIG = 1 << 3, /* host-gateway-ip in Docker's daemon.json */
 };
 
 struct dh_gateway {

@@ -7,8 +7,8 @@ set -euo pipefail
 packages=(
 	# build: BPF compiler and llvm-strip, libbpf and what it links, bpftool for skeletons
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc
-	# the CLI: netlink through libmnl, JSON output through json-c
-	libmnl-dev libjson-c-dev
+	# the CLI: netlink through libmnl, JSON through json-c, Docker's API through libcurl
+	libmnl-dev libjson-c-dev libcurl4-openssl-dev
 	# tests and demo: namespaces, tc and ss (iproute2), socat services, ethtool offloads
 	iproute2 socat ethtool
 )

@@ -11,6 +11,9 @@ DH_BIN=${DH_BIN:-$DH_ROOT/.output/dockhost-bpf}
 DH_USER_FILTER=$DH_ROOT/.output/user_filter.bpf.o  # a tc filter that is not ours
 DH_SUITE=${DH_SUITE:-$(basename "$(dirname "$0")")/$(basename "$0" .sh)}
 
+# The CLI must not ask the host's Docker about names in these tests.
+export DOCKER_HOST=${DH_TEST_DOCKER_HOST:-unix:///nonexistent/docker.sock}
+
 # Addresses live only inside the namespaces a test creates.
 GW=10.201.0.1
 CTR=10.201.0.2

@@ -70,6 +70,7 @@ int dh_hook_attach(const struct dh_state *st, int ifindex, enum dh_hook hook, st
 int dh_hook_detach(const struct dh_state *st, int ifindex, const struct dh_bridge *bridge);
 bool dh_hook_attached(const struct dh_state *st, int ifindex, const struct dh_bridge *bridge);
 const char *dh_hook_name(const struct dh_bridge *bridge);
+bool dh_parse_hook(const char *text, enum dh_hook *hook);  /* spec.c */
 
 /* tc.c: clsact filters at DH_TC_HANDLE / DH_TC_PRIORITY */
 enum dh_tc_presence { DH_TC_NONE, DH_TC_OURS, DH_TC_FOREIGN };
@@ -108,7 +109,31 @@ int dh_state_sum_counters(const struct dh_state *st, struct dh_counters *sum);
 /* Checks root and that nothing runs unprivileged half-way. */
 int dh_require_root(void);
 
+/* docker.c: Docker's API socket ($DOCKER_HOST unix:// or /var/run/docker.sock) */
+/* A bridge network's device name; -ENOENT (no such network), -EINVAL (not a
+ * bridge network), -EHOSTUNREACH (no daemon); @why says it in words. */
+int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char *why, size_t why_len);
+/* host-gateway-ip(s) from the daemon's configuration; how many were found. */
+int dh_docker_host_gateways(__u32 *addrs, int max);
+/* BRIDGE as typed: a device name, or a Docker network name or id. Fills
+ * @name; returns 0 or an exit code after printing the error. */
+int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSIZ]);
+
+/* cmd_attach.c, also used by watch */
+#define DH_MAX_ARGS 64  /* --gateway / --port given at once */
+struct dh_attach_opts {
+	char bridge[DH_IFNAMSIZ];
+	enum dh_hook hook;
+	__u32 gateways[DH_MAX_ARGS];
+	int n_gateways;
+	struct dh_port_spec ports[DH_MAX_ARGS];
+	int n_ports;
+};
+int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts);
+int dh_detach(const struct dh_cli *cli, const char *name);
+
 /* commands */
+int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv);

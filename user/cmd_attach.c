@@ -14,7 +14,6 @@
 
 #include "cli.h"
 
-#define MAX_ARGS 64      /* --gateway / --port given at once */
 #define MAX_GATEWAYS 64  /* per bridge, all origins */
 
 struct gateway {
@@ -30,7 +29,7 @@ struct undo {
 		struct dh_port_key key;
 		struct dh_port_target old;
 		bool existed;
-	} ports[MAX_ARGS];
+	} ports[DH_MAX_ARGS];
 	int n_ports;
 	bool bridge_entry, hooked, sysctl;
 	int saved_route_localnet;
@@ -62,18 +61,23 @@ static void add_device_gateways(int ifindex, __u32 origin, struct gateway *gws, 
 
 /* The bridge's addresses, docker0's (Docker's host-gateway resolves to it
  * even on user-defined networks, so those packets arrive on br-<id> with
- * docker0's address as destination) and the user's. */
+ * docker0's address as destination), the daemon's configured host-gateway
+ * addresses, and the user's. */
 static void collect_gateways(const struct dh_netdev *dev, const __u32 *user, int n_user,
 			     struct gateway *gws, int *n)
 {
+	__u32 configured[8];
 	struct dh_netdev docker0;
-	int i;
+	int i, n_configured;
 
 	*n = 0;
 	add_device_gateways(dev->ifindex, DH_GW_BRIDGE, gws, n);
 	if (dh_netdev_lookup("docker0", &docker0) == 0 && docker0.is_bridge &&
 	    docker0.ifindex != dev->ifindex)
 		add_device_gateways(docker0.ifindex, DH_GW_DOCKER0, gws, n);
+	n_configured = dh_docker_host_gateways(configured, 8);
+	for (i = 0; i < n_configured; i++)
+		add_gateway(gws, n, configured[i], DH_GW_DOCKER_CONFIG);
 	for (i = 0; i < n_user; i++)
 		add_gateway(gws, n, user[i], DH_GW_USER);
 }
@@ -114,7 +118,8 @@ static int insert_gateways(const struct dh_state *st, int ifindex, const struct 
 		struct dh_gateway value;
 
 		if (bpf_map_lookup_elem(st->gateways_fd, &key, &value) == 0) {
-			value.origin |= gws[i].origin;
+			/* Where an address comes from can change; a --gateway stays. */
+			value.origin = gws[i].origin | (value.origin & DH_GW_USER);
 		} else {
 			value.origin = gws[i].origin;
 			u->gateways[u->n_gateways++] = key;
@@ -148,16 +153,31 @@ static int insert_ports(const struct dh_state *st, int ifindex, const struct dh_
 	return 0;
 }
 
-struct attach_args {
-	const char *bridge;
-	enum dh_hook hook;
-	__u32 gateways[MAX_ARGS];
-	int n_gateways;
-	struct dh_port_spec ports[MAX_ARGS];
-	int n_ports;
-};
+/* Drops this bridge's gateways that are no longer among @gws (an address
+ * removed from the bridge or docker0), except those given with --gateway.
+ * Returns how many went. */
+static int prune_gateways(const struct dh_state *st, int ifindex, const struct gateway *gws, int n)
+{
+	struct dh_gateway_key key, stale[MAX_GATEWAYS], *prev = NULL;
+	struct dh_gateway value;
+	int n_stale = 0, i;
 
-static int parse_attach_args(int argc, char **argv, struct attach_args *args)
+	while (bpf_map_get_next_key(st->gateways_fd, prev, &key) == 0) {
+		prev = &key;
+		if ((int)key.ifindex != ifindex || bpf_map_lookup_elem(st->gateways_fd, &key, &value) ||
+		    (value.origin & DH_GW_USER))
+			continue;
+		for (i = 0; i < n && gws[i].addr != key.addr; i++)
+			;
+		if (i == n && n_stale < MAX_GATEWAYS)
+			stale[n_stale++] = key;
+	}
+	for (i = 0; i < n_stale; i++)
+		bpf_map_delete_elem(st->gateways_fd, &stale[i]);
+	return n_stale;
+}
+
+static int parse_attach_args(int argc, char **argv, struct dh_attach_opts *args)
 {
 	static const struct option options[] = {
 		{ "gateway", required_argument, NULL, 'g' },
@@ -171,8 +191,8 @@ static int parse_attach_args(int argc, char **argv, struct attach_args *args)
 	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
 		switch (opt) {
 		case 'g':
-			if (args->n_gateways == MAX_ARGS)
-				return dh_usage_error("attach: at most %d --gateway", MAX_ARGS);
+			if (args->n_gateways == DH_MAX_ARGS)
+				return dh_usage_error("attach: at most %d --gateway", DH_MAX_ARGS);
 			if (!dh_parse_ipv4(optarg, &args->gateways[args->n_gateways]))
 				return dh_usage_error("attach: --gateway '%s': not an IPv4 address", optarg);
 			if (dh_is_loopback_addr(args->gateways[args->n_gateways]) ||
@@ -184,21 +204,15 @@ static int parse_attach_args(int argc, char **argv, struct attach_args *args)
 			args->n_gateways++;
 			break;
 		case 'p':
-			if (args->n_ports == MAX_ARGS)
-				return dh_usage_error("attach: at most %d --port", MAX_ARGS);
+			if (args->n_ports == DH_MAX_ARGS)
+				return dh_usage_error("attach: at most %d --port", DH_MAX_ARGS);
 			if (!dh_parse_port_spec(optarg, &args->ports[args->n_ports]))
 				return dh_usage_error("attach: --port '%s': not PORT, PORT/tcp or PORT/udp (1-65535)",
 						      optarg);
 			args->n_ports++;
 			break;
 		case 'k':
-			if (!strcmp(optarg, "auto"))
-				args->hook = DH_HOOK_AUTO;
-			else if (!strcmp(optarg, "tcx"))
-				args->hook = DH_HOOK_TCX;
-			else if (!strcmp(optarg, "clsact"))
-				args->hook = DH_HOOK_CLSACT;
-			else
+			if (!dh_parse_hook(optarg, &args->hook))
 				return dh_usage_error("attach: --hook '%s': not auto, tcx or clsact", optarg);
 			break;
 		case ':':
@@ -209,11 +223,7 @@ static int parse_attach_args(int argc, char **argv, struct attach_args *args)
 	}
 	if (optind != argc - 1)
 		return dh_usage_error("attach: expected one BRIDGE (see 'attach --help')");
-	args->bridge = argv[optind];
-	if (!dh_ifname_valid(args->bridge))
-		return dh_usage_error("attach: '%s': not a valid interface name (1-15 characters)",
-				      args->bridge);
-	return 0;
+	return dh_resolve_bridge_arg("attach", argv[optind], args->bridge);
 }
 
 /* Resolves a bridge name; errors are one line naming it. */
@@ -260,8 +270,16 @@ static void report_attach(const struct dh_cli *cli, const char *name, int ifinde
 
 int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv)
 {
+	struct dh_attach_opts opts;
+	int err;
+
+	err = parse_attach_args(argc, argv, &opts);
+	return err ? err : dh_attach(cli, &opts);
+}
+
+int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
+{
 	struct gateway gws[MAX_GATEWAYS];
-	struct attach_args args;
 	struct dh_bridge bridge = {};
 	struct undo u = {};
 	struct dh_netdev dev;
@@ -270,17 +288,15 @@ int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv)
 	__u32 key;
 	int err, n_gws;
 
-	err = parse_attach_args(argc, argv, &args);
+	err = dh_require_root();
 	if (!err)
-		err = dh_require_root();
-	if (!err)
-		err = resolve_bridge("attach", args.bridge, &dev);
+		err = resolve_bridge("attach", opts->bridge, &dev);
 	if (err)
 		return err;
-	collect_gateways(&dev, args.gateways, args.n_gateways, gws, &n_gws);
+	collect_gateways(&dev, opts->gateways, opts->n_gateways, gws, &n_gws);
 	if (n_gws == 0)
 		dh_warn("%s has no IPv4 address: nothing is redirected until it gets one or --gateway names one",
-			args.bridge);
+			opts->bridge);
 
 	err = dh_state_open(cli, &st, DH_OPEN_OR_CREATE);
 	if (err)
@@ -288,21 +304,21 @@ int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv)
 
 	key = dev.ifindex;
 	if (bpf_map_lookup_elem(st.bridges_fd, &key, &bridge) == 0 &&
-	    !strncmp(bridge.name, args.bridge, DH_IFNAMSIZ)) {
+	    !strncmp(bridge.name, opts->bridge, DH_IFNAMSIZ)) {
 		/* Attached before: keep the saved sysctl, the original one. */
 		result = dh_hook_attached(&st, dev.ifindex, &bridge) ? "already attached" : "re-attached";
 	} else {
-		if (dh_route_localnet_get(args.bridge, &u.saved_route_localnet)) {
-			err = dh_runtime_error("attach: %s: cannot read route_localnet: %s", args.bridge,
+		if (dh_route_localnet_get(opts->bridge, &u.saved_route_localnet)) {
+			err = dh_runtime_error("attach: %s: cannot read route_localnet: %s", opts->bridge,
 					       strerror(errno));
 			goto fail;
 		}
 		memset(&bridge, 0, sizeof(bridge));
-		snprintf(bridge.name, sizeof(bridge.name), "%s", args.bridge);
+		snprintf(bridge.name, sizeof(bridge.name), "%s", opts->bridge);
 		bridge.saved_route_localnet = u.saved_route_localnet;
 		bridge.attached_at = time(NULL);
 		if (bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY)) {
-			err = dh_runtime_error("attach: %s: cannot record state: %s", args.bridge,
+			err = dh_runtime_error("attach: %s: cannot record state: %s", opts->bridge,
 					       strerror(errno));
 			goto fail;
 		}
@@ -311,79 +327,81 @@ int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv)
 
 	err = insert_gateways(&st, dev.ifindex, gws, n_gws, &u);
 	if (!err)
-		err = insert_ports(&st, dev.ifindex, args.ports, args.n_ports, &u);
+		err = insert_ports(&st, dev.ifindex, opts->ports, opts->n_ports, &u);
 	if (err)
 		goto fail;
 
 	if (strcmp(result, "already attached")) {
 		/* Programs before the sysctl: route_localnet=1 without the
 		 * loopback guard in place is exactly CVE-2020-8558. */
-		err = dh_hook_attach(&st, dev.ifindex, args.hook, &bridge);
+		err = dh_hook_attach(&st, dev.ifindex, opts->hook, &bridge);
 		if (err == -EBUSY) {
 			err = dh_runtime_error("attach: %s: another program holds tc handle 0x%x priority %d",
-					       args.bridge, DH_TC_HANDLE, DH_TC_PRIORITY);
+					       opts->bridge, DH_TC_HANDLE, DH_TC_PRIORITY);
 			goto fail;
 		}
 		if (err == -EOPNOTSUPP) {
 			err = dh_runtime_error("attach: %s: this kernel has no tcx (6.6+); use --hook clsact",
-					       args.bridge);
+					       opts->bridge);
 			goto fail;
 		}
 		if (err) {
-			err = dh_runtime_error("attach: %s: cannot attach the programs: %s", args.bridge,
+			err = dh_runtime_error("attach: %s: cannot attach the programs: %s", opts->bridge,
 					       strerror(-err));
 			goto fail;
 		}
 		u.hooked = true;
 		if (bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY)) {
-			err = dh_runtime_error("attach: %s: cannot record state: %s", args.bridge,
+			err = dh_runtime_error("attach: %s: cannot record state: %s", opts->bridge,
 					       strerror(errno));
 			goto fail;
 		}
 		u.sysctl = u.bridge_entry;
-		if (dh_route_localnet_set(args.bridge, 1)) {
-			err = dh_runtime_error("attach: %s: cannot set route_localnet: %s", args.bridge,
+		if (dh_route_localnet_set(opts->bridge, 1)) {
+			err = dh_runtime_error("attach: %s: cannot set route_localnet: %s", opts->bridge,
 					       strerror(errno));
 			goto fail;
 		}
 	}
-	report_attach(cli, args.bridge, dev.ifindex, result, gws, n_gws, &bridge);
+	if (prune_gateways(&st, dev.ifindex, gws, n_gws) + u.n_gateways > 0 &&
+	    !strcmp(result, "already attached"))
+		result = "gateways updated";
+	report_attach(cli, opts->bridge, dev.ifindex, result, gws, n_gws, &bridge);
 	dh_state_close(&st);
 	return 0;
 
 fail:
-	undo_attach(&st, args.bridge, dev.ifindex, &bridge, &u);
+	undo_attach(&st, opts->bridge, dev.ifindex, &bridge, &u);
 	if (st.created && dh_state_bridge_count(&st) == 0)
 		dh_state_remove_pins(&st);
 	dh_state_close(&st);
 	return err;
 }
 
-static int parse_bridge_only(const char *cmd, int argc, char **argv, const char **bridge)
+int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv)
 {
+	char name[DH_IFNAMSIZ];
+	int err;
+
 	if (argc != 2)
-		return dh_usage_error("%s: expected one BRIDGE (see '%s --help')", cmd, cmd);
+		return dh_usage_error("detach: expected one BRIDGE (see 'detach --help')");
 	if (argv[1][0] == '-')
-		return dh_usage_error("%s: unknown option '%s'", cmd, argv[1]);
-	if (!dh_ifname_valid(argv[1]))
-		return dh_usage_error("%s: '%s': not a valid interface name (1-15 characters)", cmd, argv[1]);
-	*bridge = argv[1];
-	return 0;
+		return dh_usage_error("detach: unknown option '%s'", argv[1]);
+	err = dh_resolve_bridge_arg("detach", argv[1], name);
+	return err ? err : dh_detach(cli, name);
 }
 
-int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv)
+int dh_detach(const struct dh_cli *cli, const char *name)
 {
 	struct dh_bridge bridge;
 	struct dh_netdev dev;
 	struct dh_state st;
-	const char *name = NULL, *result = "detached";
+	const char *result = "detached";
 	bool device_present;
 	__u32 ifindex;
 	int err;
 
-	err = parse_bridge_only("detach", argc, argv, &name);
-	if (!err)
-		err = dh_require_root();
+	err = dh_require_root();
 	if (err)
 		return err;
 	err = dh_state_open(cli, &st, DH_OPEN_EXISTING);

@@ -174,7 +174,8 @@ struct port_args {
 	struct dh_port_spec spec;
 	const char *spec_text;
 	const char *to;
-	const char *bridge;
+	const char *bridge;     /* as typed */
+	char bridge_name[DH_IFNAMSIZ];  /* the device */
 };
 
 static int parse_port_args(int argc, char **argv, struct port_args *args)
@@ -222,9 +223,9 @@ static int parse_port_args(int argc, char **argv, struct port_args *args)
 				      args->spec_text);
 	if (args->to && strcmp(args->action, "add"))
 		return dh_usage_error("port %s: --to goes with add", args->action);
-	if (args->bridge && !dh_ifname_valid(args->bridge))
-		return dh_usage_error("port %s: --bridge '%s': not a valid interface name (1-15 characters)",
-				      args->action, args->bridge);
+	if (args->bridge)
+		return dh_resolve_bridge_arg(!strcmp(args->action, "add") ? "port add --bridge" : "port del --bridge",
+					     args->bridge, args->bridge_name);
 	return 0;
 }
 
@@ -284,7 +285,7 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (args.bridge) {
-		err = attached_ifindex(&st, args.bridge, &ifindex);
+		err = attached_ifindex(&st, args.bridge_name, &ifindex);
 		if (err)
 			goto out;
 	}

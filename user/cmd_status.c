@@ -42,8 +42,9 @@ static const char *origin_text(__u32 origin)
 {
 	static char buf[48];
 
-	snprintf(buf, sizeof(buf), "%s%s%s", origin & DH_GW_BRIDGE ? ",bridge" : "",
-		 origin & DH_GW_DOCKER0 ? ",docker0" : "", origin & DH_GW_USER ? ",user" : "");
+	snprintf(buf, sizeof(buf), "%s%s%s%s", origin & DH_GW_BRIDGE ? ",bridge" : "",
+		 origin & DH_GW_DOCKER0 ? ",docker0" : "", origin & DH_GW_DOCKER_CONFIG ? ",host-gateway-ip" : "",
+		 origin & DH_GW_USER ? ",user" : "");
 	return buf[0] ? buf + 1 : "?";
 }
 

@@ -36,6 +36,13 @@ static const struct command commands[] = {
 	  "PORT means tcp). Packets to a gateway on SPEC go to 127.0.0.1 on the same\n"
 	  "port, or to --to [ADDR:]PORT (ADDR in 127.0.0.0/8). Without --bridge the entry\n"
 	  "applies to every attached bridge; a bridge's own entry wins." },
+	{ "watch", dh_cmd_watch,
+	  "watch [--match GLOB]... [--port SPEC]... [--hook auto|tcx|clsact] [--detach-on-exit]",
+	  "Stay in the foreground: attach every bridge whose name matches a GLOB (default\n"
+	  "'docker0' and 'br-*') now and whenever one appears, forget bridges that\n"
+	  "disappear, and keep gateway sets current as addresses change. --port maps\n"
+	  "SPEC on each of them. SIGTERM or SIGINT ends it; the bridges stay attached\n"
+	  "unless --detach-on-exit. One line per event on standard output." },
 	{ "status", dh_cmd_status, "status",
 	  "Show attached bridges (filters, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },

@@ -76,3 +76,18 @@ bool dh_ifname_valid(const char *name)
 		return false;
 	return strcspn(name, "/: \t\n") == len;
 }
+
+bool dh_parse_hook(const char *text, enum dh_hook *hook)
+{
+	static const char *const names[] = { [DH_HOOK_AUTO] = "auto", [DH_HOOK_TCX] = "tcx",
+					     [DH_HOOK_CLSACT] = "clsact" };
+	unsigned int i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(text, names[i])) {
+			*hook = i;
+			return true;
+		}
+	}
+	return false;
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# watch: bridges attached as they appear, forgotten as they go, gateway
+# sets following address changes; the same namespaces as the other e2e tests.
+. "$(dirname "$0")/../lib.sh"
+
+# Polls CMD (a shell snippet) for up to 5 seconds.
+wait_for() {  # WHAT CMD
+	local i
+	for i in $(seq 50); do
+		eval "$2" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	fail "timed out waiting for: $1"
+}
+
+start_watch() {  # ARGS...
+	WATCH_LOG=$DH_BPFFS.watch.log
+	ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" watch "$@" >"$WATCH_LOG" 2>&1 &
+	WATCH_PID=$!
+	wait_for "watch to start" "grep -q following '$WATCH_LOG'"
+}
+
+stop_watch() {
+	kill -TERM "$WATCH_PID"
+	local rc=0
+	wait "$WATCH_PID" || rc=$?
+	expect_eq "$rc" 0 "watch exit code after SIGTERM"
+	cat "$WATCH_LOG"
+	rm -f "$WATCH_LOG"
+}
+
+attached() {  # BRIDGE
+	dh --json status | grep -q "\"bridge\":\"$1\""
+}
+
+test_follows_bridges_and_addresses() {
+	serve_tcp 8088 127.0.0.1 pong
+	make_bridge "$H" lxcbr0 10.209.0.1  # does not match
+	start_watch --match 'br*' --port 8088
+	wait_for "br0, present at start, attached" "attached br0"
+	expect_eq "$(tcp_get $GW 8088)" pong "br0 after start"
+	attached lxcbr0 && fail "lxcbr0 does not match 'br*' but was attached"
+
+	# A bridge created later, its address a moment after (as Docker does).
+	local c5=dh-c5-$RANDOM$RANDOM
+	in_host ip link add br5 type bridge
+	in_host ip link set br5 up
+	wait_for "br5 attached" "attached br5"
+	in_host ip addr add 10.205.0.1/24 dev br5
+	make_container "$c5" br5 10.205.0.2 10.205.0.1
+	wait_for "br5's gateway" "dh --json status | grep -q '10.205.0.1'"
+	expect_eq "$(tcp_get 10.205.0.1 8088 "$c5")" pong "br5's container, --port from watch"
+
+	# A second address comes and goes; the gateway set follows.
+	in_host ip addr add 10.205.1.1/24 dev br5
+	wait_for "new gateway" "dh --json status | grep -q '10.205.1.1'"
+	in_host ip addr del 10.205.1.1/24 dev br5
+	wait_for "gateway removed" "! dh --json status | grep -q '10.205.1.1'"
+
+	in_host ip link del br5
+	wait_for "br5 forgotten" "! attached br5"
+	stop_watch
+	attached br0 || fail "br0 detached by stopping watch"
+	expect_eq "$(tcp_get $GW 8088)" pong "br0 after watch stopped"
+}
+
+test_detach_on_exit() {
+	start_watch --match 'br*' --detach-on-exit
+	wait_for "br0 attached" "attached br0"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 1 "route_localnet while watched"
+	stop_watch
+	[ ! -e "$PIN" ] || fail "pins left after --detach-on-exit: $(ls "$PIN")"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet restored"
+}
+
+test_watch_bad_input() {
+	expect_exit 2 dh watch --port 0
+	expect_contains "$OUT" "'0'" "bad port"
+	expect_exit 2 dh watch extra
+	expect_contains "$OUT" "'extra'" "extra argument"
+	expect_exit 2 dh watch --hook nope
+	expect_contains "$OUT" "'nope'" "bad hook"
+}
+
+run_tests

@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * watch: follow bridges as they come and go (Docker creates br-<id> at
+ * `docker network create`, removes it at `network rm`). rtnetlink link and
+ * IPv4 address events, read with libmnl, drive the same attach and detach
+ * as the commands; each CLI call's lock is taken per event, so other
+ * commands keep working while watch runs.
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <libmnl/libmnl.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define MAX_MATCHES 32
+
+struct watch {
+	const struct dh_cli *cli;
+	const char *matches[MAX_MATCHES];
+	int n_matches;
+	struct dh_attach_opts opts;  /* bridge name filled per event */
+	bool detach_on_exit;
+	/* Bridges attached by this watch, by ifindex, for --detach-on-exit
+	 * and to tell which deletions are ours. */
+	struct {
+		int ifindex;
+		char name[DH_IFNAMSIZ];
+	} seen[256];
+	int n_seen;
+};
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+	stopping = 1;
+}
+
+static bool matches(const struct watch *w, const char *name)
+{
+	int i;
+
+	for (i = 0; i < w->n_matches; i++)
+		if (fnmatch(w->matches[i], name, 0) == 0)
+			return true;
+	return false;
+}
+
+static int find_seen(const struct watch *w, int ifindex)
+{
+	int i;
+
+	for (i = 0; i < w->n_seen; i++)
+		if (w->seen[i].ifindex == ifindex)
+			return i;
+	return -1;
+}
+
+static void attach_bridge(struct watch *w, int ifindex, const char *name)
+{
+	snprintf(w->opts.bridge, sizeof(w->opts.bridge), "%s", name);
+	fflush(stdout);
+	if (dh_attach(w->cli, &w->opts) == 0 && find_seen(w, ifindex) < 0 && w->n_seen < 256) {
+		w->seen[w->n_seen].ifindex = ifindex;
+		snprintf(w->seen[w->n_seen].name, DH_IFNAMSIZ, "%s", name);
+		w->n_seen++;
+	}
+	fflush(stdout);
+}
+
+static void forget_bridge(struct watch *w, int slot)
+{
+	fflush(stdout);
+	dh_detach(w->cli, w->seen[slot].name);  /* device gone: forgets its state */
+	fflush(stdout);
+	w->seen[slot] = w->seen[--w->n_seen];
+}
+
+/* Addresses changed on docker0 affect every bridge's gateway set. */
+static void refresh_all(struct watch *w)
+{
+	int i;
+
+	for (i = 0; i < w->n_seen; i++)
+		attach_bridge(w, w->seen[i].ifindex, w->seen[i].name);
+}
+
+struct link_event {
+	int ifindex;
+	bool is_bridge;
+	char name[IF_NAMESIZE];
+};
+
+static int link_attr(const struct nlattr *attr, void *data)
+{
+	struct link_event *ev = data;
+
+	if (mnl_attr_get_type(attr) == IFLA_IFNAME)
+		snprintf(ev->name, sizeof(ev->name), "%s", mnl_attr_get_str(attr));
+	if (mnl_attr_get_type(attr) == IFLA_LINKINFO) {
+		const struct nlattr *info;
+
+		mnl_attr_for_each_nested(info, attr)
+			if (mnl_attr_get_type(info) == IFLA_INFO_KIND)
+				ev->is_bridge = !strcmp(mnl_attr_get_str(info), "bridge");
+	}
+	return MNL_CB_OK;
+}
+
+static int on_message(const struct nlmsghdr *nlh, void *data)
+{
+	struct watch *w = data;
+
+	if (nlh->nlmsg_type == RTM_NEWLINK || nlh->nlmsg_type == RTM_DELLINK) {
+		struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+		struct link_event ev = { .ifindex = ifm->ifi_index };
+		int slot;
+
+		mnl_attr_parse(nlh, sizeof(*ifm), link_attr, &ev);
+		slot = find_seen(w, ev.ifindex);
+		if (nlh->nlmsg_type == RTM_DELLINK && slot >= 0)
+			forget_bridge(w, slot);
+		else if (nlh->nlmsg_type == RTM_NEWLINK && slot < 0 && ev.is_bridge && matches(w, ev.name))
+			attach_bridge(w, ev.ifindex, ev.name);
+	} else if (nlh->nlmsg_type == RTM_NEWADDR || nlh->nlmsg_type == RTM_DELADDR) {
+		struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
+		char name[IF_NAMESIZE];
+		int slot = find_seen(w, ifa->ifa_index);
+
+		if (ifa->ifa_family != AF_INET)
+			return MNL_CB_OK;
+		if (if_indextoname(ifa->ifa_index, name) && !strcmp(name, "docker0"))
+			refresh_all(w);
+		else if (slot >= 0)
+			attach_bridge(w, w->seen[slot].ifindex, w->seen[slot].name);
+	}
+	return MNL_CB_OK;
+}
+
+/* Reads events until a signal; a dump of existing links goes first. */
+static int run(struct watch *w)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct mnl_socket *events;
+	struct nlmsghdr *nlh;
+	struct rtgenmsg *gen;
+	int ret;
+
+	events = mnl_socket_open(NETLINK_ROUTE);
+	if (!events || mnl_socket_bind(events, RTMGRP_LINK | RTMGRP_IPV4_IFADDR, MNL_SOCKET_AUTOPID) < 0)
+		return dh_runtime_error("watch: cannot listen to rtnetlink: %s", strerror(errno));
+
+	/* Subscribed first, dumped second: a bridge created in between shows
+	 * up twice, and attach is idempotent. */
+	nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_GETLINK;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = 1;
+	gen = mnl_nlmsg_put_extra_header(nlh, sizeof(*gen));
+	gen->rtgen_family = AF_UNSPEC;
+	if (mnl_socket_sendto(events, nlh, nlh->nlmsg_len) < 0) {
+		mnl_socket_close(events);
+		return dh_runtime_error("watch: cannot list links: %s", strerror(errno));
+	}
+	printf("watch: following bridges matching");
+	for (ret = 0; ret < w->n_matches; ret++)
+		printf(" '%s'", w->matches[ret]);
+	printf("\n");
+	fflush(stdout);
+
+	while (!stopping) {
+		ret = mnl_socket_recvfrom(events, buf, sizeof(buf));
+		if (ret < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOBUFS) {
+				/* Events were lost: re-check every attached bridge. */
+				dh_warn("watch: netlink overrun, refreshing");
+				refresh_all(w);
+				continue;
+			}
+			mnl_socket_close(events);
+			return dh_runtime_error("watch: reading rtnetlink: %s", strerror(errno));
+		}
+		/* Sequence 0 = events, 1 = our dump: take both. */
+		mnl_cb_run(buf, ret, 0, 0, on_message, w);
+	}
+	mnl_socket_close(events);
+	return 0;
+}
+
+int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "match", required_argument, NULL, 'm' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "hook", required_argument, NULL, 'k' },
+		{ "detach-on-exit", no_argument, NULL, 'd' },
+		{}
+	};
+	static struct watch w;
+	struct sigaction sa = { .sa_handler = on_signal };
+	int opt, err, i;
+
+	memset(&w, 0, sizeof(w));
+	w.cli = cli;
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		switch (opt) {
+		case 'm':
+			if (w.n_matches == MAX_MATCHES)
+				return dh_usage_error("watch: at most %d --match", MAX_MATCHES);
+			w.matches[w.n_matches++] = optarg;
+			break;
+		case 'p':
+			if (w.opts.n_ports == DH_MAX_ARGS)
+				return dh_usage_error("watch: at most %d --port", DH_MAX_ARGS);
+			if (!dh_parse_port_spec(optarg, &w.opts.ports[w.opts.n_ports]))
+				return dh_usage_error("watch: --port '%s': not PORT, PORT/tcp or PORT/udp (1-65535)",
+						      optarg);
+			w.opts.n_ports++;
+			break;
+		case 'k':
+			if (!dh_parse_hook(optarg, &w.opts.hook))
+				return dh_usage_error("watch: --hook '%s': not auto, tcx or clsact", optarg);
+			break;
+		case 'd':
+			w.detach_on_exit = true;
+			break;
+		case ':':
+			return dh_usage_error("watch: option '%s' needs a value", argv[optind - 1]);
+		default:
+			return dh_usage_error("watch: unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc)
+		return dh_usage_error("watch: unexpected argument '%s'", argv[optind]);
+	if (!w.n_matches) {
+		w.matches[w.n_matches++] = "docker0";
+		w.matches[w.n_matches++] = "br-*";
+	}
+	err = dh_require_root();
+	if (err)
+		return err;
+
+	/* No SA_RESTART: a signal must interrupt the blocking read. */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	err = run(&w);
+
+	if (w.detach_on_exit) {
+		for (i = w.n_seen - 1; i >= 0; i--)
+			dh_detach(cli, w.seen[i].name);
+	} else {
+		printf("watch: stopping; %d bridge(s) stay attached\n", w.n_seen);
+	}
+	return err;
+}

@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * Docker, asked over its API socket (libcurl speaks HTTP over a unix
+ * socket; json-c reads the answer): which bridge device a network uses,
+ * and which host-gateway addresses the daemon is configured with.
+ * A plain bridge name never needs any of this.
+ *
+ * libcurl is opened with dlopen() on first use, not linked: it pulls in
+ * some 30 libraries whose loading added 3.3 ms to every CLI call (port add
+ * with a linked libcurl: 4.4 ms of start-up instead of 1.1 ms, measured).
+ */
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* The libcurl calls we make, resolved at run time. */
+static struct {
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *curl, CURLoption option, ...);
+	CURLcode (*easy_perform)(CURL *curl);
+	CURLcode (*easy_getinfo)(CURL *curl, CURLINFO info, ...);
+	const char *(*easy_strerror)(CURLcode code);
+	char *(*easy_escape)(CURL *curl, const char *string, int length);
+	void (*easy_cleanup)(CURL *curl);
+	void (*free)(void *ptr);
+} curl;
+
+static bool curl_load(char *why, size_t why_len)
+{
+	static void *lib;
+	static const char *const names[] = { "curl_easy_init", "curl_easy_setopt", "curl_easy_perform",
+					     "curl_easy_getinfo", "curl_easy_strerror", "curl_easy_escape",
+					     "curl_easy_cleanup", "curl_free" };
+	void **slots = (void **)&curl;
+	unsigned int i;
+
+	if (lib)
+		return true;
+	lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		snprintf(why, why_len, "cannot load libcurl to ask Docker: %s", dlerror());
+		return false;
+	}
+	_Static_assert(sizeof(curl) == sizeof(names) / sizeof(names[0]) * sizeof(void *), "one name per call");
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		slots[i] = dlsym(lib, names[i]);
+		if (!slots[i]) {
+			snprintf(why, why_len, "libcurl has no %s", names[i]);
+			dlclose(lib);
+			lib = NULL;
+			return false;
+		}
+	}
+	return true;
+}
+
+#define DOCKER_SOCKET_DEFAULT "/var/run/docker.sock"
+#define DOCKER_DAEMON_JSON    "/etc/docker/daemon.json"
+#define DOCKER_BRIDGE_OPTION  "com.docker.network.bridge.name"
+#define MAX_RESPONSE          (1 << 20)
+
+struct buffer {
+	char *data;
+	size_t len;
+};
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct buffer *buf = userdata;
+	size_t n = size * nmemb;
+	char *grown;
+
+	if (buf->len + n > MAX_RESPONSE)
+		return 0;  /* aborts the transfer */
+	grown = realloc(buf->data, buf->len + n + 1);
+	if (!grown)
+		return 0;
+	buf->data = grown;
+	memcpy(buf->data + buf->len, ptr, n);
+	buf->len += n;
+	buf->data[buf->len] = '\0';
+	return n;
+}
+
+/* The daemon's socket: $DOCKER_HOST if it is unix://, else the default. */
+static const char *docker_socket(void)
+{
+	const char *host = getenv("DOCKER_HOST");
+
+	if (host && *host)
+		return strncmp(host, "unix://", 7) ? NULL : host + 7;
+	return DOCKER_SOCKET_DEFAULT;
+}
+
+/* GET @path; on 200 returns the parsed JSON, else NULL with @why set. */
+static struct json_object *docker_get(const char *path, long *status, char *why, size_t why_len)
+{
+	const char *socket_path = docker_socket();
+	struct buffer buf = {};
+	struct json_object *json = NULL;
+	char url[512];
+	CURLcode rc;
+	CURL *handle;
+
+	*status = 0;
+	if (!curl_load(why, why_len))
+		return NULL;
+	if (!socket_path) {
+		snprintf(why, why_len, "DOCKER_HOST '%s' is not unix:// (the only kind supported)",
+			 getenv("DOCKER_HOST"));
+		return NULL;
+	}
+	handle = curl.easy_init();
+	if (!handle) {
+		snprintf(why, why_len, "cannot initialise libcurl");
+		return NULL;
+	}
+	snprintf(url, sizeof(url), "http://docker%s", path);
+	curl.easy_setopt(handle, CURLOPT_UNIX_SOCKET_PATH, socket_path);
+	curl.easy_setopt(handle, CURLOPT_URL, url);
+	curl.easy_setopt(handle, CURLOPT_TIMEOUT_MS, 5000L);
+	curl.easy_setopt(handle, CURLOPT_WRITEFUNCTION, collect);
+	curl.easy_setopt(handle, CURLOPT_WRITEDATA, &buf);
+	rc = curl.easy_perform(handle);
+	if (rc != CURLE_OK)
+		snprintf(why, why_len, "Docker is not reachable at %s (%s)", socket_path, curl.easy_strerror(rc));
+	else
+		curl.easy_getinfo(handle, CURLINFO_RESPONSE_CODE, status);
+	curl.easy_cleanup(handle);
+	if (rc == CURLE_OK) {
+		json = buf.data ? json_tokener_parse(buf.data) : NULL;
+		if (*status != 200 || !json) {
+			struct json_object *msg;
+
+			snprintf(why, why_len, "Docker answered %ld%s%s", *status,
+				 json && json_object_object_get_ex(json, "message", &msg) ? ": " : "",
+				 json && json_object_object_get_ex(json, "message", &msg) ? json_object_get_string(msg) : "");
+			json_object_put(json);
+			json = NULL;
+		}
+	}
+	free(buf.data);
+	return json;
+}
+
+int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char *why, size_t why_len)
+{
+	struct json_object *net, *driver = NULL, *options, *name, *id;
+	char *escaped, path[300];
+	CURL *handle;
+	long status;
+	int err = 0;
+
+	if (!curl_load(why, why_len))
+		return -EHOSTUNREACH;
+	handle = curl.easy_init();
+	escaped = handle ? curl.easy_escape(handle, network, 0) : NULL;
+	if (handle)
+		curl.easy_cleanup(handle);
+	if (!escaped) {
+		snprintf(why, why_len, "cannot initialise libcurl");
+		return -ENOMEM;
+	}
+	snprintf(path, sizeof(path), "/networks/%s", escaped);
+	curl.free(escaped);
+
+	net = docker_get(path, &status, why, why_len);
+	if (!net)
+		return status == 404 ? -ENOENT : -EHOSTUNREACH;
+	if (!json_object_object_get_ex(net, "Driver", &driver) ||
+	    strcmp(json_object_get_string(driver), "bridge")) {
+		snprintf(why, why_len, "a '%s' network, not a bridge network",
+			 driver ? json_object_get_string(driver) : "?");
+		err = -EINVAL;
+	} else if (json_object_object_get_ex(net, "Options", &options) &&
+		   json_object_object_get_ex(options, DOCKER_BRIDGE_OPTION, &name)) {
+		snprintf(bridge, DH_IFNAMSIZ, "%s", json_object_get_string(name));
+	} else if (json_object_object_get_ex(net, "Id", &id) && strlen(json_object_get_string(id)) >= 12) {
+		/* Docker's own rule for user-defined networks. */
+		snprintf(bridge, DH_IFNAMSIZ, "br-%.12s", json_object_get_string(id));
+	} else {
+		snprintf(why, why_len, "Docker's answer has no bridge name or id");
+		err = -EINVAL;
+	}
+	json_object_put(net);
+	return err;
+}
+
+/*
+ * The daemon's configured host-gateway address(es): "host-gateway-ip"
+ * (Docker 20.10+) or "host-gateway-ips" (newer), from daemon.json. Without
+ * them Docker uses docker0's address, which attach adds anyway.
+ */
+int dh_docker_host_gateways(__u32 *addrs, int max)
+{
+	const char *path = getenv("DOCKHOST_DOCKER_DAEMON_JSON");
+	struct json_object *conf, *one, *many;
+	int n = 0;
+	size_t i;
+
+	conf = json_object_from_file(path && *path ? path : DOCKER_DAEMON_JSON);
+	if (!conf)
+		return 0;
+	if (json_object_object_get_ex(conf, "host-gateway-ip", &one) && n < max &&
+	    dh_parse_ipv4(json_object_get_string(one), &addrs[n]))
+		n++;
+	if (json_object_object_get_ex(conf, "host-gateway-ips", &many) &&
+	    json_object_is_type(many, json_type_array)) {
+		for (i = 0; i < json_object_array_length(many) && n < max; i++)
+			if (dh_parse_ipv4(json_object_get_string(json_object_array_get_idx(many, i)), &addrs[n]))
+				n++;
+	}
+	json_object_put(conf);
+	return n;
+}
+
+int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSIZ])
+{
+	bool valid = dh_ifname_valid(arg);
+	struct dh_netdev dev;
+	char why[256];
+	int err;
+
+	if (valid && dh_netdev_lookup(arg, &dev) == 0) {
+		snprintf(name, DH_IFNAMSIZ, "%s", arg);
+		return 0;
+	}
+	err = dh_docker_network_bridge(arg, name, why, sizeof(why));
+	if (!err) {
+		dh_debug("Docker network '%s' is bridge '%s'", arg, name);
+		return 0;
+	}
+	if (err == -EINVAL)
+		return dh_runtime_error("%s: '%s': %s", cmd, arg, why);
+	dh_debug("'%s' as a Docker network: %s", arg, why);
+	if (!valid)
+		return dh_usage_error("%s: '%s': not a valid interface name (1-15 characters)%s",
+				      cmd, arg, err == -ENOENT ? " nor a Docker network" : "");
+	/* Not a device now, not a network: the command says what that means
+	 * (a bridge gone since attach can still be detached by name). */
+	snprintf(name, DH_IFNAMSIZ, "%s", arg);
+	return 0;
+}
