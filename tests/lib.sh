@@ -150,6 +150,8 @@ cleanup() {
 	for ns in "${DH_NETNS[@]}"; do
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
 	done
+	# Background jobs outside the namespaces too (a fake API server, say).
+	for pid in $(jobs -p); do kill "$pid" 2>/dev/null; done
 	wait 2>/dev/null
 	for ns in "${DH_NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
 	if [ -n "${DH_BPFFS:-}" ]; then

@@ -202,4 +202,49 @@ test_json_everywhere() {
 	dh --json status | grep -q '"bridges":\[' || fail "status --json, nothing attached"
 }
 
+test_docker_network_names() {
+	# A fake Docker API on a unix socket: names resolve to bridges as
+	# dockerd would say, with no daemon on the machine.
+	local sock=$DH_BPFFS.docker.sock
+	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
+	local i
+	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
+	export DOCKER_HOST=unix://$sock
+	in_host ip link add br-0123456789ab type bridge
+	in_host ip addr add 10.207.0.1/24 dev br-0123456789ab
+
+	# "bridge" names docker0's equivalent here (br0, by its option).
+	expect_exit 0 dh attach bridge --port 8088
+	expect_contains "$OUT" "br0: attached" "network 'bridge'"
+	# A user-defined network without the option: br-<first 12 hex of its id>,
+	# by name or by id.
+	expect_exit 0 dh attach mynet
+	expect_contains "$OUT" "br-0123456789ab: attached" "network 'mynet'"
+	expect_exit 0 dh port add 9000 --bridge mynet
+	expect_contains "$(dh port list)" "br-0123456789ab 9000/tcp" "port --bridge NETWORK"
+	expect_exit 0 dh port del 9000 --bridge 0123456789abcdef
+	expect_exit 0 dh detach mynet
+	expect_exit 0 dh detach bridge
+	# Errors: not a bridge network, no such network, no daemon at all.
+	expect_error 1 "'swarmnet': a 'overlay' network, not a bridge network" attach swarmnet
+	expect_error 1 "'nosuchnet': no such device" attach nosuchnet
+	expect_error 2 "'a-network-name-too-long': not a valid interface name (1-15 characters) nor a Docker network" \
+		attach a-network-name-too-long
+	export DOCKER_HOST=tcp://127.0.0.1:2375
+	expect_error 2 "not a valid interface name" attach a-network-name-too-long
+	expect_pristine
+}
+
+test_docker_host_gateway_ip_from_daemon_json() {
+	local conf=$DH_BPFFS.daemon.json
+	echo '{"host-gateway-ip": "10.201.0.99", "bip": "172.30.0.1/16"}' >"$conf"
+	DOCKHOST_DOCKER_DAEMON_JSON=$conf dh attach br0
+	expect_contains "$(dh status)" "10.201.0.99     (host-gateway-ip)" "configured host-gateway"
+	echo '{"host-gateway-ips": ["10.201.0.98", "fd00::1"]}' >"$conf"
+	DOCKHOST_DOCKER_DAEMON_JSON=$conf dh attach br0 >/dev/null
+	expect_contains "$(dh status)" "10.201.0.98" "host-gateway-ips"
+	expect_not_contains "$(dh status)" "10.201.0.99" "the old configured address, pruned"
+	rm -f "$conf"
+}
+
 run_tests
