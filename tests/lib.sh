@@ -147,11 +147,12 @@ setup_pin_dir() {
 
 cleanup() {
 	local ns pid
+	set +e  # runs from the EXIT trap of a set -e test: every step must run
 	for ns in "${DH_NETNS[@]}"; do
-		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
 	done
 	# Background jobs outside the namespaces too (a fake API server, say).
-	for pid in $(jobs -p); do kill "$pid" 2>/dev/null; done
+	for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null
 	for ns in "${DH_NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
 	if [ -n "${DH_BPFFS:-}" ]; then
