@@ -49,7 +49,7 @@ else
 endif
 
 .DELETE_ON_ERROR:
-.PHONY: all deps clean test test-unit demo bench install uninstall vmlinux
+.PHONY: all deps clean test test-unit test-docker demo bench install uninstall vmlinux
 
 all: $(OUTPUT)/dockhost-bpf
 
@@ -95,6 +95,10 @@ test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(TEST_BPF)
 
 test-unit: $(UNIT_BIN)
 	$(Q)$(UNIT_BIN)
+
+# The real-Docker suite alone (make test runs it too).
+test-docker: $(OUTPUT)/dockhost-bpf
+	$(Q)DH_SUITES=docker tests/run.sh
 
 demo: $(OUTPUT)/dockhost-bpf
 	$(Q)scripts/demo.sh

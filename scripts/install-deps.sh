@@ -3,7 +3,8 @@
 # Called by the Makefile only when a tool is missing; safe to run again (apt-get is idempotent).
 set -euo pipefail
 
-# Core: build, test, demo. `install-deps.sh bench` adds what make bench needs.
+# Core: build, test, demo. `install-deps.sh bench` adds what make bench needs,
+# `install-deps.sh docker` what the real-Docker test needs.
 packages=(
 	# build: BPF compiler and llvm-strip, libbpf and what it links, bpftool for skeletons
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc
@@ -12,10 +13,15 @@ packages=(
 	# tests and demo: namespaces, tc and ss (iproute2), socat services, ethtool offloads
 	iproute2 socat ethtool
 )
-if [ "${1:-}" = bench ]; then
+case ${1:-} in
+bench)
 	# baselines (the iptables recipe, Docker's docker-proxy), iperf3, the chart
-	packages+=(iptables docker.io iperf3 gnuplot-nox)
-fi
+	packages+=(iptables docker.io iperf3 gnuplot-nox) ;;
+docker)
+	# the real-Docker test: the daemon, a local image's contents (busybox,
+	# bash for /dev/udp), nft to remove the tables a private dockerd made
+	packages+=(docker.io busybox-static bash-static nftables iptables) ;;
+esac
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps: must run as root to apt-get install: ${packages[*]}" >&2

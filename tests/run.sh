@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: unit (BPF_PROG_TEST_RUN), e2e (network namespaces), cli.
+# Runs every test: unit (BPF_PROG_TEST_RUN), e2e (network namespaces), cli,
+# and docker (a real dockerd; skipped where Docker cannot run).
+# DH_SUITES="e2e cli" runs only those directories' suites.
 # Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
 # DH_TEST_FILTER=substring runs only the matching e2e/cli tests.
 set -u
@@ -32,9 +34,11 @@ run_suite() {  # NAME CMD...
 	fi
 }
 
-run_suite unit "$root/.output/test_datapath"
-for suite in "$root"/tests/e2e/test_*.sh "$root"/tests/cli/test_*.sh; do
-	run_suite "${suite#"$root"/tests/}" bash "$suite"
+wanted() { [ -z "${DH_SUITES:-}" ] || [[ " $DH_SUITES " == *" $1 "* ]]; }
+wanted unit && run_suite unit "$root/.output/test_datapath"
+for suite in "$root"/tests/e2e/test_*.sh "$root"/tests/cli/test_*.sh "$root"/tests/docker/test_*.sh; do
+	name=${suite#"$root"/tests/}
+	wanted "${name%%/*}" && run_suite "$name" bash "$suite"
 done
 
 passed=$(grep -c '^PASS ' "$results")
