@@ -420,7 +420,7 @@ if command -v gnuplot >/dev/null; then
 		set style data histograms
 		set style histogram clustered gap 1
 		set style fill solid 0.8 border -1
-		set yrange [0:1.2]
+		set yrange [0:1.3]
 		set ytics 0.1
 		set grid ytics
 		set xtics rotate by -30
