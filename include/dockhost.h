@@ -27,9 +27,9 @@
 #define DH_MAP_COUNTERS   "counters"
 #define DH_MAP_BRIDGES    "bridges"
 
-/* Our tc filters: one handle and priority on both clsact hooks, so detach
- * removes exactly what attach added. Priority 1 runs the loopback guard
- * before any other filter a user may have added. */
+/* With clsact (kernels without tcx, or --hook clsact): one handle and
+ * priority on both hooks, so detach removes exactly what attach added.
+ * Priority 1 runs the loopback guard before any other filter. */
 #define DH_TC_HANDLE   0xd0c8
 #define DH_TC_PRIORITY 1
 

@@ -2,7 +2,8 @@
 /*
  * attach and detach. attach is all or nothing: every change it makes is
  * logged in an undo list and reverted if a later step fails, so a failed
- * attach leaves no filter, no pin, no map entry and the sysctl unchanged.
+ * attach leaves no link or filter, no pin, no map entry and the sysctl
+ * unchanged.
  */
 #include <bpf/bpf.h>
 #include <errno.h>
@@ -409,7 +410,7 @@ int dh_detach(const struct dh_cli *cli, const char *name)
 		return dh_runtime_error("detach: '%s': not attached", name);
 	if (err)
 		return err;
-	/* A bridge deleted since attach (docker network rm) took its filters
+	/* A bridge deleted since attach (docker network rm) took our programs
 	 * and sysctl with it; one re-created under the name is not ours. */
 	ifindex = dh_netdev_lookup(name, &dev) == 0 ? dev.ifindex : 0;
 	device_present = ifindex && bpf_map_lookup_elem(st.bridges_fd, &ifindex, &bridge) == 0 &&

@@ -65,7 +65,7 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 	json_object_object_add(obj, "bridge", json_object_new_string(bridge->name));
 	json_object_object_add(obj, "ifindex", json_object_new_int(ifindex));
 	json_object_object_add(obj, "present", json_object_new_boolean(present));
-	json_object_object_add(obj, "filters", json_object_new_boolean(present && dh_hook_attached(st, ifindex, bridge)));
+	json_object_object_add(obj, "attached", json_object_new_boolean(present && dh_hook_attached(st, ifindex, bridge)));
 	json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
 	json_object_object_add(obj, "route_localnet", json_object_new_int(now));
 	json_object_object_add(obj, "saved_route_localnet", json_object_new_int(bridge->saved_route_localnet));
@@ -117,7 +117,7 @@ static void bridges_print(struct json_object *list)
 			printf(": device gone since attach; 'detach' forgets it\n");
 			continue;
 		}
-		json_object_object_get_ex(b, "filters", &v);
+		json_object_object_get_ex(b, "attached", &v);
 		printf(": programs %s", json_object_get_boolean(v) ? "attached" : "MISSING (attach again)");
 		json_object_object_get_ex(b, "hook", &v);
 		printf(" (%s)", json_object_get_string(v));

@@ -26,7 +26,7 @@ static const struct command commands[] = {
 	  "Attaching again changes nothing but adds new gateways and ports, and\n"
 	  "re-attaches programs removed behind its back." },
 	{ "detach", dh_cmd_detach, "detach BRIDGE",
-	  "Remove our filters from BRIDGE, restore its route_localnet and forget its\n"
+	  "Remove our programs from BRIDGE, restore its route_localnet and forget its\n"
 	  "gateways and ports. The last detach removes the pinned programs and maps." },
 	{ "port", dh_cmd_port,
 	  "port add SPEC [--to [ADDR:]PORT] [--bridge BRIDGE]\n"
@@ -44,7 +44,7 @@ static const struct command commands[] = {
 	  "SPEC on each of them. SIGTERM or SIGINT ends it; the bridges stay attached\n"
 	  "unless --detach-on-exit. One line per event on standard output." },
 	{ "status", dh_cmd_status, "status",
-	  "Show attached bridges (filters, route_localnet now and saved, gateways), the\n"
+	  "Show attached bridges (programs, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },
 	{ "stats", dh_cmd_stats, "stats [--reset]",
 	  "Show the datapath counters summed over CPUs; --reset zeroes them and the\n"

@@ -192,7 +192,7 @@ test_detach_restores_everything() {
 	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=0
 	dh attach br0 --port 8088
 	expect_contains "$(dh --json status)" '"hook":"tcx"' "tcx where the kernel has it"
-	expect_contains "$(dh --json status)" '"filters":true' "programs attached"
+	expect_contains "$(dh --json status)" '"attached":true' "programs attached"
 	local ids id
 	ids=$(prog_ids)
 	dh detach br0
