@@ -74,13 +74,15 @@ make_container() {  # NS BRIDGE ADDR GATEWAY
 }
 
 # Background servers in the host namespace. They answer REPLY to anything.
+# The reply script reads the request line first: a plain 'echo' may exit
+# before socat hands it the request, and socat's EPIPE then loses the reply.
 serve_tcp() {  # PORT ADDR REPLY
-	in_host socat "TCP4-LISTEN:$1,bind=$2,reuseaddr,fork" "SYSTEM:echo $3" &
+	in_host socat "TCP4-LISTEN:$1,bind=$2,reuseaddr,fork" "SYSTEM:read -r _; echo $3" &
 	wait_listening tcp "$1"
 }
 
 serve_udp() {  # PORT ADDR REPLY
-	in_host socat "UDP4-RECVFROM:$1,bind=$2,fork" "SYSTEM:echo $3" &
+	in_host socat "UDP4-RECVFROM:$1,bind=$2,fork" "SYSTEM:read -r _; echo $3" &
 	wait_listening udp "$1"
 }
 

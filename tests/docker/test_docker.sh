@@ -106,10 +106,15 @@ dhd() { "$DH_BIN" --pin-dir "$PIN" "$@"; }
 
 test_docker() {
 	# Services bound to 127.0.0.1 only, in the root namespace (loopback only).
-	socat "TCP4-LISTEN:$port_tcp,bind=127.0.0.1,reuseaddr,fork" SYSTEM:"echo tcp-pong" &
-	socat "UDP4-RECVFROM:$port_udp,bind=127.0.0.1,fork" SYSTEM:"echo udp-pong" &
-	socat "TCP4-LISTEN:$port_secret,bind=127.0.0.1,reuseaddr,fork" SYSTEM:"echo secret" &
-	sleep 0.3
+	# (read first: see serve_tcp in lib.sh)
+	socat "TCP4-LISTEN:$port_tcp,bind=127.0.0.1,reuseaddr,fork" SYSTEM:"read -r _; echo tcp-pong" &
+	socat "UDP4-RECVFROM:$port_udp,bind=127.0.0.1,fork" SYSTEM:"read -r _; echo udp-pong" &
+	socat "TCP4-LISTEN:$port_secret,bind=127.0.0.1,reuseaddr,fork" SYSTEM:"read -r _; echo secret" &
+	local i
+	for i in $(seq 50); do
+		[ "$(ss -H -ln "sport = :$port_tcp or sport = :$port_udp or sport = :$port_secret" | wc -l)" -ge 3 ] && break
+		sleep 0.05
+	done
 
 	expect_not_contains "$(tcp_from bridge $port_tcp)" tcp-pong "default bridge before attach"
 	dhd attach bridge  # the network's name: docker0
