@@ -35,7 +35,7 @@ TEST_BPF := $(OUTPUT)/user_filter.bpf.o
 # Tools that must exist before anything builds; a fresh machine gets them
 # from scripts/install-deps.sh, run once, only when one is missing.
 DEPS_STAMP := $(OUTPUT)/.deps-ok
-REQUIRED := clang llvm-strip bpftool socat tc ip ss ethtool
+REQUIRED := clang llvm-strip bpftool socat tc ip ss nstat sysctl ethtool
 REQUIRED_HDRS := /usr/include/bpf/libbpf.h /usr/include/libmnl/libmnl.h \
 	/usr/include/json-c/json.h /usr/include/gelf.h /usr/include/zlib.h \
 	/usr/include/$(shell $(CC) -print-multiarch)/curl/curl.h

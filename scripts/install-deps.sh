@@ -10,8 +10,8 @@ packages=(
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc
 	# the CLI: netlink through libmnl, JSON through json-c, Docker's API through libcurl
 	libmnl-dev libjson-c-dev libcurl4-openssl-dev
-	# tests and demo: namespaces, tc and ss (iproute2), socat services, ethtool offloads
-	iproute2 socat ethtool
+	# tests and demo: namespaces, tc, ss, nstat (iproute2), sysctl (procps), socat services, ethtool offloads
+	iproute2 procps socat ethtool
 )
 case ${1:-} in
 bench)
