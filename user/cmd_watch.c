@@ -135,9 +135,11 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 		char name[IF_NAMESIZE];
 		int slot = find_seen(w, ifa->ifa_index);
 
-		if (ifa->ifa_family != AF_INET)
+		/* A device being deleted loses its addresses first: leave it to
+		 * the RTM_DELLINK that follows. */
+		if (ifa->ifa_family != AF_INET || !if_indextoname(ifa->ifa_index, name))
 			return MNL_CB_OK;
-		if (if_indextoname(ifa->ifa_index, name) && !strcmp(name, "docker0"))
+		if (!strcmp(name, "docker0"))
 			refresh_all(w);
 		else if (slot >= 0)
 			attach_bridge(w, w->seen[slot].ifindex, w->seen[slot].name);
