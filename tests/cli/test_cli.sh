@@ -247,4 +247,15 @@ test_docker_host_gateway_ip_from_daemon_json() {
 	rm -f "$conf"
 }
 
+test_systemd_unit_verifies() {
+	command -v systemd-analyze >/dev/null || skip "systemd-analyze (systemd) not installed"
+	local unit=$DH_BPFFS.unit/dockhost-bpf.service
+	mkdir -p "${unit%/*}"
+	# As make install writes it, pointing at this build.
+	sed "s|@SBINDIR@|$(dirname "$DH_BIN")|" "$DH_ROOT/user/dockhost-bpf.service" >"$unit"
+	expect_exit 0 systemd-analyze verify --man=no "$unit"
+	expect_eq "$OUT" "" "systemd-analyze verify warnings"
+	rm -rf "${unit%/*}"
+}
+
 run_tests
