@@ -51,7 +51,6 @@ struct dh_netdev {
 int dh_netdev_lookup(const char *name, struct dh_netdev *dev); /* 0, -ENODEV, -errno */
 /* Fills up to @max IPv4 addresses of @ifindex; returns how many, or -errno. */
 int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max);
-bool dh_netdev_name(int ifindex, char name[DH_IFNAMSIZ]);
 struct nlmsghdr;
 /* One rtnetlink request; every answer goes to @cb (a libmnl mnl_cb_t). */
 int dh_rtnl_talk(struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *), void *data);

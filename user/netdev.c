@@ -8,7 +8,6 @@
 #include <libmnl/libmnl.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
-#include <net/if.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -146,14 +145,4 @@ int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max)
 	ifa->ifa_family = AF_INET;
 	ret = dh_rtnl_talk(nlh, addr_cb, &dump);
 	return ret < 0 ? ret : dump.count;
-}
-
-bool dh_netdev_name(int ifindex, char name[DH_IFNAMSIZ])
-{
-	char buf[IF_NAMESIZE];
-
-	if (!if_indextoname(ifindex, buf))
-		return false;
-	snprintf(name, DH_IFNAMSIZ, "%s", buf);
-	return true;
 }
