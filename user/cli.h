@@ -127,6 +127,7 @@ struct dh_attach_opts {
 	int n_gateways;
 	struct dh_port_spec ports[DH_MAX_ARGS];
 	int n_ports;
+	bool quiet_if_unchanged;  /* watch's refreshes: print only what changed */
 };
 int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts);
 int dh_detach(const struct dh_cli *cli, const char *name);

@@ -367,7 +367,8 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 	if (prune_gateways(&st, dev.ifindex, gws, n_gws) + u.n_gateways > 0 &&
 	    !strcmp(result, "already attached"))
 		result = "gateways updated";
-	report_attach(cli, opts->bridge, dev.ifindex, result, gws, n_gws, &bridge);
+	if (!opts->quiet_if_unchanged || strcmp(result, "already attached"))
+		report_attach(cli, opts->bridge, dev.ifindex, result, gws, n_gws, &bridge);
 	dh_state_close(&st);
 	return 0;
 

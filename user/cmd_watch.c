@@ -64,9 +64,10 @@ static int find_seen(const struct watch *w, int ifindex)
 	return -1;
 }
 
-static void attach_bridge(struct watch *w, int ifindex, const char *name)
+static void attach_bridge(struct watch *w, int ifindex, const char *name, bool quiet_if_unchanged)
 {
 	snprintf(w->opts.bridge, sizeof(w->opts.bridge), "%s", name);
+	w->opts.quiet_if_unchanged = quiet_if_unchanged;
 	fflush(stdout);
 	if (dh_attach(w->cli, &w->opts) == 0 && find_seen(w, ifindex) < 0 && w->n_seen < 256) {
 		w->seen[w->n_seen].ifindex = ifindex;
@@ -90,7 +91,7 @@ static void refresh_all(struct watch *w)
 	int i;
 
 	for (i = 0; i < w->n_seen; i++)
-		attach_bridge(w, w->seen[i].ifindex, w->seen[i].name);
+		attach_bridge(w, w->seen[i].ifindex, w->seen[i].name, true);
 }
 
 struct link_event {
@@ -129,7 +130,7 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 		if (nlh->nlmsg_type == RTM_DELLINK && slot >= 0)
 			forget_bridge(w, slot);
 		else if (nlh->nlmsg_type == RTM_NEWLINK && slot < 0 && ev.is_bridge && matches(w, ev.name))
-			attach_bridge(w, ev.ifindex, ev.name);
+			attach_bridge(w, ev.ifindex, ev.name, false);
 	} else if (nlh->nlmsg_type == RTM_NEWADDR || nlh->nlmsg_type == RTM_DELADDR) {
 		struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
 		char name[IF_NAMESIZE];
@@ -142,7 +143,7 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 		if (!strcmp(name, "docker0"))
 			refresh_all(w);
 		else if (slot >= 0)
-			attach_bridge(w, w->seen[slot].ifindex, w->seen[slot].name);
+			attach_bridge(w, w->seen[slot].ifindex, w->seen[slot].name, true);
 	}
 	return MNL_CB_OK;
 }
