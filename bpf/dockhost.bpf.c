@@ -254,8 +254,7 @@ static __always_inline int dh_egress_icmp(struct __sk_buff *skb, const struct dh
 	if (diff < 0 ||
 	    bpf_skb_store_bytes(skb, quote_off, &restored, sizeof(restored), 0) ||
 	    bpf_l4_csum_replace(skb, pkt->l4_off + offsetof(struct icmphdr, checksum), 0, diff, 0) ||
-	    bpf_l3_csum_replace(skb, DH_IP_CSUM_OFF, pkt->saddr, origin.gateway_addr, sizeof(__u32)) ||
-	    bpf_skb_store_bytes(skb, DH_IP_SADDR_OFF, &origin.gateway_addr, sizeof(__u32), 0)) {
+	    dh_rewrite_ip_addr(skb, DH_IP_SADDR_OFF, pkt->saddr, origin.gateway_addr)) {
 		DH_COUNT(dropped_reply_rewrite_failed);
 		return TC_ACT_SHOT;
 	}

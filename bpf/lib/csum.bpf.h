@@ -24,8 +24,23 @@ static __always_inline __u64 dh_l4_csum_flags(const struct dh_packet *pkt)
 	return pkt->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 }
 
-/* Rewrites the IPv4 address at @addr_off (DH_IP_SADDR_OFF or DH_IP_DADDR_OFF).
- * Packet pointers are invalid afterwards: callers re-parse if they need them. */
+/* Rewrites the IPv4 address at @addr_off (DH_IP_SADDR_OFF or DH_IP_DADDR_OFF)
+ * and the IP header checksum only: for packets whose L4 checksum does not
+ * cover it (ICMP), or after the caller fixed the L4 checksum itself. */
+static __always_inline int dh_rewrite_ip_addr(struct __sk_buff *skb, __u32 addr_off,
+					      __u32 old_addr, __u32 new_addr)
+{
+	int err;
+
+	err = bpf_l3_csum_replace(skb, DH_IP_CSUM_OFF, old_addr, new_addr, sizeof(new_addr));
+	if (err)
+		return err;
+	return bpf_skb_store_bytes(skb, addr_off, &new_addr, sizeof(new_addr), 0);
+}
+
+/* Rewrites the IPv4 address at @addr_off of a TCP or UDP packet, with both
+ * checksums. Packet pointers are invalid afterwards: callers re-parse if
+ * they need them. */
 static __always_inline int dh_rewrite_addr(struct __sk_buff *skb, const struct dh_packet *pkt,
 					   __u32 addr_off, __u32 old_addr, __u32 new_addr)
 {
@@ -35,10 +50,7 @@ static __always_inline int dh_rewrite_addr(struct __sk_buff *skb, const struct d
 				  dh_l4_csum_flags(pkt) | BPF_F_PSEUDO_HDR | sizeof(new_addr));
 	if (err)
 		return err;
-	err = bpf_l3_csum_replace(skb, DH_IP_CSUM_OFF, old_addr, new_addr, sizeof(new_addr));
-	if (err)
-		return err;
-	return bpf_skb_store_bytes(skb, addr_off, &new_addr, sizeof(new_addr), 0);
+	return dh_rewrite_ip_addr(skb, addr_off, old_addr, new_addr);
 }
 
 /* Rewrites the L4 port at @port_off from the L4 header (0: source, 2: dest). */
