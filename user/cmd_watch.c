@@ -33,7 +33,7 @@ struct watch {
 	struct {
 		int ifindex;
 		char name[DH_IFNAMSIZ];
-	} seen[256];
+	} seen[DH_MAX_BRIDGES];  /* no more can be attached: the bridges map's size */
 	int n_seen;
 };
 
@@ -69,7 +69,7 @@ static void attach_bridge(struct watch *w, int ifindex, const char *name, bool q
 	snprintf(w->opts.bridge, sizeof(w->opts.bridge), "%s", name);
 	w->opts.quiet_if_unchanged = quiet_if_unchanged;
 	fflush(stdout);
-	if (dh_attach(w->cli, &w->opts) == 0 && find_seen(w, ifindex) < 0 && w->n_seen < 256) {
+	if (dh_attach(w->cli, &w->opts) == 0 && find_seen(w, ifindex) < 0 && w->n_seen < DH_MAX_BRIDGES) {
 		w->seen[w->n_seen].ifindex = ifindex;
 		snprintf(w->seen[w->n_seen].name, DH_IFNAMSIZ, "%s", name);
 		w->n_seen++;
