@@ -18,11 +18,20 @@
 
 #include "dockhost.h"
 #include "lib/parse.bpf.h"
+#include "lib/guard.bpf.h"
 #include "lib/csum.bpf.h"
 #include "lib/nat.bpf.h"
 
-#define TC_ACT_OK   0
-#define TC_ACT_SHOT 2
+/*
+ * Verdicts. A packet we changed ends the chain with TC_ACT_OK (it is ours
+ * now). Anything else goes on with TC_ACT_UNSPEC, which is TCX_NEXT in a
+ * tcx chain and "next filter" for cls_bpf: TC_ACT_OK there would end the
+ * tcx chain and skip every clsact filter, hiding the packet from other
+ * programs on the bridge.
+ */
+#define TC_ACT_UNSPEC (-1)
+#define TC_ACT_OK     0
+#define TC_ACT_SHOT   2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -79,6 +88,8 @@ struct {
 		if (__c)                                                   \
 			__c->field++;                                      \
 	})
+#define DH_DROP(reason) ({ DH_COUNT(reason); TC_ACT_SHOT; })
+#define DH_PASS(reason) ({ DH_COUNT(reason); TC_ACT_UNSPEC; })
 
 static __always_inline struct dh_port_target *dh_lookup_port(struct dh_port_key *key)
 {
@@ -125,6 +136,48 @@ static __always_inline void dh_count_port(struct __sk_buff *skb, const struct dh
 	}
 }
 
+/*
+ * The loopback guard, for everything from the bridge that the kernel could
+ * hand to ip_rcv or ipv6_rcv there: tag stacks are walked to the inner
+ * header, and what cannot be read is dropped rather than passed.
+ */
+static __always_inline int dh_guard(struct __sk_buff *skb, struct dh_packet *pkt, enum dh_l3 l3)
+{
+	bool src = false, dst = false;
+
+	switch (l3) {
+	case DH_L3_OTHER:
+		return DH_PASS(passed);
+	case DH_L3_MALFORMED:
+		return DH_DROP(dropped_malformed);
+	case DH_L3_TOO_DEEP:
+		return DH_DROP(dropped_vlan_too_deep);
+	case DH_L3_IPV6:
+		if (!dh_ipv6_loopback_addrs(skb, pkt, &src, &dst))
+			return DH_DROP(dropped_malformed);
+		break;
+	case DH_L3_IPV4:
+		src = dh_is_loopback(pkt->saddr);
+		dst = dh_is_loopback(pkt->daddr);
+		break;
+	}
+	/* Only our own rewrite may put a loopback address on a packet from
+	 * the bridge; anything arriving with one is crafted. */
+	if (src)
+		return DH_DROP(dropped_loopback_src);
+	if (dst)
+		return DH_DROP(dropped_loopback_dst);
+	if (l3 == DH_L3_IPV4 && pkt->ip_options && dh_ipv4_options_unsafe(skb, pkt))
+		return DH_DROP(dropped_ip_options);
+	if (l3 != DH_L3_IPV4)
+		return DH_PASS(passed);
+	/* Only frames the kernel delivers on the bridge itself are ours to
+	 * redirect: untagged, or with an offloaded priority tag (VID 0). */
+	if (pkt->vlan_tags || (skb->vlan_tci & VLAN_VID_MASK))
+		return DH_PASS(passed_tagged);
+	return 0;
+}
+
 SEC("tc")
 int dh_ingress(struct __sk_buff *skb)
 {
@@ -132,57 +185,38 @@ int dh_ingress(struct __sk_buff *skb)
 	struct dh_gateway_key gw_key;
 	struct dh_port_key port_key;
 	struct dh_packet pkt;
+	int verdict;
 
-	if (!dh_parse_ipv4(skb, &pkt)) {
-		DH_COUNT(passed);
-		return TC_ACT_OK;
-	}
-	/* Only our own rewrite may put a loopback address on a packet from
-	 * the bridge; anything arriving with one is crafted. */
-	if (dh_is_loopback(pkt.saddr)) {
-		DH_COUNT(dropped_loopback_src);
-		return TC_ACT_SHOT;
-	}
-	if (dh_is_loopback(pkt.daddr)) {
-		DH_COUNT(dropped_loopback_dst);
-		return TC_ACT_SHOT;
-	}
+	verdict = dh_guard(skb, &pkt, dh_parse(skb, &pkt));
+	if (verdict)
+		return verdict;
 
 	gw_key.ifindex = skb->ifindex;
 	gw_key.addr = pkt.daddr;
-	if (!bpf_map_lookup_elem(&gateways, &gw_key)) {
-		DH_COUNT(passed);
-		return TC_ACT_OK;
-	}
+	if (!bpf_map_lookup_elem(&gateways, &gw_key))
+		return DH_PASS(passed);
 	if (pkt.fragment) {
 		/* Later fragments carry no ports: we cannot tell whether the
 		 * datagram is for a mapped port, so none of it is redirected. */
-		DH_COUNT(passed_fragment);
-		return TC_ACT_OK;
+		return DH_PASS(passed_fragment);
 	}
-	if (!dh_parse_ports(skb, &pkt)) {
-		DH_COUNT(passed);
-		return TC_ACT_OK;
-	}
+	if (!dh_parse_ports(skb, &pkt))
+		return DH_PASS(passed);
 
 	__builtin_memset(&port_key, 0, sizeof(port_key));
 	port_key.ifindex = skb->ifindex;
 	port_key.proto = pkt.proto;
 	port_key.port = pkt.dport;
 	found = dh_lookup_port(&port_key);
-	if (!found) {
-		DH_COUNT(passed);
-		return TC_ACT_OK;
-	}
+	if (!found)
+		return DH_PASS(passed);
 	/* Copy: the CLI may change the entry while we rewrite. */
 	target = *found;
 
 	dh_remember_flow(skb, &pkt, &target);
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_DADDR_OFF, pkt.daddr, target.addr) ||
-	    dh_rewrite_port(skb, &pkt, DH_L4_DPORT_OFF, pkt.dport, target.port)) {
-		DH_COUNT(dropped_rewrite_failed);
-		return TC_ACT_SHOT;
-	}
+	    dh_rewrite_port(skb, &pkt, DH_L4_DPORT_OFF, pkt.dport, target.port))
+		return DH_DROP(dropped_rewrite_failed);
 	dh_count_port(skb, &port_key);
 	DH_COUNT(redirected);
 	return TC_ACT_OK;
@@ -254,16 +288,13 @@ static __always_inline int dh_egress_icmp(struct __sk_buff *skb, const struct dh
 	if (diff < 0 ||
 	    bpf_skb_store_bytes(skb, quote_off, &restored, sizeof(restored), 0) ||
 	    bpf_l4_csum_replace(skb, pkt->l4_off + offsetof(struct icmphdr, checksum), 0, diff, 0) ||
-	    dh_rewrite_ip_addr(skb, DH_IP_SADDR_OFF, pkt->saddr, origin.gateway_addr)) {
-		DH_COUNT(dropped_reply_rewrite_failed);
-		return TC_ACT_SHOT;
-	}
+	    dh_rewrite_ip_addr(skb, DH_IP_SADDR_OFF, pkt->saddr, origin.gateway_addr))
+		return DH_DROP(dropped_reply_rewrite_failed);
 	DH_COUNT(icmp_errors_rewritten);
 	return TC_ACT_OK;
 
 no_state:
-	DH_COUNT(dropped_reply_no_state);
-	return TC_ACT_SHOT;
+	return DH_DROP(dropped_reply_no_state);
 }
 
 SEC("tc")
@@ -273,31 +304,29 @@ int dh_egress(struct __sk_buff *skb)
 	struct dh_nat_key key;
 	struct dh_packet pkt;
 
-	if (!dh_parse_ipv4(skb, &pkt) || !dh_is_loopback(pkt.saddr))
-		return TC_ACT_OK;
+	/* The host's own traffic: only a loopback source is our business,
+	 * in any frame shape. A tagged one is never a reply of ours. */
+	if (dh_parse(skb, &pkt) != DH_L3_IPV4 || !dh_is_loopback(pkt.saddr))
+		return TC_ACT_UNSPEC;
+	if (pkt.vlan_tags)
+		return DH_DROP(dropped_reply_no_state);
 
 	/* Only replies of flows we redirected may leave with a loopback
 	 * source: route_localnet=1 would otherwise let any loopback-sourced
 	 * packet out onto the bridge. */
 	if (pkt.proto == IPPROTO_ICMP)
 		return dh_egress_icmp(skb, &pkt);
-	if (!dh_parse_ports(skb, &pkt)) {
-		DH_COUNT(dropped_reply_no_state);
-		return TC_ACT_SHOT;
-	}
+	if (!dh_parse_ports(skb, &pkt))
+		return DH_DROP(dropped_reply_no_state);
 	dh_nat_key_reply(&key, skb->ifindex, &pkt);
 	found = bpf_map_lookup_elem(&nat_state, &key);
-	if (!found) {
-		DH_COUNT(dropped_reply_no_state);
-		return TC_ACT_SHOT;
-	}
+	if (!found)
+		return DH_DROP(dropped_reply_no_state);
 	origin = *found;
 
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_SADDR_OFF, pkt.saddr, origin.gateway_addr) ||
-	    dh_rewrite_port(skb, &pkt, DH_L4_SPORT_OFF, pkt.sport, origin.gateway_port)) {
-		DH_COUNT(dropped_reply_rewrite_failed);
-		return TC_ACT_SHOT;
-	}
+	    dh_rewrite_port(skb, &pkt, DH_L4_SPORT_OFF, pkt.sport, origin.gateway_port))
+		return DH_DROP(dropped_reply_rewrite_failed);
 	DH_COUNT(replies_rewritten);
 	return TC_ACT_OK;
 }

@@ -117,8 +117,12 @@ struct dh_bridge {
 	X(redirected)             /* rewritten toward loopback */              \
 	X(passed)                 /* not for us: left untouched */             \
 	X(passed_fragment)        /* fragment to a gateway: not redirected */  \
-	X(dropped_loopback_src)   /* source in 127/8 (CVE-2020-8558) */        \
-	X(dropped_loopback_dst)   /* destination in 127/8 (CVE-2020-8558) */   \
+	X(passed_tagged)          /* VLAN-tagged: guarded, never redirected */ \
+	X(dropped_loopback_src)   /* source 127/8, ::1 (CVE-2020-8558) */      \
+	X(dropped_loopback_dst)   /* destination 127/8, ::1 (CVE-2020-8558) */ \
+	X(dropped_vlan_too_deep)  /* more VLAN tags than the guard walks */    \
+	X(dropped_malformed)      /* IP or tag header that cannot be read */   \
+	X(dropped_ip_options)     /* IPv4 source route, or broken options */   \
 	X(dropped_rewrite_failed) /* a helper failed mid-rewrite */            \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \

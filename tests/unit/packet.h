@@ -175,4 +175,34 @@ static bool icmp_csum_valid(const struct frame *f)
 	return csum_fold(csum_add(0, f->data + f->l4_off, f->len - f->l4_off)) == 0;
 }
 
+/* Inserts @n 802.1Q/802.1ad tags after the MAC addresses: the frame as a
+ * bridge device's tc sees it when a tag stack arrives (skb->protocol is
+ * the first tag's TPID). */
+static void push_vlan_tags(struct frame *f, const uint16_t *tpids, const uint16_t *vids, int n)
+{
+	uint8_t *p = f->data + 12;
+	int i;
+
+	memmove(p + 4 * n, p, f->len - 12);
+	for (i = 0; i < n; i++) {
+		uint16_t tpid = htons(tpids[i]), tci = htons(vids[i]);
+
+		memcpy(p + 4 * i, &tpid, 2);
+		memcpy(p + 4 * i + 2, &tci, 2);
+	}
+	f->len += 4 * n;
+	f->l3_off += 4 * n;
+	f->l4_off += 4 * n;
+}
+
+/* Writes @len bytes of IPv4 options (the header has room for them: see
+ * flow.ip_option_words) and fixes the header checksum. */
+static void set_ip_options(struct frame *f, const uint8_t *opts, size_t len)
+{
+	struct iphdr *ip = (void *)(f->data + f->l3_off);
+
+	memcpy(ip + 1, opts, len);
+	ip->check = ip_csum_expected(f);
+}
+
 #endif /* DH_TEST_PACKET_H */

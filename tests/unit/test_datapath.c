@@ -16,8 +16,9 @@
 #include "dockhost.skel.h"
 #include "packet.h"
 
-#define TC_ACT_OK   0
-#define TC_ACT_SHOT 2
+#define TC_ACT_UNSPEC (-1)  /* not ours: on to the next program or filter */
+#define TC_ACT_OK     0
+#define TC_ACT_SHOT   2
 #define LO_IFINDEX  1  /* test runs see the netns's loopback device */
 
 #define GATEWAY   "10.0.0.1"
@@ -137,12 +138,13 @@ static void check_checksums(struct frame *f)
 	CHECK_EQ(ntohs(*l4_csum_field(f)), ntohs(l4_csum_expected(f)));
 }
 
-/* Expects @prog to leave the frame untouched with TC_ACT_OK. */
+/* Expects @prog to leave the frame untouched and to let the next program
+ * see it (TC_ACT_UNSPEC: TC_ACT_OK would end a tcx chain). */
 static void expect_untouched(int prog_fd, struct frame *f)
 {
 	struct frame before = *f;
 
-	CHECK_EQ(run(prog_fd, f), TC_ACT_OK);
+	CHECK_EQ(run(prog_fd, f), TC_ACT_UNSPEC);
 	CHECK_EQ(f->len, before.len);
 	CHECK(!memcmp(f->data, before.data, before.len), "frame was modified");
 }
@@ -481,7 +483,8 @@ static void test_truncated_headers_untouched(struct dockhost *skel)
 	CHECK_EQ(counters(skel).redirected, 0);
 }
 
-static void test_malformed_ipv4_untouched(struct dockhost *skel)
+/* What the guard cannot read it drops (ip_rcv would drop these too). */
+static void test_malformed_ipv4_dropped(struct dockhost *skel)
 {
 	struct frame f;
 
@@ -489,13 +492,145 @@ static void test_malformed_ipv4_untouched(struct dockhost *skel)
 	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
 	build_ipv4(&f, &tcp_to_gateway);
 	iph(&f)->ihl = 4;  /* shorter than the minimum header */
-	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
 	build_ipv4(&f, &tcp_to_gateway);
 	iph(&f)->version = 6;  /* IPv4 ethertype, IPv6 version */
-	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_malformed, 2);
 	build_ipv4(&f, &tcp_to_gateway);
 	iph(&f)->ihl = 15;  /* options run past the end of the frame */
-	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_ip_options, 1);
+	CHECK_EQ(counters(skel).redirected, 0);
+}
+
+/*
+ * Tag stacks as the bridge device's tc sees them (the veth moved any outer
+ * tag into skb metadata; what remains is in the frame). The kernel strips
+ * VID-0 tags after tc and delivers the inner IPv4 on the bridge, so the
+ * guard must judge the inner header at any depth it walks.
+ */
+static void test_vlan_tag_stacks(struct dockhost *skel)
+{
+	static const struct {
+		const char *what;
+		int n;
+		uint16_t tpids[5], vids[5];
+		const char *daddr;
+		int verdict;
+	} cases[] = {
+		{ "one 8100/0 to loopback", 1, { 0x8100 }, { 0 }, "127.0.0.1", TC_ACT_SHOT },
+		{ "8100/0 8100/0 to loopback", 2, { 0x8100, 0x8100 }, { 0, 0 }, "127.0.0.1", TC_ACT_SHOT },
+		{ "88a8/0 8100/0 to loopback", 2, { 0x88a8, 0x8100 }, { 0, 0 }, "127.0.0.1", TC_ACT_SHOT },
+		{ "three VID-0 tags to loopback", 3, { 0x8100, 0x8100, 0x8100 }, { 0, 0, 0 }, "127.1.2.3",
+		  TC_ACT_SHOT },
+		{ "VID 5 then VID 0 to loopback", 2, { 0x88a8, 0x8100 }, { 5, 0 }, "127.0.0.1", TC_ACT_SHOT },
+		{ "four tags (the most walked) to loopback", 4, { 0x8100, 0x8100, 0x8100, 0x8100 },
+		  { 0, 0, 0, 0 }, "127.0.0.1", TC_ACT_SHOT },
+		{ "five tags, deeper than walked", 5, { 0x8100, 0x8100, 0x8100, 0x8100, 0x8100 },
+		  { 0, 0, 0, 0, 0 }, GATEWAY, TC_ACT_SHOT },
+		{ "two tags to the gateway: passed, never redirected", 2, { 0x8100, 0x8100 }, { 0, 0 },
+		  GATEWAY, TC_ACT_UNSPEC },
+		{ "VLAN 10 traffic to another host", 1, { 0x8100 }, { 10 }, "10.9.9.9", TC_ACT_UNSPEC },
+	};
+	struct flow fl = tcp_to_gateway;
+	struct frame f, before;
+	size_t i;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int got;
+
+		fl.daddr = cases[i].daddr;
+		build_ipv4(&f, &fl);
+		push_vlan_tags(&f, cases[i].tpids, cases[i].vids, cases[i].n);
+		before = f;
+		got = run(bpf_program__fd(skel->progs.dh_ingress), &f);
+		CHECK(got == cases[i].verdict, "%s: verdict %d, want %d", cases[i].what, got, cases[i].verdict);
+		CHECK(!memcmp(f.data, before.data, before.len), "%s: frame modified", cases[i].what);
+	}
+	CHECK_EQ(counters(skel).dropped_loopback_dst, 6);
+	CHECK_EQ(counters(skel).dropped_vlan_too_deep, 1);
+	CHECK_EQ(counters(skel).passed_tagged, 2);
+	CHECK_EQ(counters(skel).redirected, 0);
+
+	/* A tag cut short: ip_rcv never sees it, and neither does anything else. */
+	build_ipv4(&f, &fl);
+	push_vlan_tags(&f, (uint16_t[]){ 0x8100, 0x8100 }, (uint16_t[]){ 0, 0 }, 2);
+	f.len = 14 + 4 + 2;
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_malformed, 1);
+
+	/* A tagged loopback-sourced frame never leaves: replies are untagged. */
+	fl = (struct flow){ .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088, .dport = 40000,
+			    .proto = IPPROTO_TCP };
+	build_ipv4(&f, &fl);
+	push_vlan_tags(&f, (uint16_t[]){ 0x8100 }, (uint16_t[]){ 0 }, 1);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+}
+
+/* LSRR/SSRR could steer a packet aimed at the gateway on to 127/8 after tc
+ * (accept_source_route=1); other options are harmless and stay redirectable. */
+static void test_source_route_options_dropped(struct dockhost *skel)
+{
+	static const struct {
+		const char *what;
+		uint8_t opts[8];
+		int verdict;
+	} cases[] = {
+		{ "LSRR via 127.0.0.1", { 131, 7, 4, 127, 0, 0, 1, 0 }, TC_ACT_SHOT },
+		{ "SSRR via 127.0.0.1", { 137, 7, 4, 127, 0, 0, 1, 0 }, TC_ACT_SHOT },
+		{ "NOP, NOP, then LSRR", { 1, 1, 131, 3, 4, 0, 0, 0 }, TC_ACT_SHOT },
+		{ "option length 1", { 7, 1, 0, 0, 0, 0, 0, 0 }, TC_ACT_SHOT },
+		{ "option past the header", { 7, 11, 4, 0, 0, 0, 0, 0 }, TC_ACT_SHOT },
+		{ "record route", { 7, 7, 4, 0, 0, 0, 0, 0 }, TC_ACT_OK },
+		{ "LSRR after the end of options", { 0, 131, 7, 4, 127, 0, 0, 1 }, TC_ACT_OK },
+	};
+	struct flow fl = tcp_to_gateway;
+	struct frame f;
+	size_t i;
+
+	fl.ip_option_words = 2;
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int got;
+
+		build_ipv4(&f, &fl);
+		set_ip_options(&f, cases[i].opts, sizeof(cases[i].opts));
+		got = run(bpf_program__fd(skel->progs.dh_ingress), &f);
+		CHECK(got == cases[i].verdict, "%s: verdict %d, want %d", cases[i].what, got, cases[i].verdict);
+	}
+	CHECK_EQ(counters(skel).dropped_ip_options, 5);
+	CHECK_EQ(counters(skel).redirected, 2);
+}
+
+/* The kernel drops these on a non-loopback device itself; the guard does
+ * not lean on that. */
+static void test_ipv6_loopback_dropped(struct dockhost *skel)
+{
+	static const char *const addrs[][2] = {
+		{ "fd00::2", "::1" },
+		{ "fd00::2", "::ffff:127.0.0.1" },
+		{ "::1", "fd00::1" },
+		{ "::ffff:127.9.9.9", "fd00::1" },
+	};
+	struct frame f;
+	size_t i;
+
+	for (i = 0; i < 4; i++) {
+		memset(&f, 0, sizeof(f));
+		((struct ethhdr *)f.data)->h_proto = htons(ETH_P_IPV6);
+		f.data[14] = 0x60;
+		f.data[14 + 6] = IPPROTO_UDP;
+		inet_pton(AF_INET6, addrs[i][0], f.data + 14 + 8);
+		inet_pton(AF_INET6, addrs[i][1], f.data + 14 + 24);
+		f.len = 14 + 40 + 8;
+		CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	}
+	CHECK_EQ(counters(skel).dropped_loopback_dst, 2);
+	CHECK_EQ(counters(skel).dropped_loopback_src, 2);
 }
 
 static void test_ip_options_redirected(struct dockhost *skel)
@@ -571,7 +706,10 @@ static const struct test tests[] = {
 	TEST(test_loopback_destination_dropped),
 	TEST(test_ipv6_and_arp_untouched),
 	TEST(test_truncated_headers_untouched),
-	TEST(test_malformed_ipv4_untouched),
+	TEST(test_malformed_ipv4_dropped),
+	TEST(test_vlan_tag_stacks),
+	TEST(test_source_route_options_dropped),
+	TEST(test_ipv6_loopback_dropped),
 	TEST(test_ip_options_redirected),
 	TEST(test_fragments_untouched),
 	TEST(test_port_entry_removed_stops_redirect),
