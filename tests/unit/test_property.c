@@ -569,7 +569,9 @@ static void pick_l4(struct gen *g, struct l4_spec *s)
 
 /* ---- flows our redirects created ------------------------------------------ */
 
-struct flow_key {  /* the reply's view, host-order ports */
+/* The reply's view, host-order ports; both ports 0: any flow between
+ * these addresses, for fragments. */
+struct flow_key {
 	uint32_t container, loopback;
 	uint16_t container_port, loopback_port;
 	uint8_t proto;
@@ -874,6 +876,7 @@ enum { CS_NONE, CS_BAD, CS_OK };
 
 struct csums {
 	int ip, l4;
+	int quote_ip;  /* the IPv4 header an ICMP error quotes */
 	bool udp_zero;
 };
 
@@ -881,7 +884,7 @@ struct csums {
  * IHL, L4 over what the total length (UDP: its own length) covers. */
 static struct csums csums_of(const struct frame *f, const struct view *v)
 {
-	struct csums c = { CS_NONE, CS_NONE, false };
+	struct csums c = { CS_NONE, CS_NONE, CS_NONE, false };
 	uint32_t tot = ntohs(v->ip.tot_len), l4 = v->l3 + v->hlen, l4_len;
 	const uint8_t *p = f->data + l4;
 
@@ -909,8 +912,12 @@ static struct csums csums_of(const struct frame *f, const struct view *v)
 		break;
 	}
 	case IPPROTO_ICMP:
-		if (l4_len >= 8)
-			c.l4 = csum_valid(0, p, l4_len) ? CS_OK : CS_BAD;
+		if (l4_len < 8)
+			break;
+		c.l4 = csum_valid(0, p, l4_len) ? CS_OK : CS_BAD;
+		if (l4_len >= 8 + sizeof(struct iphdr) && (p[8] >> 4) == 4 && (p[8] & 0xf) >= 5 &&
+		    8 + (p[8] & 0xf) * 4u <= l4_len)
+			c.quote_ip = csum_valid(0, p + 8, (p[8] & 0xf) * 4) ? CS_OK : CS_BAD;
 		break;
 	}
 	return c;
@@ -987,6 +994,12 @@ static void judge_checksums(const struct frame *in, const struct frame *out)
 			violation(P_CHECKSUMS, "protocol %u checksum %s on output", vi.ip.protocol,
 				  co.l4 == CS_BAD ? "wrong" : co.udp_zero ? "turned 0" : "not found");
 	}
+	if (ci.quote_ip == CS_OK) {
+		stats.csums_judged++;
+		if (co.quote_ip != CS_OK)
+			violation(P_CHECKSUMS, "the quoted IPv4 header's checksum %s on output",
+				  co.quote_ip == CS_BAD ? "wrong" : "not found");
+	}
 }
 
 static void judge_ingress(const struct frame *in, const struct frame *out)
@@ -1030,6 +1043,8 @@ static void judge_ingress(const struct frame *in, const struct frame *out)
 
 	stats.redirects++;
 	track_add(&key, vi.ip.daddr, dport);
+	track_add(&(struct flow_key){ .container = key.container, .loopback = key.loopback,
+				      .proto = key.proto }, vi.ip.daddr, 0);
 	rc->key = key;
 	if (vo.l3 + quote_len > out->len)
 		quote_len = out->len - vo.l3;
@@ -1076,8 +1091,22 @@ static void judge_egress(const struct frame *in, const struct frame *out)
 		if (!track_has_origin(track_find(&key), vo.ip.saddr, -1))
 			violation(P_EGRESS_LOOPBACK, "ICMP from %s rewritten to %s, not about a tracked flow "
 				  "from that gateway", addr_str(vi.ip.saddr), addr_str(vo.ip.saddr));
+		else if (vo.ip.daddr != key.container)
+			violation(P_EGRESS_LOOPBACK, "ICMP error about a flow of %s rewritten and sent to %s",
+				  addr_str(key.container), addr_str(vo.ip.daddr));
 		else
 			stats.icmp_errors++;
+		return;
+	}
+	if (is_fragment(&vi)) {
+		/* Fragments carry no ports (or only the first does): the
+		 * addresses must be those of a tracked flow. */
+		struct flow_key pair = { .container = vi.ip.daddr, .loopback = vi.ip.saddr,
+					 .proto = vi.ip.protocol };
+
+		if (!track_has_origin(track_find(&pair), vo.ip.saddr, -1))
+			violation(P_EGRESS_LOOPBACK, "fragment from %s rewritten to %s, not a tracked flow's gateway",
+				  addr_str(vi.ip.saddr), addr_str(vo.ip.saddr));
 		return;
 	}
 	if (!ports_of(in, &vi, &sport, &dport) || !ports_of(out, &vo, &out_sport, &out_dport)) {
