@@ -28,6 +28,7 @@ CLI_SRCS := $(wildcard user/*.c)
 CLI_HDRS := $(wildcard user/*.h) include/dockhost.h
 CLI_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(CLI_SRCS))
 UNIT_BIN := $(OUTPUT)/test_datapath
+PROP_BIN := $(OUTPUT)/test_property
 LOADGEN  := $(OUTPUT)/loadgen
 BENCH_REQUIRED := iptables iptables-restore docker-proxy iperf3 gnuplot taskset
 TEST_BPF := $(OUTPUT)/user_filter.bpf.o
@@ -90,11 +91,15 @@ $(UNIT_BIN): tests/unit/test_datapath.c tests/unit/packet.h $(OUTPUT)/dockhost.s
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
 
-test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(TEST_BPF)
+$(PROP_BIN): tests/unit/test_property.c tests/unit/packet.h $(OUTPUT)/dockhost.skel.h
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
+
+test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF)
 	$(Q)tests/run.sh
 
-test-unit: $(UNIT_BIN)
-	$(Q)$(UNIT_BIN)
+test-unit: $(UNIT_BIN) $(PROP_BIN)
+	$(Q)$(UNIT_BIN) && $(PROP_BIN)
 
 # The real-Docker suite alone (make test runs it too).
 test-docker: $(OUTPUT)/dockhost-bpf

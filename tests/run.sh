@@ -36,6 +36,7 @@ run_suite() {  # NAME CMD...
 
 wanted() { [ -z "${DH_SUITES:-}" ] || [[ " $DH_SUITES " == *" $1 "* ]]; }
 wanted unit && run_suite unit "$root/.output/test_datapath"
+wanted unit && run_suite unit/property "$root/.output/test_property"
 for suite in "$root"/tests/e2e/test_*.sh "$root"/tests/cli/test_*.sh "$root"/tests/docker/test_*.sh; do
 	name=${suite#"$root"/tests/}
 	wanted "${name%%/*}" && run_suite "$name" bash "$suite"

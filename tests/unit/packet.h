@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 struct frame {
@@ -31,7 +32,7 @@ struct flow {
 	const char *payload;
 };
 
-static uint32_t csum_add(uint32_t sum, const void *buf, size_t len)
+static inline uint32_t csum_add(uint32_t sum, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	size_t i;
@@ -43,30 +44,50 @@ static uint32_t csum_add(uint32_t sum, const void *buf, size_t len)
 	return sum;
 }
 
-static uint16_t csum_fold(uint32_t sum)
+static inline uint16_t csum_fold(uint32_t sum)
 {
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
 	return (uint16_t)~sum;
 }
 
+/* The IPv4 pseudo header of a TCP or UDP checksum: addresses from @ip. */
+static inline uint32_t csum_pseudo_ipv4(const struct iphdr *ip, uint8_t proto, uint32_t l4_len)
+{
+	uint16_t rest[2] = { htons(proto), htons(l4_len) };
+
+	return csum_add(csum_add(0, &ip->saddr, 8), rest, sizeof(rest));
+}
+
+/* The IPv6 one (RFC 8200 8.1); @addrs: source then destination, 32 bytes. */
+static inline uint32_t csum_pseudo_ipv6(const void *addrs, uint8_t next_hdr, uint32_t l4_len)
+{
+	uint16_t rest[4] = { htons(l4_len >> 16), htons(l4_len & 0xffff), 0, htons(next_hdr) };
+
+	return csum_add(csum_add(0, addrs, 32), rest, sizeof(rest));
+}
+
+/* A checksummed span (pseudo header sum @sum, then @len bytes with the
+ * checksum field in place) is valid when it sums to all ones. */
+static inline bool csum_valid(uint32_t sum, const void *buf, size_t len)
+{
+	return csum_fold(csum_add(sum, buf, len)) == 0;
+}
+
 /* The L4 checksum of the frame as it should be (network order), with the
  * checksum field itself counted as zero. */
-static uint16_t l4_csum_expected(const struct frame *f)
+static inline uint16_t l4_csum_expected(const struct frame *f)
 {
 	const struct iphdr *ip = (const void *)(f->data + f->l3_off);
 	uint32_t l4_len = ntohs(ip->tot_len) - ip->ihl * 4;
 	uint8_t copy[256];
-	uint32_t sum = 0;
-	uint16_t pseudo[2] = { htons(ip->protocol), htons(l4_len) };
+	uint32_t sum = csum_pseudo_ipv4(ip, ip->protocol, l4_len);
 	size_t csum_off = ip->protocol == IPPROTO_TCP ? offsetof(struct tcphdr, check)
 						      : offsetof(struct udphdr, check);
 	uint16_t result;
 
 	memcpy(copy, f->data + f->l4_off, l4_len);
 	memset(copy + csum_off, 0, 2);
-	sum = csum_add(sum, &ip->saddr, 8);
-	sum = csum_add(sum, pseudo, sizeof(pseudo));
 	sum = csum_add(sum, copy, l4_len);
 	result = csum_fold(sum);
 	if (ip->protocol == IPPROTO_UDP && result == 0)
@@ -74,7 +95,7 @@ static uint16_t l4_csum_expected(const struct frame *f)
 	return htons(result);
 }
 
-static uint16_t ip_csum_expected(const struct frame *f)
+static inline uint16_t ip_csum_expected(const struct frame *f)
 {
 	const struct iphdr *ip = (const void *)(f->data + f->l3_off);
 	uint8_t copy[60];
@@ -84,7 +105,7 @@ static uint16_t ip_csum_expected(const struct frame *f)
 	return htons(csum_fold(csum_add(0, copy, ip->ihl * 4)));
 }
 
-static uint16_t *l4_csum_field(struct frame *f)
+static inline uint16_t *l4_csum_field(struct frame *f)
 {
 	const struct iphdr *ip = (const void *)(f->data + f->l3_off);
 
@@ -93,7 +114,7 @@ static uint16_t *l4_csum_field(struct frame *f)
 							 : offsetof(struct udphdr, check)));
 }
 
-static void build_ipv4(struct frame *f, const struct flow *fl)
+static inline void build_ipv4(struct frame *f, const struct flow *fl)
 {
 	struct ethhdr *eth = (void *)f->data;
 	struct iphdr *ip;
@@ -150,7 +171,7 @@ static void build_ipv4(struct frame *f, const struct flow *fl)
 #define ICMP_QUOTE_LEN (20 + 8)  /* IPv4 header and 8 bytes of L4 */
 
 /* An ICMP error from @saddr to @daddr quoting the IPv4 packet in @cause. */
-static void build_icmp_error(struct frame *f, const char *saddr, const char *daddr, uint8_t type,
+static inline void build_icmp_error(struct frame *f, const char *saddr, const char *daddr, uint8_t type,
 			     uint8_t code, const struct frame *cause)
 {
 	const struct flow outer = { .saddr = saddr, .daddr = daddr, .proto = IPPROTO_ICMP };
@@ -170,15 +191,26 @@ static void build_icmp_error(struct frame *f, const char *saddr, const char *dad
 }
 
 /* True if the ICMP message's checksum is right. */
-static bool icmp_csum_valid(const struct frame *f)
+static inline bool icmp_csum_valid(const struct frame *f)
 {
 	return csum_fold(csum_add(0, f->data + f->l4_off, f->len - f->l4_off)) == 0;
+}
+
+/* @len bytes as hex, 16 a line, each line indented by @indent. */
+static inline void hex_dump(const char *indent, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		printf("%s%02x%s", i % 16 ? "" : indent, p[i],
+		       i % 16 == 15 || i + 1 == len ? "\n" : i % 2 ? " " : "");
 }
 
 /* Inserts @n 802.1Q/802.1ad tags after the MAC addresses: the frame as a
  * bridge device's tc sees it when a tag stack arrives (skb->protocol is
  * the first tag's TPID). */
-static void push_vlan_tags(struct frame *f, const uint16_t *tpids, const uint16_t *vids, int n)
+static inline void push_vlan_tags(struct frame *f, const uint16_t *tpids, const uint16_t *vids, int n)
 {
 	uint8_t *p = f->data + 12;
 	int i;
@@ -197,7 +229,7 @@ static void push_vlan_tags(struct frame *f, const uint16_t *tpids, const uint16_
 
 /* Writes @len bytes of IPv4 options (the header has room for them: see
  * flow.ip_option_words) and fixes the header checksum. */
-static void set_ip_options(struct frame *f, const uint8_t *opts, size_t len)
+static inline void set_ip_options(struct frame *f, const uint8_t *opts, size_t len)
 {
 	struct iphdr *ip = (void *)(f->data + f->l3_off);
 
