@@ -151,26 +151,36 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 /* Reads events until a signal; a dump of existing links goes first. */
 static int run(struct watch *w)
 {
-	char buf[MNL_SOCKET_BUFFER_SIZE];
+	char req[MNL_SOCKET_BUFFER_SIZE];
 	struct mnl_socket *events;
+	struct dh_rtnl_buf buf;
 	struct nlmsghdr *nlh;
-	struct rtgenmsg *gen;
-	int ret;
+	struct ifinfomsg *ifm;
+	long ret;
 
+	if (dh_rtnl_buf_init(&buf))
+		return dh_runtime_error("watch: out of memory");
 	events = mnl_socket_open(NETLINK_ROUTE);
-	if (!events || mnl_socket_bind(events, RTMGRP_LINK | RTMGRP_IPV4_IFADDR, MNL_SOCKET_AUTOPID) < 0)
+	if (!events || mnl_socket_bind(events, RTMGRP_LINK | RTMGRP_IPV4_IFADDR, MNL_SOCKET_AUTOPID) < 0) {
+		dh_rtnl_buf_free(&buf);
 		return dh_runtime_error("watch: cannot listen to rtnetlink: %s", strerror(errno));
+	}
 
 	/* Subscribed first, dumped second: a bridge created in between shows
 	 * up twice, and attach is idempotent. */
-	nlh = mnl_nlmsg_put_header(buf);
+	nlh = mnl_nlmsg_put_header(req);
 	nlh->nlmsg_type = RTM_GETLINK;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	nlh->nlmsg_seq = 1;
-	gen = mnl_nlmsg_put_extra_header(nlh, sizeof(*gen));
-	gen->rtgen_family = AF_UNSPEC;
+	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	/* Without an extension mask the kernel sizes the dump's datagrams
+	 * for ordinary links and silently leaves out a bigger one (many
+	 * alternative names): with it, each fits its largest link. */
+	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
 	if (mnl_socket_sendto(events, nlh, nlh->nlmsg_len) < 0) {
 		mnl_socket_close(events);
+		dh_rtnl_buf_free(&buf);
 		return dh_runtime_error("watch: cannot list links: %s", strerror(errno));
 	}
 	printf("watch: following bridges matching");
@@ -180,23 +190,26 @@ static int run(struct watch *w)
 	fflush(stdout);
 
 	while (!stopping) {
-		ret = mnl_socket_recvfrom(events, buf, sizeof(buf));
+		ret = dh_rtnl_recv(mnl_socket_get_fd(events), &buf);
 		if (ret < 0) {
-			if (errno == EINTR)
+			if (ret == -EINTR)
 				continue;
-			if (errno == ENOBUFS) {
+			if (ret == -ENOBUFS || ret == -EMSGSIZE) {
 				/* Events were lost: re-check every attached bridge. */
-				dh_warn("watch: netlink overrun, refreshing");
+				dh_warn("watch: %s, refreshing",
+					ret == -ENOBUFS ? "netlink overrun" : "netlink message truncated");
 				refresh_all(w);
 				continue;
 			}
 			mnl_socket_close(events);
-			return dh_runtime_error("watch: reading rtnetlink: %s", strerror(errno));
+			dh_rtnl_buf_free(&buf);
+			return dh_runtime_error("watch: reading rtnetlink: %s", strerror(-ret));
 		}
 		/* Sequence 0 = events, 1 = our dump: take both. */
-		mnl_cb_run(buf, ret, 0, 0, on_message, w);
+		mnl_cb_run(buf.data, ret, 0, 0, on_message, w);
 	}
 	mnl_socket_close(events);
+	dh_rtnl_buf_free(&buf);
 	return 0;
 }
 

@@ -73,6 +73,33 @@ test_detach_on_exit() {
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet restored"
 }
 
+# Link messages far larger than a page: 280 alternative names of 127 bytes
+# make each RTM_NEWLINK about br0 some 38 KiB (the kernel allows 64 KiB).
+# Watch must read them whole (its initial listing, the attach's lookup and
+# later events), not die of a truncated read.
+test_oversized_link_messages() {
+	local batch=$DH_BPFFS.altnames k i line
+	for k in $(seq 40); do
+		line="link property add dev br0"
+		for i in $(seq 7); do
+			line+=" altname $(printf 'a%02d%d_%0120d' "$k" "$i" 0)"
+		done
+		echo "$line"
+	done >"$batch"
+	in_host ip -batch "$batch"
+	rm -f "$batch"
+	expect_eq "$(in_host ip link show br0 | grep -c altname)" 280 "altnames on br0"
+
+	start_watch --match 'br*'
+	wait_for "br0 attached" "attached br0"
+	in_host ip link set br0 mtu 1400  # one more oversized event
+	in_host ip addr add 10.201.9.1/24 dev br0
+	wait_for "br0's new gateway" "dh --json status | grep -q '10.201.9.1'"
+	kill -0 "$WATCH_PID" 2>/dev/null || fail "watch ended: $(cat "$WATCH_LOG")"
+	expect_not_contains "$(cat "$WATCH_LOG")" truncated "watch's log"
+	stop_watch
+}
+
 test_watch_bad_input() {
 	expect_exit 2 dh watch --port 0
 	expect_contains "$OUT" "'0'" "bad port"
