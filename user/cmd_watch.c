@@ -13,9 +13,13 @@
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -36,13 +40,6 @@ struct watch {
 	} seen[DH_MAX_BRIDGES];  /* no more can be attached: the bridges map's size */
 	int n_seen;
 };
-
-static volatile sig_atomic_t stopping;
-
-static void on_signal(int sig)
-{
-	stopping = 1;
-}
 
 static bool matches(const struct watch *w, const char *name)
 {
@@ -148,22 +145,45 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-/* Reads events until a signal; a dump of existing links goes first. */
-static int run(struct watch *w)
+/* Test-only: DH_TEST_WATCH_WAIT_DELAY_MS=N sleeps N ms before each wait for
+ * events, to widen the window where a signal once went unnoticed (checked
+ * a flag, then blocked in recvfrom). It only slows watch down. */
+static void test_wait_delay(void)
+{
+	static int delay_ms = -1;
+
+	if (delay_ms < 0) {
+		const char *env = getenv("DH_TEST_WATCH_WAIT_DELAY_MS");
+
+		delay_ms = env ? atoi(env) : 0;
+	}
+	if (delay_ms > 0)
+		usleep(delay_ms * 1000);
+}
+
+/*
+ * Reads events until SIGTERM, SIGINT or SIGHUP; a dump of existing links
+ * goes first. The signals stay blocked and arrive on @sig_fd, read in the
+ * same poll() as the events: one that comes while an event is handled, or
+ * just before the wait, is still pending there, so none can be missed.
+ */
+static int run(struct watch *w, int sig_fd)
 {
 	char req[MNL_SOCKET_BUFFER_SIZE];
 	struct mnl_socket *events;
 	struct dh_rtnl_buf buf;
 	struct nlmsghdr *nlh;
 	struct ifinfomsg *ifm;
+	struct pollfd fds[2];
 	long ret;
+	int err = 0;
 
 	if (dh_rtnl_buf_init(&buf))
 		return dh_runtime_error("watch: out of memory");
-	events = mnl_socket_open(NETLINK_ROUTE);
+	events = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (!events || mnl_socket_bind(events, RTMGRP_LINK | RTMGRP_IPV4_IFADDR, MNL_SOCKET_AUTOPID) < 0) {
-		dh_rtnl_buf_free(&buf);
-		return dh_runtime_error("watch: cannot listen to rtnetlink: %s", strerror(errno));
+		err = dh_runtime_error("watch: cannot listen to rtnetlink: %s", strerror(errno));
+		goto out;
 	}
 
 	/* Subscribed first, dumped second: a bridge created in between shows
@@ -179,9 +199,8 @@ static int run(struct watch *w)
 	 * alternative names): with it, each fits its largest link. */
 	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
 	if (mnl_socket_sendto(events, nlh, nlh->nlmsg_len) < 0) {
-		mnl_socket_close(events);
-		dh_rtnl_buf_free(&buf);
-		return dh_runtime_error("watch: cannot list links: %s", strerror(errno));
+		err = dh_runtime_error("watch: cannot list links: %s", strerror(errno));
+		goto out;
 	}
 	printf("watch: following bridges matching");
 	for (ret = 0; ret < w->n_matches; ret++)
@@ -189,28 +208,47 @@ static int run(struct watch *w)
 	printf("\n");
 	fflush(stdout);
 
-	while (!stopping) {
-		ret = dh_rtnl_recv(mnl_socket_get_fd(events), &buf);
+	fds[0] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
+	fds[1] = (struct pollfd){ .fd = mnl_socket_get_fd(events), .events = POLLIN };
+	for (;;) {
+		test_wait_delay();
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			err = dh_runtime_error("watch: waiting for events: %s", strerror(errno));
+			break;
+		}
+		if (fds[0].revents) {
+			struct signalfd_siginfo info;
+
+			if (read(sig_fd, &info, sizeof(info)) == sizeof(info))
+				dh_debug("watch: signal %u", info.ssi_signo);
+			break;
+		}
+		if (!fds[1].revents)
+			continue;
+		ret = dh_rtnl_recv(fds[1].fd, &buf);
+		if (ret == -EAGAIN || ret == -EINTR)
+			continue;
+		if (ret == -ENOBUFS || ret == -EMSGSIZE) {
+			/* Events were lost: re-check every attached bridge. */
+			dh_warn("watch: %s, refreshing",
+				ret == -ENOBUFS ? "netlink overrun" : "netlink message truncated");
+			refresh_all(w);
+			continue;
+		}
 		if (ret < 0) {
-			if (ret == -EINTR)
-				continue;
-			if (ret == -ENOBUFS || ret == -EMSGSIZE) {
-				/* Events were lost: re-check every attached bridge. */
-				dh_warn("watch: %s, refreshing",
-					ret == -ENOBUFS ? "netlink overrun" : "netlink message truncated");
-				refresh_all(w);
-				continue;
-			}
-			mnl_socket_close(events);
-			dh_rtnl_buf_free(&buf);
-			return dh_runtime_error("watch: reading rtnetlink: %s", strerror(-ret));
+			err = dh_runtime_error("watch: reading rtnetlink: %s", strerror(-ret));
+			break;
 		}
 		/* Sequence 0 = events, 1 = our dump: take both. */
 		mnl_cb_run(buf.data, ret, 0, 0, on_message, w);
 	}
-	mnl_socket_close(events);
+out:
+	if (events)
+		mnl_socket_close(events);
 	dh_rtnl_buf_free(&buf);
-	return 0;
+	return err;
 }
 
 int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
@@ -223,8 +261,8 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 		{}
 	};
 	static struct watch w;
-	struct sigaction sa = { .sa_handler = on_signal };
-	int opt, err, i;
+	int opt, err, i, sig_fd;
+	sigset_t stop_signals;
 
 	memset(&w, 0, sizeof(w));
 	w.cli = cli;
@@ -266,10 +304,17 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 	if (err)
 		return err;
 
-	/* No SA_RESTART: a signal must interrupt the blocking read. */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	err = run(&w);
+	/* Blocked before anything is attached: from here on they only end
+	 * the loop, and --detach-on-exit always runs. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &stop_signals, NULL) ||
+	    (sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC)) < 0)
+		return dh_runtime_error("watch: cannot take over SIGTERM: %s", strerror(errno));
+	err = run(&w, sig_fd);
+	close(sig_fd);
 
 	if (w.detach_on_exit) {
 		for (i = w.n_seen - 1; i >= 0; i--)
