@@ -39,6 +39,7 @@ struct watch {
 		char name[DH_IFNAMSIZ];
 	} seen[DH_MAX_BRIDGES];  /* no more can be attached: the bridges map's size */
 	int n_seen;
+	bool resync_pending;  /* the last listing failed: try again soon */
 };
 
 static bool matches(const struct watch *w, const char *name)
@@ -145,6 +146,97 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
+struct link_list {
+	struct link_event *links;
+	int count, max;
+};
+
+static int list_link_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+	struct link_list *list = data;
+	struct link_event *ev;
+
+	if (nlh->nlmsg_type != RTM_NEWLINK)
+		return MNL_CB_OK;
+	if (list->count == list->max) {
+		int max = list->max ? 2 * list->max : 64;
+		struct link_event *links = realloc(list->links, max * sizeof(*links));
+
+		if (!links) {
+			errno = ENOMEM;
+			return MNL_CB_ERROR;
+		}
+		list->links = links;
+		list->max = max;
+	}
+	ev = &list->links[list->count++];
+	*ev = (struct link_event){ .ifindex = ifm->ifi_index };
+	mnl_attr_parse(nlh, sizeof(*ifm), link_attr, ev);
+	return MNL_CB_OK;
+}
+
+/*
+ * Lists every link and brings watch in line with it: bridges gone are
+ * forgotten, matching ones not yet attached are attached, the others
+ * refreshed (addresses re-read). Runs at start and whenever events were
+ * lost (the socket overran, or a message did not fit). Returns 0 or -errno;
+ * on failure it is retried shortly.
+ */
+static int resync(struct watch *w)
+{
+	char req[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(req);
+	struct link_list list = {};
+	struct ifinfomsg *ifm;
+	int i, j, err;
+
+	nlh->nlmsg_type = RTM_GETLINK;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	/* Without an extension mask the kernel sizes the dump's datagrams
+	 * for ordinary links and silently leaves out a bigger one (many
+	 * alternative names): with it, each fits its largest link. */
+	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+	err = dh_rtnl_talk(nlh, list_link_cb, &list);
+	w->resync_pending = err < 0;
+	if (err < 0) {
+		free(list.links);
+		return err;
+	}
+	for (i = w->n_seen - 1; i >= 0; i--) {
+		for (j = 0; j < list.count && list.links[j].ifindex != w->seen[i].ifindex; j++)
+			;
+		if (j == list.count)
+			forget_bridge(w, i);
+	}
+	for (j = 0; j < list.count; j++) {
+		const struct link_event *ev = &list.links[j];
+		int slot = find_seen(w, ev->ifindex);
+
+		if (slot >= 0)
+			attach_bridge(w, ev->ifindex, w->seen[slot].name, true);
+		else if (ev->is_bridge && matches(w, ev->name))
+			attach_bridge(w, ev->ifindex, ev->name, false);
+	}
+	free(list.links);
+	return 0;
+}
+
+/* Test-only: DH_TEST_WATCH_RCVBUF=BYTES shrinks the event socket's receive
+ * buffer so that a burst of events overruns it (ENOBUFS) for sure. */
+static void test_rcvbuf(int fd)
+{
+	const char *env = getenv("DH_TEST_WATCH_RCVBUF");
+	int size;
+
+	if (env) {
+		size = atoi(env);
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	}
+}
+
 /* Test-only: DH_TEST_WATCH_WAIT_DELAY_MS=N sleeps N ms before each wait for
  * events, to widen the window where a signal once went unnoticed (checked
  * a flag, then blocked in recvfrom). It only slows watch down. */
@@ -162,18 +254,15 @@ static void test_wait_delay(void)
 }
 
 /*
- * Reads events until SIGTERM, SIGINT or SIGHUP; a dump of existing links
+ * Reads events until SIGTERM, SIGINT or SIGHUP; a listing of existing links
  * goes first. The signals stay blocked and arrive on @sig_fd, read in the
  * same poll() as the events: one that comes while an event is handled, or
  * just before the wait, is still pending there, so none can be missed.
  */
 static int run(struct watch *w, int sig_fd)
 {
-	char req[MNL_SOCKET_BUFFER_SIZE];
 	struct mnl_socket *events;
 	struct dh_rtnl_buf buf;
-	struct nlmsghdr *nlh;
-	struct ifinfomsg *ifm;
 	struct pollfd fds[2];
 	long ret;
 	int err = 0;
@@ -185,34 +274,31 @@ static int run(struct watch *w, int sig_fd)
 		err = dh_runtime_error("watch: cannot listen to rtnetlink: %s", strerror(errno));
 		goto out;
 	}
+	test_rcvbuf(mnl_socket_get_fd(events));
 
-	/* Subscribed first, dumped second: a bridge created in between shows
+	/* Subscribed first, listed second: a bridge created in between shows
 	 * up twice, and attach is idempotent. */
-	nlh = mnl_nlmsg_put_header(req);
-	nlh->nlmsg_type = RTM_GETLINK;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	nlh->nlmsg_seq = 1;
-	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
-	ifm->ifi_family = AF_UNSPEC;
-	/* Without an extension mask the kernel sizes the dump's datagrams
-	 * for ordinary links and silently leaves out a bigger one (many
-	 * alternative names): with it, each fits its largest link. */
-	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-	if (mnl_socket_sendto(events, nlh, nlh->nlmsg_len) < 0) {
-		err = dh_runtime_error("watch: cannot list links: %s", strerror(errno));
-		goto out;
-	}
 	printf("watch: following bridges matching");
 	for (ret = 0; ret < w->n_matches; ret++)
 		printf(" '%s'", w->matches[ret]);
 	printf("\n");
 	fflush(stdout);
+	ret = resync(w);
+	if (ret < 0) {
+		err = dh_runtime_error("watch: cannot list links: %s", strerror(-ret));
+		goto out;
+	}
 
 	fds[0] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
 	fds[1] = (struct pollfd){ .fd = mnl_socket_get_fd(events), .events = POLLIN };
 	for (;;) {
 		test_wait_delay();
-		if (poll(fds, 2, -1) < 0) {
+		ret = poll(fds, 2, w->resync_pending ? 1000 : -1);
+		if (ret == 0) {
+			resync(w);
+			continue;
+		}
+		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
 			err = dh_runtime_error("watch: waiting for events: %s", strerror(errno));
@@ -231,17 +317,18 @@ static int run(struct watch *w, int sig_fd)
 		if (ret == -EAGAIN || ret == -EINTR)
 			continue;
 		if (ret == -ENOBUFS || ret == -EMSGSIZE) {
-			/* Events were lost: re-check every attached bridge. */
-			dh_warn("watch: %s, refreshing",
-				ret == -ENOBUFS ? "netlink overrun" : "netlink message truncated");
-			refresh_all(w);
+			/* Events were lost: list everything again. */
+			dh_warn("watch: %s: listing links again",
+				ret == -ENOBUFS ? "netlink overrun, events lost" : "netlink message truncated");
+			ret = resync(w);
+			if (ret < 0)
+				dh_warn("watch: cannot list links: %s; trying again in a second", strerror(-ret));
 			continue;
 		}
 		if (ret < 0) {
 			err = dh_runtime_error("watch: reading rtnetlink: %s", strerror(-ret));
 			break;
 		}
-		/* Sequence 0 = events, 1 = our dump: take both. */
 		mnl_cb_run(buf.data, ret, 0, 0, on_message, w);
 	}
 out:

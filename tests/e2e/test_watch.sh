@@ -140,6 +140,37 @@ test_oversized_link_messages() {
 	stop_watch
 }
 
+# Events lost to a receive buffer overrun (ENOBUFS): watch lists links and
+# addresses again. A test-only knob shrinks its buffer to a few KiB, then
+# one burst creates 120 bridges outside the match, two bridges with addresses, deletes a
+# watched bridge and adds an address to another: watch must end up right.
+test_resync_after_overrun() {
+	local batch=$DH_BPFFS.batch i
+	make_bridge "$H" br9 10.209.0.1
+	DH_TEST_WATCH_RCVBUF=1 start_watch --match 'br*'
+	wait_for "br0 attached" "attached br0"
+	wait_for "br9 attached" "attached br9"
+	{
+		for i in $(seq 60); do echo "link add nb$i type bridge"; done
+		echo "link add br1 type bridge"
+		echo "link add br2 type bridge"
+		echo "address add 10.211.0.1/24 dev br1"
+		echo "address add 10.212.0.1/24 dev br2"
+		echo "link del br9"
+		echo "address add 10.201.3.1/24 dev br0"
+		for i in $(seq 61 120); do echo "link add nb$i type bridge"; done
+	} >"$batch"
+	in_host ip -batch "$batch"
+	rm -f "$batch"
+	wait_for "an overrun reported" "grep -q 'overrun' '$WATCH_LOG'"
+	wait_for "br1 attached with its gateway" "dh --json status | grep -q '10.211.0.1'"
+	wait_for "br2 attached with its gateway" "dh --json status | grep -q '10.212.0.1'"
+	wait_for "br0's new gateway" "dh --json status | grep -q '10.201.3.1'"
+	wait_for "br9 forgotten" "! attached br9"
+	kill -0 "$WATCH_PID" 2>/dev/null || fail "watch ended: $(cat "$WATCH_LOG")"
+	stop_watch
+}
+
 test_watch_bad_input() {
 	expect_exit 2 dh watch --port 0
 	expect_contains "$OUT" "'0'" "bad port"
