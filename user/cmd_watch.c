@@ -30,7 +30,8 @@ struct watch {
 	const struct dh_cli *cli;
 	const char *matches[MAX_MATCHES];
 	int n_matches;
-	struct dh_attach_opts opts;  /* bridge name filled per event */
+	struct dh_attach_opts opts;  /* bridge name and port count set per call */
+	int n_ports;                 /* --port given: opts.ports[0..n_ports) */
 	bool detach_on_exit;
 	/* Bridges attached by this watch, by ifindex, for --detach-on-exit
 	 * and to tell which deletions are ours. */
@@ -62,12 +63,22 @@ static int find_seen(const struct watch *w, int ifindex)
 	return -1;
 }
 
-static void attach_bridge(struct watch *w, int ifindex, const char *name, bool quiet_if_unchanged)
+/*
+ * Attaches a bridge not watched yet, with the --port specs; refreshes one
+ * already watched (gateways from its addresses, programs back if removed),
+ * without them: after the first attach the port map is the user's, and a
+ * 'port del --bridge' or 'port add --to' must not be undone by the next
+ * address change.
+ */
+static void attach_bridge(struct watch *w, int ifindex, const char *name)
 {
+	bool first = find_seen(w, ifindex) < 0;
+
 	snprintf(w->opts.bridge, sizeof(w->opts.bridge), "%s", name);
-	w->opts.quiet_if_unchanged = quiet_if_unchanged;
+	w->opts.n_ports = first ? w->n_ports : 0;
+	w->opts.quiet_if_unchanged = !first;
 	fflush(stdout);
-	if (dh_attach(w->cli, &w->opts) == 0 && find_seen(w, ifindex) < 0 && w->n_seen < DH_MAX_BRIDGES) {
+	if (dh_attach(w->cli, &w->opts) == 0 && first && w->n_seen < DH_MAX_BRIDGES) {
 		w->seen[w->n_seen].ifindex = ifindex;
 		snprintf(w->seen[w->n_seen].name, DH_IFNAMSIZ, "%s", name);
 		w->n_seen++;
@@ -89,7 +100,7 @@ static void refresh_all(struct watch *w)
 	int i;
 
 	for (i = 0; i < w->n_seen; i++)
-		attach_bridge(w, w->seen[i].ifindex, w->seen[i].name, true);
+		attach_bridge(w, w->seen[i].ifindex, w->seen[i].name);
 }
 
 struct link_event {
@@ -128,7 +139,7 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 		if (nlh->nlmsg_type == RTM_DELLINK && slot >= 0)
 			forget_bridge(w, slot);
 		else if (nlh->nlmsg_type == RTM_NEWLINK && slot < 0 && ev.is_bridge && matches(w, ev.name))
-			attach_bridge(w, ev.ifindex, ev.name, false);
+			attach_bridge(w, ev.ifindex, ev.name);
 	} else if (nlh->nlmsg_type == RTM_NEWADDR || nlh->nlmsg_type == RTM_DELADDR) {
 		struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
 		char name[IF_NAMESIZE];
@@ -141,7 +152,7 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 		if (!strcmp(name, "docker0"))
 			refresh_all(w);
 		else if (slot >= 0)
-			attach_bridge(w, w->seen[slot].ifindex, w->seen[slot].name, true);
+			attach_bridge(w, w->seen[slot].ifindex, w->seen[slot].name);
 	}
 	return MNL_CB_OK;
 }
@@ -216,9 +227,9 @@ static int resync(struct watch *w)
 		int slot = find_seen(w, ev->ifindex);
 
 		if (slot >= 0)
-			attach_bridge(w, ev->ifindex, w->seen[slot].name, true);
+			attach_bridge(w, ev->ifindex, w->seen[slot].name);
 		else if (ev->is_bridge && matches(w, ev->name))
-			attach_bridge(w, ev->ifindex, ev->name, false);
+			attach_bridge(w, ev->ifindex, ev->name);
 	}
 	free(list.links);
 	return 0;
@@ -367,6 +378,7 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 				return dh_usage_error("watch: --port '%s': not PORT, PORT/tcp or PORT/udp (1-65535)",
 						      optarg);
 			w.opts.n_ports++;
+			w.n_ports = w.opts.n_ports;
 			break;
 		case 'k':
 			if (!dh_parse_hook(optarg, &w.opts.hook))

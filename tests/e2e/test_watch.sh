@@ -171,6 +171,34 @@ test_resync_after_overrun() {
 	stop_watch
 }
 
+# --port is applied when watch first attaches a bridge, never on a later
+# refresh: a user's 'port add --to' and 'port del --bridge' outlive the next
+# address change. A bridge that appears later still gets --port.
+test_port_edits_survive_refresh() {
+	local ports
+	serve_tcp 8088 127.0.0.1 pong
+	serve_tcp 9099 127.0.0.1 moved
+	start_watch --match 'br*' --port 8088 --port 8089
+	wait_for "br0 attached" "attached br0"
+	expect_eq "$(tcp_get $GW 8088)" pong "8088 from --port"
+	dh port add 8088 --to 9099 --bridge br0 >/dev/null
+	dh port del 8089 --bridge br0 >/dev/null
+
+	in_host ip addr add 10.201.4.1/24 dev br0  # a refresh of br0
+	wait_for "br0's new gateway" "dh --json status | grep -q '10.201.4.1'"
+	ports=$(dh --json port list | tr -d ' \n')
+	expect_contains "$ports" '"bridge":"br0","port":8088,"proto":"tcp","to_addr":"127.0.0.1","to_port":9099' \
+		"8088 --to 9099 after the refresh"
+	expect_not_contains "$ports" '"port":8089' "8089 deleted, after the refresh"
+	expect_eq "$(tcp_get $GW 8088)" moved "8088 after the refresh"
+
+	in_host ip link add br5 type bridge
+	wait_for "br5 attached" "attached br5"
+	ports=$(dh --json port list | tr -d ' \n')
+	expect_contains "$ports" '"bridge":"br5","port":8089' "--port on a bridge that appeared later"
+	stop_watch
+}
+
 test_watch_bad_input() {
 	expect_exit 2 dh watch --port 0
 	expect_contains "$OUT" "'0'" "bad port"
