@@ -196,8 +196,15 @@ int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max)
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	struct addr_dump dump = { .ifindex = ifindex, .addrs = addrs, .max = max };
 	struct ifaddrmsg *ifa;
+	const char *fail;
 	int ret;
 
+	/* Test-only: DH_TEST_FAIL_ADDR_DUMP=1 makes every address read fail,
+	 * as a transient netlink error would, to test that attach and watch
+	 * keep a bridge's gateways then. It can only remove redirects. */
+	fail = getenv("DH_TEST_FAIL_ADDR_DUMP");
+	if (fail && !strcmp(fail, "1"))
+		return -EIO;
 	nlh->nlmsg_type = RTM_GETADDR;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));

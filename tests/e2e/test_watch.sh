@@ -199,6 +199,29 @@ test_port_edits_survive_refresh() {
 	stop_watch
 }
 
+# A failed read of a bridge's addresses is not "no addresses": attach's and
+# watch's refreshes keep the gateways and say so. The failure is injected
+# with the test-only DH_TEST_FAIL_ADDR_DUMP=1 (every address read fails).
+test_addr_read_error_keeps_gateways() {
+	serve_tcp 8088 127.0.0.1 pong
+	in_host ip addr add 10.201.6.1/24 dev br0
+	dh attach br0 --port 8088 >/dev/null
+	expect_exit 0 env DH_TEST_FAIL_ADDR_DUMP=1 ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" attach br0
+	expect_contains "$OUT" "cannot read br0's IPv4 addresses" "attach's warning"
+	expect_contains "$OUT" "gateways 10.201" "attach's report"
+	expect_contains "$(dh --json status)" '10.201.0.1' "first gateway after attach"
+	expect_contains "$(dh --json status)" '10.201.6.1' "second gateway after attach"
+	expect_eq "$(tcp_get $GW 8088)" pong "after the failed read"
+
+	DH_TEST_FAIL_ADDR_DUMP=1 start_watch --match 'br*'
+	in_host ip addr add 10.201.7.1/24 dev br0  # a refresh of br0, whose read fails
+	wait_for "watch's refresh" "[ \$(grep -c 'keeping the gateways' '$WATCH_LOG') -ge 2 ]"
+	expect_contains "$(dh --json status)" '10.201.0.1' "first gateway after watch's refresh"
+	expect_contains "$(dh --json status)" '10.201.6.1' "second gateway after watch's refresh"
+	expect_eq "$(tcp_get $GW 8088)" pong "after watch's failed read"
+	stop_watch
+}
+
 test_watch_bad_input() {
 	expect_exit 2 dh watch --port 0
 	expect_contains "$OUT" "'0'" "bad port"
