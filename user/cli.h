@@ -54,6 +54,15 @@ int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max);
 struct nlmsghdr;
 /* One rtnetlink request; every answer goes to @cb (a libmnl mnl_cb_t). */
 int dh_rtnl_talk(struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *), void *data);
+/* A receive buffer that grows to the largest datagram read. */
+struct dh_rtnl_buf {
+	char *data;
+	size_t size;
+};
+int dh_rtnl_buf_init(struct dh_rtnl_buf *buf);
+void dh_rtnl_buf_free(struct dh_rtnl_buf *buf);
+/* One datagram: its length, -EMSGSIZE (truncated, lost) or -errno. */
+long dh_rtnl_recv(int fd, struct dh_rtnl_buf *buf);
 
 /* sysctl.c */
 int dh_route_localnet_get(const char *ifname, int *value);

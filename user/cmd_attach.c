@@ -50,7 +50,8 @@ static void add_gateway(struct gateway *gws, int *n, __u32 addr, __u32 origin)
 		gws[(*n)++] = (struct gateway){ addr, origin };
 }
 
-static void add_device_gateways(int ifindex, __u32 origin, struct gateway *gws, int *n)
+/* Returns 0, or -errno if the device's addresses could not be read. */
+static int add_device_gateways(int ifindex, __u32 origin, struct gateway *gws, int *n)
 {
 	__u32 addrs[MAX_GATEWAYS];
 	int count, i;
@@ -58,29 +59,40 @@ static void add_device_gateways(int ifindex, __u32 origin, struct gateway *gws, 
 	count = dh_netdev_ipv4_addrs(ifindex, addrs, MAX_GATEWAYS);
 	for (i = 0; i < count; i++)
 		add_gateway(gws, n, addrs[i], origin);
+	return count < 0 ? count : 0;
 }
 
 /* The bridge's addresses, docker0's (Docker's host-gateway resolves to it
  * even on user-defined networks, so those packets arrive on br-<id> with
  * docker0's address as destination), the daemon's configured host-gateway
  * addresses, and the user's. */
-static void collect_gateways(const struct dh_netdev *dev, const __u32 *user, int n_user,
-			     struct gateway *gws, int *n)
+/* Returns 0, or -errno if a device's addresses could not be read: @gws is
+ * then incomplete, and must not be used to prune. */
+static int collect_gateways(const char *name, const struct dh_netdev *dev, const __u32 *user,
+			    int n_user, struct gateway *gws, int *n, const char **failed)
 {
 	__u32 configured[8];
 	struct dh_netdev docker0;
-	int i, n_configured;
+	int i, n_configured, err, err0;
 
 	*n = 0;
-	add_device_gateways(dev->ifindex, DH_GW_BRIDGE, gws, n);
+	err = add_device_gateways(dev->ifindex, DH_GW_BRIDGE, gws, n);
+	if (err)
+		*failed = name;
 	if (dh_netdev_lookup("docker0", &docker0) == 0 && docker0.is_bridge &&
-	    docker0.ifindex != dev->ifindex)
-		add_device_gateways(docker0.ifindex, DH_GW_DOCKER0, gws, n);
+	    docker0.ifindex != dev->ifindex) {
+		err0 = add_device_gateways(docker0.ifindex, DH_GW_DOCKER0, gws, n);
+		if (err0 && !err) {
+			err = err0;
+			*failed = "docker0";
+		}
+	}
 	n_configured = dh_docker_host_gateways(configured, 8);
 	for (i = 0; i < n_configured; i++)
 		add_gateway(gws, n, configured[i], DH_GW_DOCKER_CONFIG);
 	for (i = 0; i < n_user; i++)
 		add_gateway(gws, n, user[i], DH_GW_USER);
+	return err;
 }
 
 static void undo_attach(const struct dh_state *st, const char *name, int ifindex,
@@ -176,6 +188,21 @@ static int prune_gateways(const struct dh_state *st, int ifindex, const struct g
 	for (i = 0; i < n_stale; i++)
 		bpf_map_delete_elem(st->gateways_fd, &stale[i]);
 	return n_stale;
+}
+
+/* The bridge's gateways as the map has them, to report what stays when its
+ * addresses could not be read. */
+static void read_gateways(const struct dh_state *st, int ifindex, struct gateway *gws, int *n)
+{
+	struct dh_gateway_key key, *prev = NULL;
+	struct dh_gateway value;
+
+	*n = 0;
+	while (bpf_map_get_next_key(st->gateways_fd, prev, &key) == 0 && *n < MAX_GATEWAYS) {
+		prev = &key;
+		if ((int)key.ifindex == ifindex && bpf_map_lookup_elem(st->gateways_fd, &key, &value) == 0)
+			gws[(*n)++] = (struct gateway){ key.addr, value.origin };
+	}
 }
 
 static int parse_attach_args(int argc, char **argv, struct dh_attach_opts *args)
@@ -285,17 +312,23 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 	struct undo u = {};
 	struct dh_netdev dev;
 	struct dh_state st;
-	const char *result = "attached";
+	const char *result = "attached", *failed = NULL;
 	__u32 key;
-	int err, n_gws;
+	int err, n_gws, addr_err, n_pruned = 0;
 
 	err = dh_require_root();
 	if (!err)
 		err = resolve_bridge("attach", opts->bridge, &dev);
 	if (err)
 		return err;
-	collect_gateways(&dev, opts->gateways, opts->n_gateways, gws, &n_gws);
-	if (n_gws == 0)
+	/* A failed read is not "no addresses": pruning by it would drop every
+	 * gateway the bridge has, so its gateways stay until a read works. */
+	addr_err = collect_gateways(opts->bridge, &dev, opts->gateways, opts->n_gateways, gws, &n_gws,
+				    &failed);
+	if (addr_err)
+		dh_warn("%s: cannot read %s's IPv4 addresses (%s): keeping the gateways it has",
+			opts->bridge, failed, strerror(-addr_err));
+	else if (n_gws == 0)
 		dh_warn("%s has no IPv4 address: nothing is redirected until it gets one or --gateway names one",
 			opts->bridge);
 
@@ -364,8 +397,11 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 			goto fail;
 		}
 	}
-	if (prune_gateways(&st, dev.ifindex, gws, n_gws) + u.n_gateways > 0 &&
-	    !strcmp(result, "already attached"))
+	if (!addr_err)
+		n_pruned = prune_gateways(&st, dev.ifindex, gws, n_gws);
+	else
+		read_gateways(&st, dev.ifindex, gws, &n_gws);
+	if (n_pruned + u.n_gateways > 0 && !strcmp(result, "already attached"))
 		result = "gateways updated";
 	if (!opts->quiet_if_unchanged || strcmp(result, "already attached"))
 		report_attach(cli, opts->bridge, dev.ifindex, result, gws, n_gws, &bridge);

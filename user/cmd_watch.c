@@ -13,9 +13,13 @@
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -26,7 +30,8 @@ struct watch {
 	const struct dh_cli *cli;
 	const char *matches[MAX_MATCHES];
 	int n_matches;
-	struct dh_attach_opts opts;  /* bridge name filled per event */
+	struct dh_attach_opts opts;  /* bridge name and port count set per call */
+	int n_ports;                 /* --port given: opts.ports[0..n_ports) */
 	bool detach_on_exit;
 	/* Bridges attached by this watch, by ifindex, for --detach-on-exit
 	 * and to tell which deletions are ours. */
@@ -35,14 +40,8 @@ struct watch {
 		char name[DH_IFNAMSIZ];
 	} seen[DH_MAX_BRIDGES];  /* no more can be attached: the bridges map's size */
 	int n_seen;
+	bool resync_pending;  /* the last listing failed: try again soon */
 };
-
-static volatile sig_atomic_t stopping;
-
-static void on_signal(int sig)
-{
-	stopping = 1;
-}
 
 static bool matches(const struct watch *w, const char *name)
 {
@@ -64,12 +63,22 @@ static int find_seen(const struct watch *w, int ifindex)
 	return -1;
 }
 
-static void attach_bridge(struct watch *w, int ifindex, const char *name, bool quiet_if_unchanged)
+/*
+ * Attaches a bridge not watched yet, with the --port specs; refreshes one
+ * already watched (gateways from its addresses, programs back if removed),
+ * without them: after the first attach the port map is the user's, and a
+ * 'port del --bridge' or 'port add --to' must not be undone by the next
+ * address change.
+ */
+static void attach_bridge(struct watch *w, int ifindex, const char *name)
 {
+	bool first = find_seen(w, ifindex) < 0;
+
 	snprintf(w->opts.bridge, sizeof(w->opts.bridge), "%s", name);
-	w->opts.quiet_if_unchanged = quiet_if_unchanged;
+	w->opts.n_ports = first ? w->n_ports : 0;
+	w->opts.quiet_if_unchanged = !first;
 	fflush(stdout);
-	if (dh_attach(w->cli, &w->opts) == 0 && find_seen(w, ifindex) < 0 && w->n_seen < DH_MAX_BRIDGES) {
+	if (dh_attach(w->cli, &w->opts) == 0 && first && w->n_seen < DH_MAX_BRIDGES) {
 		w->seen[w->n_seen].ifindex = ifindex;
 		snprintf(w->seen[w->n_seen].name, DH_IFNAMSIZ, "%s", name);
 		w->n_seen++;
@@ -91,7 +100,7 @@ static void refresh_all(struct watch *w)
 	int i;
 
 	for (i = 0; i < w->n_seen; i++)
-		attach_bridge(w, w->seen[i].ifindex, w->seen[i].name, true);
+		attach_bridge(w, w->seen[i].ifindex, w->seen[i].name);
 }
 
 struct link_event {
@@ -130,7 +139,7 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 		if (nlh->nlmsg_type == RTM_DELLINK && slot >= 0)
 			forget_bridge(w, slot);
 		else if (nlh->nlmsg_type == RTM_NEWLINK && slot < 0 && ev.is_bridge && matches(w, ev.name))
-			attach_bridge(w, ev.ifindex, ev.name, false);
+			attach_bridge(w, ev.ifindex, ev.name);
 	} else if (nlh->nlmsg_type == RTM_NEWADDR || nlh->nlmsg_type == RTM_DELADDR) {
 		struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
 		char name[IF_NAMESIZE];
@@ -143,61 +152,201 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 		if (!strcmp(name, "docker0"))
 			refresh_all(w);
 		else if (slot >= 0)
-			attach_bridge(w, w->seen[slot].ifindex, w->seen[slot].name, true);
+			attach_bridge(w, w->seen[slot].ifindex, w->seen[slot].name);
 	}
 	return MNL_CB_OK;
 }
 
-/* Reads events until a signal; a dump of existing links goes first. */
-static int run(struct watch *w)
+struct link_list {
+	struct link_event *links;
+	int count, max;
+};
+
+static int list_link_cb(const struct nlmsghdr *nlh, void *data)
 {
-	char buf[MNL_SOCKET_BUFFER_SIZE];
-	struct mnl_socket *events;
-	struct nlmsghdr *nlh;
-	struct rtgenmsg *gen;
-	int ret;
+	struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+	struct link_list *list = data;
+	struct link_event *ev;
 
-	events = mnl_socket_open(NETLINK_ROUTE);
-	if (!events || mnl_socket_bind(events, RTMGRP_LINK | RTMGRP_IPV4_IFADDR, MNL_SOCKET_AUTOPID) < 0)
-		return dh_runtime_error("watch: cannot listen to rtnetlink: %s", strerror(errno));
+	if (nlh->nlmsg_type != RTM_NEWLINK)
+		return MNL_CB_OK;
+	if (list->count == list->max) {
+		int max = list->max ? 2 * list->max : 64;
+		struct link_event *links = realloc(list->links, max * sizeof(*links));
 
-	/* Subscribed first, dumped second: a bridge created in between shows
-	 * up twice, and attach is idempotent. */
-	nlh = mnl_nlmsg_put_header(buf);
+		if (!links) {
+			errno = ENOMEM;
+			return MNL_CB_ERROR;
+		}
+		list->links = links;
+		list->max = max;
+	}
+	ev = &list->links[list->count++];
+	*ev = (struct link_event){ .ifindex = ifm->ifi_index };
+	mnl_attr_parse(nlh, sizeof(*ifm), link_attr, ev);
+	return MNL_CB_OK;
+}
+
+/*
+ * Lists every link and brings watch in line with it: bridges gone are
+ * forgotten, matching ones not yet attached are attached, the others
+ * refreshed (addresses re-read). Runs at start and whenever events were
+ * lost (the socket overran, or a message did not fit). Returns 0 or -errno;
+ * on failure it is retried shortly.
+ */
+static int resync(struct watch *w)
+{
+	char req[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(req);
+	struct link_list list = {};
+	struct ifinfomsg *ifm;
+	int i, j, err;
+
 	nlh->nlmsg_type = RTM_GETLINK;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	nlh->nlmsg_seq = 1;
-	gen = mnl_nlmsg_put_extra_header(nlh, sizeof(*gen));
-	gen->rtgen_family = AF_UNSPEC;
-	if (mnl_socket_sendto(events, nlh, nlh->nlmsg_len) < 0) {
-		mnl_socket_close(events);
-		return dh_runtime_error("watch: cannot list links: %s", strerror(errno));
+	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	/* Without an extension mask the kernel sizes the dump's datagrams
+	 * for ordinary links and silently leaves out a bigger one (many
+	 * alternative names): with it, each fits its largest link. */
+	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+	err = dh_rtnl_talk(nlh, list_link_cb, &list);
+	w->resync_pending = err < 0;
+	if (err < 0) {
+		free(list.links);
+		return err;
 	}
+	for (i = w->n_seen - 1; i >= 0; i--) {
+		for (j = 0; j < list.count && list.links[j].ifindex != w->seen[i].ifindex; j++)
+			;
+		if (j == list.count)
+			forget_bridge(w, i);
+	}
+	for (j = 0; j < list.count; j++) {
+		const struct link_event *ev = &list.links[j];
+		int slot = find_seen(w, ev->ifindex);
+
+		if (slot >= 0)
+			attach_bridge(w, ev->ifindex, w->seen[slot].name);
+		else if (ev->is_bridge && matches(w, ev->name))
+			attach_bridge(w, ev->ifindex, ev->name);
+	}
+	free(list.links);
+	return 0;
+}
+
+/* Test-only: DH_TEST_WATCH_RCVBUF=BYTES shrinks the event socket's receive
+ * buffer so that a burst of events overruns it (ENOBUFS) for sure. */
+static void test_rcvbuf(int fd)
+{
+	const char *env = getenv("DH_TEST_WATCH_RCVBUF");
+	int size;
+
+	if (env) {
+		size = atoi(env);
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	}
+}
+
+/* Test-only: DH_TEST_WATCH_WAIT_DELAY_MS=N sleeps N ms before each wait for
+ * events, to widen the window where a signal once went unnoticed (checked
+ * a flag, then blocked in recvfrom). It only slows watch down. */
+static void test_wait_delay(void)
+{
+	static int delay_ms = -1;
+
+	if (delay_ms < 0) {
+		const char *env = getenv("DH_TEST_WATCH_WAIT_DELAY_MS");
+
+		delay_ms = env ? atoi(env) : 0;
+	}
+	if (delay_ms > 0)
+		usleep(delay_ms * 1000);
+}
+
+/*
+ * Reads events until SIGTERM, SIGINT or SIGHUP; a listing of existing links
+ * goes first. The signals stay blocked and arrive on @sig_fd, read in the
+ * same poll() as the events: one that comes while an event is handled, or
+ * just before the wait, is still pending there, so none can be missed.
+ */
+static int run(struct watch *w, int sig_fd)
+{
+	struct mnl_socket *events;
+	struct dh_rtnl_buf buf;
+	struct pollfd fds[2];
+	long ret;
+	int err = 0;
+
+	if (dh_rtnl_buf_init(&buf))
+		return dh_runtime_error("watch: out of memory");
+	events = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (!events || mnl_socket_bind(events, RTMGRP_LINK | RTMGRP_IPV4_IFADDR, MNL_SOCKET_AUTOPID) < 0) {
+		err = dh_runtime_error("watch: cannot listen to rtnetlink: %s", strerror(errno));
+		goto out;
+	}
+	test_rcvbuf(mnl_socket_get_fd(events));
+
+	/* Subscribed first, listed second: a bridge created in between shows
+	 * up twice, and attach is idempotent. */
 	printf("watch: following bridges matching");
 	for (ret = 0; ret < w->n_matches; ret++)
 		printf(" '%s'", w->matches[ret]);
 	printf("\n");
 	fflush(stdout);
+	ret = resync(w);
+	if (ret < 0) {
+		err = dh_runtime_error("watch: cannot list links: %s", strerror(-ret));
+		goto out;
+	}
 
-	while (!stopping) {
-		ret = mnl_socket_recvfrom(events, buf, sizeof(buf));
+	fds[0] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
+	fds[1] = (struct pollfd){ .fd = mnl_socket_get_fd(events), .events = POLLIN };
+	for (;;) {
+		test_wait_delay();
+		ret = poll(fds, 2, w->resync_pending ? 1000 : -1);
+		if (ret == 0) {
+			resync(w);
+			continue;
+		}
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == ENOBUFS) {
-				/* Events were lost: re-check every attached bridge. */
-				dh_warn("watch: netlink overrun, refreshing");
-				refresh_all(w);
-				continue;
-			}
-			mnl_socket_close(events);
-			return dh_runtime_error("watch: reading rtnetlink: %s", strerror(errno));
+			err = dh_runtime_error("watch: waiting for events: %s", strerror(errno));
+			break;
 		}
-		/* Sequence 0 = events, 1 = our dump: take both. */
-		mnl_cb_run(buf, ret, 0, 0, on_message, w);
+		if (fds[0].revents) {
+			struct signalfd_siginfo info;
+
+			if (read(sig_fd, &info, sizeof(info)) == sizeof(info))
+				dh_debug("watch: signal %u", info.ssi_signo);
+			break;
+		}
+		if (!fds[1].revents)
+			continue;
+		ret = dh_rtnl_recv(fds[1].fd, &buf);
+		if (ret == -EAGAIN || ret == -EINTR)
+			continue;
+		if (ret == -ENOBUFS || ret == -EMSGSIZE) {
+			/* Events were lost: list everything again. */
+			dh_warn("watch: %s: listing links again",
+				ret == -ENOBUFS ? "netlink overrun, events lost" : "netlink message truncated");
+			ret = resync(w);
+			if (ret < 0)
+				dh_warn("watch: cannot list links: %s; trying again in a second", strerror(-ret));
+			continue;
+		}
+		if (ret < 0) {
+			err = dh_runtime_error("watch: reading rtnetlink: %s", strerror(-ret));
+			break;
+		}
+		mnl_cb_run(buf.data, ret, 0, 0, on_message, w);
 	}
-	mnl_socket_close(events);
-	return 0;
+out:
+	if (events)
+		mnl_socket_close(events);
+	dh_rtnl_buf_free(&buf);
+	return err;
 }
 
 int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
@@ -210,8 +359,8 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 		{}
 	};
 	static struct watch w;
-	struct sigaction sa = { .sa_handler = on_signal };
-	int opt, err, i;
+	int opt, err, i, sig_fd;
+	sigset_t stop_signals;
 
 	memset(&w, 0, sizeof(w));
 	w.cli = cli;
@@ -229,6 +378,7 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 				return dh_usage_error("watch: --port '%s': not PORT, PORT/tcp or PORT/udp (1-65535)",
 						      optarg);
 			w.opts.n_ports++;
+			w.n_ports = w.opts.n_ports;
 			break;
 		case 'k':
 			if (!dh_parse_hook(optarg, &w.opts.hook))
@@ -253,10 +403,17 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 	if (err)
 		return err;
 
-	/* No SA_RESTART: a signal must interrupt the blocking read. */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	err = run(&w);
+	/* Blocked before anything is attached: from here on they only end
+	 * the loop, and --detach-on-exit always runs. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &stop_signals, NULL) ||
+	    (sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC)) < 0)
+		return dh_runtime_error("watch: cannot take over SIGTERM: %s", strerror(errno));
+	err = run(&w, sig_fd);
+	close(sig_fd);
 
 	if (w.detach_on_exit) {
 		for (i = w.n_seen - 1; i >= 0; i--)

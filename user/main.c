@@ -41,8 +41,10 @@ static const struct command commands[] = {
 	  "Stay in the foreground: attach every bridge whose name matches a GLOB (default\n"
 	  "'docker0' and 'br-*') now and whenever one appears, forget bridges that\n"
 	  "disappear, and keep gateway sets current as addresses change. --port maps\n"
-	  "SPEC on each of them. SIGTERM or SIGINT ends it; the bridges stay attached\n"
-	  "unless --detach-on-exit. One line per event on standard output." },
+	  "SPEC on each bridge when watch first attaches it, never again on later\n"
+	  "refreshes: 'port' edits made meanwhile stay. SIGTERM, SIGINT or SIGHUP ends\n"
+	  "it; the bridges stay attached unless --detach-on-exit. One line per event\n"
+	  "on standard output." },
 	{ "status", dh_cmd_status, "status",
 	  "Show attached bridges (programs, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },

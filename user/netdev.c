@@ -8,23 +8,81 @@
 #include <libmnl/libmnl.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
+/*
+ * One datagram into @buf, grown to its size first: a link message can be far
+ * bigger than MNL_SOCKET_BUFFER_SIZE (a device's alternative names alone may
+ * take up to 64 KiB), and a datagram read short is lost. Returns its length,
+ * -EMSGSIZE if it was truncated all the same (nothing left to read), or
+ * -errno (-ENOBUFS: the socket overran and messages were dropped).
+ */
+long dh_rtnl_recv(int fd, struct dh_rtnl_buf *buf)
+{
+	struct sockaddr_nl addr;
+	struct iovec iov;
+	struct msghdr msg = { .msg_name = &addr, .msg_namelen = sizeof(addr), .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t len;
+
+	/* MSG_TRUNC with MSG_PEEK: the datagram's real length, left queued. */
+	len = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC);
+	if (len < 0)
+		return -errno;
+	if ((size_t)len > buf->size) {
+		char *bigger = realloc(buf->data, len);
+
+		if (bigger) {
+			buf->data = bigger;
+			buf->size = len;
+		}
+	}
+	iov = (struct iovec){ buf->data, buf->size };
+	len = recvmsg(fd, &msg, 0);
+	if (len < 0)
+		return -errno;
+	if (msg.msg_flags & MSG_TRUNC)
+		return -EMSGSIZE;
+	return len;
+}
+
+int dh_rtnl_buf_init(struct dh_rtnl_buf *buf)
+{
+	/* Dumps come in datagrams of up to 32 KiB when the reader's buffer
+	 * takes them (the kernel sizes them by the largest read seen). */
+	buf->size = 32768;
+	buf->data = malloc(buf->size);
+	return buf->data ? 0 : -ENOMEM;
+}
+
+void dh_rtnl_buf_free(struct dh_rtnl_buf *buf)
+{
+	free(buf->data);
+	buf->data = NULL;
+	buf->size = 0;
+}
+
 /* One request, answers handed to @cb until done. Returns 0 or -errno. */
 int dh_rtnl_talk(struct nlmsghdr *req, mnl_cb_t cb, void *data)
 {
-	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct dh_rtnl_buf buf;
 	struct mnl_socket *nl;
 	unsigned int portid, seq;
 	int ret;
 
+	if (dh_rtnl_buf_init(&buf))
+		return -ENOMEM;
 	nl = mnl_socket_open(NETLINK_ROUTE);
-	if (!nl)
-		return -errno;
+	if (!nl) {
+		ret = -errno;
+		dh_rtnl_buf_free(&buf);
+		return ret;
+	}
 	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
 		ret = -errno;
 		goto out;
@@ -38,15 +96,16 @@ int dh_rtnl_talk(struct nlmsghdr *req, mnl_cb_t cb, void *data)
 	/* A dump ends with NLMSG_DONE (mnl_cb_run returns 0); a plain request
 	 * gets one answer and no end marker. */
 	do {
-		ret = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+		ret = dh_rtnl_recv(mnl_socket_get_fd(nl), &buf);
 		if (ret <= 0)
 			break;
-		ret = mnl_cb_run(buf, ret, seq, portid, cb, data);
+		ret = mnl_cb_run(buf.data, ret, seq, portid, cb, data);
+		if (ret < 0)
+			ret = -errno;
 	} while (ret > 0 && (req->nlmsg_flags & NLM_F_DUMP));
-	if (ret < 0)
-		ret = -errno;
 out:
 	mnl_socket_close(nl);
+	dh_rtnl_buf_free(&buf);
 	return ret;
 }
 
@@ -137,8 +196,15 @@ int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max)
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	struct addr_dump dump = { .ifindex = ifindex, .addrs = addrs, .max = max };
 	struct ifaddrmsg *ifa;
+	const char *fail;
 	int ret;
 
+	/* Test-only: DH_TEST_FAIL_ADDR_DUMP=1 makes every address read fail,
+	 * as a transient netlink error would, to test that attach and watch
+	 * keep a bridge's gateways then. It can only remove redirects. */
+	fail = getenv("DH_TEST_FAIL_ADDR_DUMP");
+	if (fail && !strcmp(fail, "1"))
+		return -EIO;
 	nlh->nlmsg_type = RTM_GETADDR;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
