@@ -159,6 +159,23 @@ test_not_root() {
 	expect_pristine
 }
 
+# The test runners themselves: run by a user who cannot test anything,
+# they must say why and fail, never end with a summary that reads green.
+test_test_runners_fail_when_not_root() {
+	command -v setpriv >/dev/null || skip "setpriv (util-linux) not installed"
+	local nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all)
+	local unit=$DH_ROOT/.output/test_datapath
+	[ -x "$unit" ] || skip "$unit not built (make test builds it)"
+	in_host "${nobody[@]}" test -r "$DH_ROOT/tests/run.sh" -a -x "$unit" ||
+		skip "$DH_ROOT is not readable by uid 65534"
+	expect_exit 1 in_host "${nobody[@]}" "$DH_ROOT/tests/run.sh"
+	expect_contains "$OUT" "nothing tested: the tests need root" "run.sh as nobody"
+	expect_not_contains "$OUT" " passed, " "a summary line from run.sh as nobody"
+	expect_exit 1 in_host "${nobody[@]}" "$unit"
+	expect_contains "$OUT" "nothing tested: BPF_PROG_TEST_RUN needs root" "the unit binary as nobody"
+	expect_not_contains "$OUT" " passed, " "a summary line from the unit binary as nobody"
+}
+
 test_pin_dir_not_on_bpffs() {
 	local dir
 	dir=$(mktemp -d /tmp/dh-notbpf-XXXXXX)
