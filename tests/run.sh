@@ -2,15 +2,17 @@
 # Runs every test: unit (BPF_PROG_TEST_RUN), e2e (network namespaces), cli,
 # and docker (a real dockerd; skipped where Docker cannot run).
 # DH_SUITES="e2e cli" runs only those directories' suites.
-# Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
+# Ends with "N passed, N failed, N skipped"; exits non-zero on any failure,
+# when nothing passed, and when not run as root.
 # DH_TEST_FILTER=substring runs only the matching e2e/cli tests.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 
+# A run that tests nothing must not read as green: no summary line, a
+# reason, and a non-zero exit.
 if [ "$(id -u)" -ne 0 ]; then
-	echo "SKIP all: the tests need root (network namespaces, BPF programs)"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 0
+	echo "tests/run.sh: nothing tested: the tests need root (network namespaces, BPF programs), running as uid $(id -u)" >&2
+	exit 1
 fi
 # A private mount namespace: the bpffs each test mounts for its pin dir
 # disappears with this process even if it is killed before its cleanup.

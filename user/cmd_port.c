@@ -245,12 +245,133 @@ static int attached_ifindex(const struct dh_state *st, const char *name, __u32 *
 	return dh_runtime_error("--bridge '%s': not attached (run 'attach %s' first)", name, name);
 }
 
+/* One place a spec was deleted from: the global entry or a bridge's. */
+struct del_scope {
+	__u32 ifindex;
+	char name[DH_IFNAMSIZ];  /* as port list shows it: '*' or the bridge */
+};
+
+/* Deletes one entry and its counters; -errno from the ports map. */
+static int delete_entry(const struct dh_state *st, __u32 ifindex, const struct dh_port_spec *spec)
+{
+	struct dh_port_key key = { .ifindex = ifindex, .port = htons(spec->port), .proto = spec->proto };
+
+	if (bpf_map_delete_elem(st->ports_fd, &key))
+		return -errno;
+	bpf_map_delete_elem(st->port_stats_fd, &key);
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * port del without --bridge: the spec goes wherever it is mapped, the
+ * global entry and every attached bridge's own one (attach --port writes
+ * those), so that `port list` no longer shows it anywhere. One lookup per
+ * attached bridge, not a walk of the ports map: deleting stays as cheap
+ * with thousands of ports mapped. Fills @done; returns how many, or -errno.
+ */
+static int delete_everywhere(const struct dh_state *st, const struct dh_port_spec *spec,
+			     struct del_scope *done, int max)
+{
+	__u32 ifindexes[DH_MAX_BRIDGES + 1], key, next;
+	void *prev = NULL;
+	int n = 0, found = 0, i, err;
+
+	ifindexes[n++] = 0;
+	while (n <= DH_MAX_BRIDGES && bpf_map_get_next_key(st->bridges_fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		ifindexes[n++] = key;
+	}
+	/* The global entry first, then bridges as they were created. */
+	qsort(ifindexes + 1, n - 1, sizeof(ifindexes[0]), cmp_u32);
+	for (i = 0; i < n && found < max; i++) {
+		err = delete_entry(st, ifindexes[i], spec);
+		if (err == -ENOENT)
+			continue;
+		if (err)
+			return err;
+		done[found].ifindex = ifindexes[i];
+		scope_name(ifindexes[i], st, done[found].name);
+		found++;
+	}
+	return found;
+}
+
+/* "all bridges, br0": where a deleted spec was mapped, in words. */
+static void scopes_text(const struct del_scope *done, int n, char *text, size_t size)
+{
+	size_t len = 0;
+	int i;
+
+	text[0] = '\0';
+	for (i = 0; i < n && len < size; i++)
+		len += snprintf(text + len, size - len, "%s%s", i ? ", " : "",
+				done[i].ifindex ? done[i].name : "all bridges");
+}
+
+/* port del SPEC [--bridge B]: prints where the spec was deleted from. */
+static int port_del(const struct dh_cli *cli, const struct dh_state *st, const struct port_args *args,
+		    __u32 ifindex)
+{
+	struct del_scope done[DH_MAX_BRIDGES + 1];
+	char where[DH_MAX_BRIDGES * (DH_IFNAMSIZ + 2) + 16];
+	int n, i, err;
+
+	if (args->bridge) {
+		/* Scoped: the bridge's own entry only, never the global one. */
+		err = delete_entry(st, ifindex, &args->spec);
+		if (err == -ENOENT)
+			return dh_runtime_error("port del: %u/%s on %s: not mapped", args->spec.port,
+						dh_proto_name(args->spec.proto), args->bridge);
+		if (err)
+			return dh_runtime_error("port del: %s: %s", args->spec_text, strerror(-err));
+		done[0].ifindex = ifindex;
+		scope_name(ifindex, st, done[0].name);
+		n = 1;
+	} else {
+		n = delete_everywhere(st, &args->spec, done, DH_MAX_BRIDGES + 1);
+		if (n < 0)
+			return dh_runtime_error("port del: %s: %s", args->spec_text, strerror(-n));
+		if (n == 0)
+			return dh_runtime_error("port del: %u/%s: not mapped on any bridge", args->spec.port,
+						dh_proto_name(args->spec.proto));
+	}
+
+	if (cli->json) {
+		struct json_object *obj = json_object_new_object();
+		struct json_object *from = json_object_new_array();
+
+		for (i = 0; i < n; i++)
+			json_object_array_add(from, json_object_new_string(done[i].name));
+		json_object_object_add(obj, "port", json_object_new_int(args->spec.port));
+		json_object_object_add(obj, "proto", json_object_new_string(dh_proto_name(args->spec.proto)));
+		json_object_object_add(obj, "bridge", json_object_new_string(args->bridge ? args->bridge : "*"));
+		json_object_object_add(obj, "deleted_from", from);
+		json_object_object_add(obj, "result", json_object_new_string("deleted"));
+		dh_print_json(obj);
+	} else {
+		/* --bridge as typed (a Docker network's name, say), as add prints it. */
+		if (args->bridge)
+			snprintf(where, sizeof(where), "%s", args->bridge);
+		else
+			scopes_text(done, n, where, sizeof(where));
+		printf("%u/%s on %s: deleted\n", args->spec.port, dh_proto_name(args->spec.proto), where);
+	}
+	return 0;
+}
+
 int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 {
 	struct dh_port_target target = {};
 	struct port_args args;
-	struct dh_port_key key;
-	const char *result = "deleted";
+	const char *result = "";
 	struct dh_state st;
 	__u32 ifindex = 0;
 	int err;
@@ -289,22 +410,13 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 		if (err)
 			goto out;
 	}
-	if (!strcmp(args.action, "add")) {
-		if (!args.to)
-			target = (struct dh_port_target){ .addr = htonl(INADDR_LOOPBACK), .port = htons(args.spec.port) };
-		err = dh_port_apply(&st, ifindex, &args.spec, &target, &result);
-	} else {
-		key = (struct dh_port_key){ .ifindex = ifindex, .port = htons(args.spec.port), .proto = args.spec.proto };
-		if (bpf_map_delete_elem(st.ports_fd, &key)) {
-			err = errno == ENOENT
-				? dh_runtime_error("port del: %u/%s%s%s: not mapped", args.spec.port,
-						   dh_proto_name(args.spec.proto), args.bridge ? " on " : "",
-						   args.bridge ? args.bridge : "")
-				: dh_runtime_error("port del: %s: %s", args.spec_text, strerror(errno));
-			goto out;
-		}
-		bpf_map_delete_elem(st.port_stats_fd, &key);
+	if (!strcmp(args.action, "del")) {
+		err = port_del(cli, &st, &args, ifindex);
+		goto out;
 	}
+	if (!args.to)
+		target = (struct dh_port_target){ .addr = htonl(INADDR_LOOPBACK), .port = htons(args.spec.port) };
+	err = dh_port_apply(&st, ifindex, &args.spec, &target, &result);
 	if (err)
 		goto out;
 
@@ -314,19 +426,14 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 		json_object_object_add(obj, "port", json_object_new_int(args.spec.port));
 		json_object_object_add(obj, "proto", json_object_new_string(dh_proto_name(args.spec.proto)));
 		json_object_object_add(obj, "bridge", json_object_new_string(args.bridge ? args.bridge : "*"));
-		if (!strcmp(args.action, "add")) {
-			json_object_object_add(obj, "to_addr", json_object_new_string(dh_ipv4_str(target.addr)));
-			json_object_object_add(obj, "to_port", json_object_new_int(ntohs(target.port)));
-		}
+		json_object_object_add(obj, "to_addr", json_object_new_string(dh_ipv4_str(target.addr)));
+		json_object_object_add(obj, "to_port", json_object_new_int(ntohs(target.port)));
 		json_object_object_add(obj, "result", json_object_new_string(result));
 		dh_print_json(obj);
-	} else if (!strcmp(args.action, "add")) {
+	} else {
 		printf("%u/%s on %s -> %s:%u: %s\n", args.spec.port, dh_proto_name(args.spec.proto),
 		       args.bridge ? args.bridge : "all bridges", dh_ipv4_str(target.addr), ntohs(target.port),
 		       result);
-	} else {
-		printf("%u/%s on %s: deleted\n", args.spec.port, dh_proto_name(args.spec.proto),
-		       args.bridge ? args.bridge : "all bridges");
 	}
 out:
 	dh_state_close(&st);

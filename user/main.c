@@ -35,7 +35,10 @@ static const struct command commands[] = {
 	  "Edit the pinned port map at runtime. SPEC is PORT, PORT/tcp or PORT/udp (bare\n"
 	  "PORT means tcp). Packets to a gateway on SPEC go to 127.0.0.1 on the same\n"
 	  "port, or to --to [ADDR:]PORT (ADDR in 127.0.0.0/8). Without --bridge the entry\n"
-	  "applies to every attached bridge; a bridge's own entry wins." },
+	  "applies to every attached bridge; a bridge's own entry wins. del without\n"
+	  "--bridge removes SPEC wherever it is mapped (the all-bridges entry and each\n"
+	  "bridge's own, as from attach --port) and says where; with --bridge, only that\n"
+	  "bridge's entry. Either fails (exit 1) if there is nothing to remove." },
 	{ "watch", dh_cmd_watch,
 	  "watch [--match GLOB]... [--port SPEC]... [--hook auto|tcx|clsact] [--detach-on-exit]",
 	  "Stay in the foreground: attach every bridge whose name matches a GLOB (default\n"

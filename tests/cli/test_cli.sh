@@ -71,8 +71,52 @@ test_port_commands_need_an_attached_bridge() {
 	expect_contains "$OUT" "no bridge attached" "port list"
 	dh attach br0
 	expect_error 1 "'br9': not attached" port add 8088 --bridge br9
-	expect_error 1 "8088/tcp: not mapped" port del 8088
+	expect_error 1 "8088/tcp: not mapped on any bridge" port del 8088
 	expect_error 1 "8088/udp on br0: not mapped" port del 8088/udp --bridge br0
+}
+
+# port del without --bridge deletes the spec wherever port list shows it:
+# the global entry and every bridge's own (attach --port writes those).
+test_port_del_everywhere() {
+	make_bridge "$H" br1 10.202.0.1
+	dh attach br0 --port 8088
+	expect_contains "$(dh port list)" "br0             8088/tcp" "attach --port"
+	expect_exit 0 dh port del 8088
+	expect_eq "$OUT" "8088/tcp on br0: deleted" "del of a per-bridge entry"
+	expect_eq "$(dh port list)" "no ports mapped" "after del"
+	expect_error 1 "port del: 8088/tcp: not mapped on any bridge" port del 8088
+
+	# Global and two bridges at once; UDP on the same port stays.
+	dh attach br1 --port 8088 --port 8088/udp
+	dh port add 8088
+	dh port add 8088 --bridge br0 --to 9000
+	expect_exit 0 dh port del 8088
+	expect_eq "$OUT" "8088/tcp on all bridges, br0, br1: deleted" "del everywhere"
+	expect_eq "$(dh --json port list | grep -c '"port"')" 1 "entries left"
+	expect_contains "$(dh port list)" "br1             8088/udp" "the udp entry"
+	# Their per-port counters went with them (8088 as bpftool prints a
+	# network-order __u16: 0x981f).
+	expect_eq "$(bpftool -j map dump pinned "$PIN/port_stats" | grep -o '"port":38943,"proto":6' | wc -l)" 0 \
+		"port_stats entries of 8088/tcp"
+	expect_eq "$(bpftool -j map dump pinned "$PIN/port_stats" | grep -o '"port":38943,"proto":17' | wc -l)" 1 \
+		"port_stats entry of 8088/udp"
+
+	# --json names every place it was deleted from.
+	dh port add 7000
+	dh port add 7000 --bridge br1
+	expect_exit 0 dh --json port del 7000
+	expect_contains "$(printf '%s' "$OUT" | tr -d ' \n')" '"deleted_from":["*","br1"]' "--json del"
+	expect_contains "$OUT" '"result":"deleted"' "--json del result"
+
+	# --bridge stays scoped: the global entry survives a scoped del, and a
+	# scoped del of a spec mapped only globally fails.
+	dh port add 7001
+	dh port add 7001 --bridge br0
+	expect_exit 0 dh port del 7001 --bridge br0
+	expect_eq "$OUT" "7001/tcp on br0: deleted" "scoped del"
+	expect_contains "$(dh port list)" "*               7001/tcp" "the global entry after a scoped del"
+	expect_error 1 "port del: 7001/tcp on br0: not mapped" port del 7001 --bridge br0
+	expect_contains "$(dh port list)" "*               7001/tcp" "the global entry after a failed scoped del"
 }
 
 test_unknown_commands_and_options() {
@@ -113,6 +157,23 @@ test_not_root() {
 	# Usage errors are found before privileges are checked.
 	expect_exit 2 in_host setpriv --reuid=65534 --regid=65534 --clear-groups "$DH_BIN" port add 0
 	expect_pristine
+}
+
+# The test runners themselves: run by a user who cannot test anything,
+# they must say why and fail, never end with a summary that reads green.
+test_test_runners_fail_when_not_root() {
+	command -v setpriv >/dev/null || skip "setpriv (util-linux) not installed"
+	local nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all)
+	local unit=$DH_ROOT/.output/test_datapath
+	[ -x "$unit" ] || skip "$unit not built (make test builds it)"
+	in_host "${nobody[@]}" test -r "$DH_ROOT/tests/run.sh" -a -x "$unit" ||
+		skip "$DH_ROOT is not readable by uid 65534"
+	expect_exit 1 in_host "${nobody[@]}" "$DH_ROOT/tests/run.sh"
+	expect_contains "$OUT" "nothing tested: the tests need root" "run.sh as nobody"
+	expect_not_contains "$OUT" " passed, " "a summary line from run.sh as nobody"
+	expect_exit 1 in_host "${nobody[@]}" "$unit"
+	expect_contains "$OUT" "nothing tested: BPF_PROG_TEST_RUN needs root" "the unit binary as nobody"
+	expect_not_contains "$OUT" " passed, " "a summary line from the unit binary as nobody"
 }
 
 test_pin_dir_not_on_bpffs() {

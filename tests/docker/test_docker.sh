@@ -5,6 +5,12 @@
 # (starting a private one if none runs) and so touches the root network
 # namespace: it snapshots links, iptables and sysctls first, puts back
 # everything it changed, and fails if the host does not read the same after.
+# A private dockerd mounts below the suite's temporary directory (its data
+# root bound on itself, overlays, netns files); the suite unmounts them,
+# removes the directory and fails if anything of it is left.
+# DH_DOCKER_TEST_CRASH=1 SIGKILLs the private dockerd with a container
+# running before the teardown, leaving its mounts and shim behind: a test of
+# that cleanup.
 . "$(dirname "$0")/../lib.sh"
 export DOCKER_HOST=unix:///var/run/docker.sock  # lib.sh hides Docker from the other suites
 DH_SUITE=docker/test_docker
@@ -15,7 +21,7 @@ label=dockhost-bpf-test
 port_tcp=18088
 port_udp=18089
 port_secret=18090
-state=$(mktemp -d /tmp/dh-docker-XXXXXX)
+state=""  # the temporary directory, made once the suite runs (below)
 started_dockerd=""
 
 say() { printf '%s\n' "$*" >&2; }
@@ -60,14 +66,82 @@ setup_docker() {
 	tar -C "$state/rootfs" -c . | "$docker_bin" import - "$image" >/dev/null
 }
 
+# A process that has not exited (a zombie has).
+alive() {  # PID
+	local stat
+	stat=$(ps -o stat= -p "$1" 2>/dev/null)
+	[ -n "$stat" ] && [[ $stat != Z* ]]
+}
+
+# What a private dockerd left running: every process whose command line
+# names the state directory (containerd, its shims) and their descendants
+# (the containers). The state path reaches awk through the environment, so
+# that awk itself does not match.
+daemon_leftovers() {
+	[ -n "$state" ] || return 0  # an empty path would match every process
+	ps -e -o pid=,ppid=,args= | STATE="$state/" SELF=$$ awk '
+		{ pid[NR] = $1; ppid[NR] = $2; if ($1 != ENVIRON["SELF"] && index($0, ENVIRON["STATE"])) mark[$1] = 1 }
+		END {
+			do {
+				more = 0
+				for (i in pid)
+					if (!(pid[i] in mark) && (ppid[i] in mark)) { mark[pid[i]] = 1; more = 1 }
+			} while (more)
+			for (p in mark) print p
+		}'
+}
+
+# Stops the private dockerd (SIGTERM, SIGKILL after 30 s) and whatever it
+# left running, so that nothing holds a mount below $state any more.
+stop_dockerd() {
+	local i pids
+	kill -TERM "$started_dockerd" 2>/dev/null
+	for i in $(seq 150); do alive "$started_dockerd" || break; sleep 0.2; done
+	alive "$started_dockerd" && say "dockerd ignored SIGTERM for 30 s: killing it" &&
+		kill -KILL "$started_dockerd"
+	wait "$started_dockerd"
+	for i in $(seq 50); do
+		pids=$(daemon_leftovers)
+		[ -z "$pids" ] && return 0
+		# shellcheck disable=SC2086
+		kill -KILL $pids 2>/dev/null
+		sleep 0.1
+	done
+	say "still running after the daemon: $pids"
+}
+
+# Mount points at or below $state, deepest first.
+mounts_under_state() {
+	[ -n "$state" ] || return 0  # an empty path would match every mount
+	awk -v dir="$state" '$5 == dir || index($5, dir "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r
+}
+
+# Unmounts everything below $state: what dockerd mounted and, after a crash,
+# never unmounted (the data root bound on itself, a container's overlay and
+# netns file). Deepest first; lazily if something still holds one.
+unmount_state() {
+	local _ m mounts
+	for _ in 1 2 3 4 5; do
+		mapfile -t mounts < <(mounts_under_state)
+		[ ${#mounts[@]} -eq 0 ] && return 0
+		for m in "${mounts[@]}"; do
+			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || say "cannot unmount $m"
+		done
+	done
+}
+
 teardown_docker() {
 	set +e
 	"$docker_bin" ps -aq --filter "label=$label" | xargs -r "$docker_bin" rm -f >/dev/null
 	"$docker_bin" network ls -q --filter "label=$label" | xargs -r "$docker_bin" network rm >/dev/null
+	if [ -n "${DH_DOCKER_TEST_CRASH:-}" ] && [ -n "$started_dockerd" ]; then
+		# No network: its bridge would outlive the daemon.
+		"$docker_bin" run -d --label "$label" --network none "$image" sleep 600 >/dev/null
+		kill -KILL "$started_dockerd"
+	fi
 	"$docker_bin" rmi "$image" >/dev/null 2>&1
 	if [ -n "$started_dockerd" ]; then
-		kill "$started_dockerd"
-		wait "$started_dockerd"
+		stop_dockerd
 		# dockerd leaves docker0, its iptables chains and ip_forward behind.
 		grep -qx docker0 "$state/before" || ip link del docker0 2>/dev/null
 		local table
@@ -181,10 +255,27 @@ finish() {
 	else
 		echo "PASS $DH_SUITE/host_left_as_found"
 	fi
-	rm -rf "$state"
+	# The state directory last: nothing may hold it any more. Never through
+	# a mount that would not go: the check below reports it instead.
+	unmount_state
+	rm -rf --one-file-system "$state"
+	local left
+	left=$(
+		[ "$(compgen -G '/tmp/dh-docker-*' || true)" = "$tmp_before" ] || echo "directories: $(ls -d /tmp/dh-docker-*)"
+		mounts_under_state | sed 's/^/mount: /'
+		[ -z "$started_dockerd" ] || daemon_leftovers | xargs -r ps -o pid=,args= -p | sed 's/^ */process: /'
+	)
+	if [ -n "$left" ]; then
+		echo "FAIL $DH_SUITE/left_nothing_behind"
+		printf '%s\n' "$left" | sed 's/^/    /'
+	else
+		echo "PASS $DH_SUITE/left_nothing_behind"
+	fi
 }
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root"
+tmp_before=$(compgen -G '/tmp/dh-docker-*' || true)  # what earlier runs left, not ours to judge
+state=$(mktemp -d /tmp/dh-docker-XXXXXX)
 trap finish EXIT INT TERM
 setup_docker
 # One test, run like the others (own bpffs pin dir, cleanup on exit), but

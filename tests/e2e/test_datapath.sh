@@ -26,6 +26,18 @@ test_udp_port_lifecycle() {
 	[ "$(counter replies_rewritten)" -ge 2 ] || fail "replies_rewritten: $(counter replies_rewritten)"
 }
 
+# attach --port maps on the bridge; a plain port del must unmap it there
+# (and a global entry for the same spec with it), not answer "not mapped".
+test_port_del_unmaps_attach_port() {
+	serve_tcp 8088 127.0.0.1 pong
+	dh attach br0 --port 8088
+	dh port add 8088
+	expect_eq "$(tcp_get $GW 8088)" pong "after attach --port"
+	dh port del 8088
+	expect_not_contains "$(tcp_get $GW 8088)" pong "after port del"
+	expect_eq "$(dh port list)" "no ports mapped" "port list after port del"
+}
+
 test_tcp_and_udp_on_same_port() {
 	serve_tcp 8088 127.0.0.1 tcp-pong
 	serve_udp 8088 127.0.0.1 udp-pong
