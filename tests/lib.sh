@@ -9,6 +9,7 @@
 DH_ROOT=${DH_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 DH_BIN=${DH_BIN:-$DH_ROOT/.output/dockhost-bpf}
 DH_USER_FILTER=$DH_ROOT/.output/user_filter.bpf.o  # a tc filter that is not ours
+DH_TCXCTL=$DH_ROOT/.output/tcxctl  # tcx chains by hand (bpftool 7.1 has no tcx)
 DH_SUITE=${DH_SUITE:-$(basename "$(dirname "$0")")/$(basename "$0" .sh)}
 
 # The CLI must not ask the host's Docker about names in these tests.

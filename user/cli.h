@@ -47,8 +47,11 @@ struct dh_netdev {
 	int ifindex;
 	bool is_bridge;
 	char kind[32];
+	char name[DH_IFNAMSIZ];
 };
 int dh_netdev_lookup(const char *name, struct dh_netdev *dev); /* 0, -ENODEV, -errno */
+/* Fills up to @max bridges of the caller's netns; how many, or -errno. */
+int dh_netdev_bridges(struct dh_netdev *devs, int max);
 /* Fills up to @max IPv4 addresses of @ifindex; returns how many, or -errno. */
 int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max);
 struct nlmsghdr;
@@ -78,6 +81,10 @@ int dh_hook_attach(const struct dh_state *st, int ifindex, enum dh_hook hook, st
 int dh_hook_detach(const struct dh_state *st, int ifindex, const struct dh_bridge *bridge);
 bool dh_hook_attached(const struct dh_state *st, int ifindex, const struct dh_bridge *bridge);
 const char *dh_hook_name(const struct dh_bridge *bridge);
+/* Programs of ours on @ifindex that no record explains (a lost pin set):
+ * found, and removed, by name in either hook. */
+bool dh_hook_unrecorded_present(int ifindex);
+int dh_hook_remove_unrecorded(int ifindex);
 bool dh_parse_hook(const char *text, enum dh_hook *hook);  /* spec.c */
 
 /* tc.c: clsact filters at DH_TC_HANDLE / DH_TC_PRIORITY */
@@ -85,11 +92,15 @@ enum dh_tc_presence { DH_TC_NONE, DH_TC_OURS, DH_TC_FOREIGN };
 int dh_clsact_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_clsact);
 int dh_clsact_detach(int ifindex, bool destroy_clsact_if_empty);
 enum dh_tc_presence dh_clsact_presence(int ifindex);
+bool dh_clsact_any_ours(int ifindex);
 
-/* tcx.c: pinned tcx links; -EOPNOTSUPP from attach on kernels without tcx */
+/* tcx.c: our programs first in the tcx chains, attached without links so
+ * they never depend on a pin; -EOPNOTSUPP from attach on kernels without tcx */
 int dh_tcx_attach(const struct dh_state *st, int ifindex);
-int dh_tcx_detach(const struct dh_state *st, int ifindex);
+int dh_tcx_detach(int ifindex);
 bool dh_tcx_attached(const struct dh_state *st, int ifindex);
+int dh_tcx_before_guard(int ifindex, bool guard_in_tcx, __u32 *first_foreign);
+int dh_tcx_count_ours(int ifindex);
 
 /* state.c: the pin directory, its lock, the pinned maps and programs */
 struct dh_state {

@@ -95,6 +95,13 @@ static int collect_gateways(const char *name, const struct dh_netdev *dev, const
 	return err;
 }
 
+static bool guard_first(int ifindex, const struct dh_bridge *bridge)
+{
+	__u32 first;
+
+	return !(bridge->flags & DH_BRIDGE_TCX) || dh_tcx_before_guard(ifindex, true, &first) == 0;
+}
+
 static void undo_attach(const struct dh_state *st, const char *name, int ifindex,
 			const struct dh_bridge *bridge, struct undo *u)
 {
@@ -339,8 +346,12 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 	key = dev.ifindex;
 	if (bpf_map_lookup_elem(st.bridges_fd, &key, &bridge) == 0 &&
 	    !strncmp(bridge.name, opts->bridge, DH_IFNAMSIZ)) {
-		/* Attached before: keep the saved sysctl, the original one. */
-		result = dh_hook_attached(&st, dev.ifindex, &bridge) ? "already attached" : "re-attached";
+		/* Attached before: keep the saved sysctl, the original one.
+		 * Programs gone, or a tcx program put before our guard since:
+		 * attach again, guard first. */
+		result = dh_hook_attached(&st, dev.ifindex, &bridge) && guard_first(dev.ifindex, &bridge)
+				 ? "already attached"
+				 : "re-attached";
 	} else {
 		if (dh_route_localnet_get(opts->bridge, &u.saved_route_localnet)) {
 			err = dh_runtime_error("attach: %s: cannot read route_localnet: %s", opts->bridge,
@@ -429,6 +440,37 @@ int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv)
 	return err ? err : dh_detach(cli, name);
 }
 
+/*
+ * A bridge that no record of ours explains, with programs of ours on it:
+ * their pin set was lost (its bpffs unmounted, or private to a process
+ * that has ended). The guard outlived it; detach removes it, and closes
+ * route_localnet first, since the value from before attach went with the
+ * record.
+ */
+static int detach_unrecorded(const struct dh_cli *cli, const char *name)
+{
+	struct dh_netdev dev;
+
+	if (dh_netdev_lookup(name, &dev) || !dh_hook_unrecorded_present(dev.ifindex))
+		return dh_runtime_error("detach: '%s': not attached", name);
+	if (dh_route_localnet_set(name, 0))
+		return dh_runtime_error("detach: %s: cannot set route_localnet=0: %s", name, strerror(errno));
+	if (dh_hook_remove_unrecorded(dev.ifindex))
+		return dh_runtime_error("detach: %s: cannot remove the programs: %s", name, strerror(errno));
+	if (cli->json) {
+		struct json_object *obj = json_object_new_object();
+
+		json_object_object_add(obj, "bridge", json_object_new_string(name));
+		json_object_object_add(obj, "result", json_object_new_string("detached (no record)"));
+		json_object_object_add(obj, "restored_route_localnet", json_object_new_int(0));
+		dh_print_json(obj);
+	} else {
+		printf("%s: detached programs with no record (their pin set was lost); route_localnet set to 0\n",
+		       name);
+	}
+	return 0;
+}
+
 int dh_detach(const struct dh_cli *cli, const char *name)
 {
 	struct dh_bridge bridge;
@@ -444,7 +486,7 @@ int dh_detach(const struct dh_cli *cli, const char *name)
 		return err;
 	err = dh_state_open(cli, &st, DH_OPEN_EXISTING);
 	if (err == -ENOENT)
-		return dh_runtime_error("detach: '%s': not attached", name);
+		return detach_unrecorded(cli, name);
 	if (err)
 		return err;
 	/* A bridge deleted since attach (docker network rm) took our programs
@@ -453,8 +495,9 @@ int dh_detach(const struct dh_cli *cli, const char *name)
 	device_present = ifindex && bpf_map_lookup_elem(st.bridges_fd, &ifindex, &bridge) == 0 &&
 			 !strncmp(bridge.name, name, DH_IFNAMSIZ);
 	if (!device_present && !dh_state_find_bridge(&st, name, &ifindex, &bridge)) {
+		err = detach_unrecorded(cli, name);
 		dh_state_close(&st);
-		return dh_runtime_error("detach: '%s': not attached", name);
+		return err;
 	}
 	if (device_present) {
 		/* Sysctl first: closes the loopback exposure before the guard goes. */
@@ -469,8 +512,7 @@ int dh_detach(const struct dh_cli *cli, const char *name)
 			return err;
 		}
 	} else {
-		/* Its tcx links went defunct with the device: drop their pins. */
-		dh_tcx_detach(&st, ifindex);
+		/* Its programs went with the device. */
 		result = "forgotten (device gone since attach)";
 	}
 	dh_state_forget_bridge(&st, ifindex);

@@ -66,6 +66,14 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 	json_object_object_add(obj, "ifindex", json_object_new_int(ifindex));
 	json_object_object_add(obj, "present", json_object_new_boolean(present));
 	json_object_object_add(obj, "attached", json_object_new_boolean(present && dh_hook_attached(st, ifindex, bridge)));
+	if (present) {
+		__u32 first = 0;
+		int before = dh_tcx_before_guard(ifindex, bridge->flags & DH_BRIDGE_TCX, &first);
+
+		json_object_object_add(obj, "before_guard", json_object_new_int(before));
+		if (before > 0)
+			json_object_object_add(obj, "before_guard_first_id", json_object_new_int64(first));
+	}
 	json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
 	json_object_object_add(obj, "route_localnet", json_object_new_int(now));
 	json_object_object_add(obj, "saved_route_localnet", json_object_new_int(bridge->saved_route_localnet));
@@ -121,6 +129,13 @@ static void bridges_print(struct json_object *list)
 		printf(": programs %s", json_object_get_boolean(v) ? "attached" : "MISSING (attach again)");
 		json_object_object_get_ex(b, "hook", &v);
 		printf(" (%s)", json_object_get_string(v));
+		if (json_object_object_get_ex(b, "before_guard", &v) && json_object_get_int(v) > 0) {
+			int n = json_object_get_int(v);
+
+			json_object_object_get_ex(b, "before_guard_first_id", &v);
+			printf(", %d program%s before the guard (first: id %lld)", n, n == 1 ? " runs" : "s run",
+			       (long long)json_object_get_int64(v));
+		}
 		json_object_object_get_ex(b, "route_localnet", &v);
 		printf(", route_localnet %d", json_object_get_int(v));
 		json_object_object_get_ex(b, "saved_route_localnet", &v);
@@ -133,6 +148,62 @@ static void bridges_print(struct json_object *list)
 			json_object_object_get_ex(g, "origin", &origin);
 			printf("  gateway %-15s (%s)\n", json_object_get_string(addr), json_object_get_string(origin));
 		}
+	}
+}
+
+/*
+ * Bridges of this netns that no record of ours covers, where the loopback
+ * is at stake: route_localnet=1 with no guard of ours (the host's loopback
+ * is open to the bridge, CVE-2020-8558), or programs of ours whose pin set
+ * was lost. @st may be NULL (no pin dir).
+ */
+static struct json_object *unrecorded_json(const struct dh_state *st)
+{
+	struct json_object *list = json_object_new_array();
+	struct dh_netdev devs[DH_MAX_BRIDGES];
+	struct dh_bridge bridge;
+	int n = dh_netdev_bridges(devs, DH_MAX_BRIDGES), i, route_localnet;
+
+	for (i = 0; i < n; i++) {
+		__u32 key = devs[i].ifindex;
+		struct json_object *obj;
+		bool programs;
+
+		if (st && bpf_map_lookup_elem(st->bridges_fd, &key, &bridge) == 0)
+			continue;
+		programs = dh_hook_unrecorded_present(devs[i].ifindex);
+		if (dh_route_localnet_get(devs[i].name, &route_localnet))
+			route_localnet = -1;
+		if (!programs && route_localnet != 1)
+			continue;
+		obj = json_object_new_object();
+		json_object_object_add(obj, "bridge", json_object_new_string(devs[i].name));
+		json_object_object_add(obj, "ifindex", json_object_new_int(devs[i].ifindex));
+		json_object_object_add(obj, "route_localnet", json_object_new_int(route_localnet));
+		json_object_object_add(obj, "programs", json_object_new_boolean(programs));
+		json_object_object_add(obj, "exposed", json_object_new_boolean(!programs));
+		json_object_array_add(list, obj);
+	}
+	return list;
+}
+
+static void unrecorded_print(struct json_object *list)
+{
+	size_t i;
+
+	for (i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *b = json_object_array_get_idx(list, i), *name, *exposed;
+
+		json_object_object_get_ex(b, "bridge", &name);
+		json_object_object_get_ex(b, "exposed", &exposed);
+		if (json_object_get_boolean(exposed))
+			printf("WARNING %s: route_localnet=1 and no dockhost guard: the host's loopback is open "
+			       "to this bridge (CVE-2020-8558); 'attach %s' guards it\n",
+			       json_object_get_string(name), json_object_get_string(name));
+		else
+			printf("%s: dockhost programs with no record (their pin set was lost); "
+			       "'detach %s' removes them\n",
+			       json_object_get_string(name), json_object_get_string(name));
 	}
 }
 
@@ -150,15 +221,20 @@ int dh_cmd_status(const struct dh_cli *cli, int argc, char **argv)
 		return err;
 	err = dh_state_open(cli, &st, DH_OPEN_EXISTING);
 	if (err == -ENOENT) {
+		struct json_object *unrecorded = unrecorded_json(NULL);
+
 		if (cli->json) {
 			struct json_object *obj = json_object_new_object();
 
 			json_object_object_add(obj, "pin_dir", json_object_new_string(cli->pin_dir));
 			json_object_object_add(obj, "bridges", json_object_new_array());
+			json_object_object_add(obj, "unrecorded", unrecorded);
 			json_object_object_add(obj, "ports", json_object_new_array());
 			dh_print_json(obj);
 		} else {
 			printf("no bridge attached (pin dir %s)\n", cli->pin_dir);
+			unrecorded_print(unrecorded);
+			json_object_put(unrecorded);
 		}
 		return 0;
 	}
@@ -172,12 +248,16 @@ int dh_cmd_status(const struct dh_cli *cli, int argc, char **argv)
 
 		json_object_object_add(obj, "pin_dir", json_object_new_string(cli->pin_dir));
 		json_object_object_add(obj, "bridges", bridges);
+		json_object_object_add(obj, "unrecorded", unrecorded_json(&st));
 		json_object_object_add(obj, "ports", dh_ports_json(&st));
 		json_object_object_add(obj, "counters", counters_json(&sum));
 		dh_print_json(obj);
 	} else {
 		printf("pin dir %s\n", cli->pin_dir);
 		bridges_print(bridges);
+		json_object_put(bridges);
+		bridges = unrecorded_json(&st);
+		unrecorded_print(bridges);
 		json_object_put(bridges);
 		printf("\n");
 		dh_ports_print(&st);

@@ -22,7 +22,7 @@ static const struct command commands[] = {
 	  "to 1 (the old value is saved and restored by detach). Gateways are the bridge's\n"
 	  "own IPv4 addresses, docker0's (Docker's host-gateway) and each --gateway ADDR.\n"
 	  "--port maps SPEC on this bridge, as 'port add SPEC --bridge BRIDGE'. --hook:\n"
-	  "tcx links (kernel 6.6+), clsact filters, or auto (tcx if the kernel has it).\n"
+	  "tcx (kernel 6.6+), clsact filters, or auto (tcx if the kernel has it).\n"
 	  "Attaching again changes nothing but adds new gateways and ports, and\n"
 	  "re-attaches programs removed behind its back." },
 	{ "detach", dh_cmd_detach, "detach BRIDGE",

@@ -134,6 +134,8 @@ static int link_cb(const struct nlmsghdr *nlh, void *data)
 
 	dev->ifindex = ifm->ifi_index;
 	mnl_attr_parse(nlh, sizeof(*ifm), attr_table_cb, &link);
+	if (tb[IFLA_IFNAME])
+		snprintf(dev->name, sizeof(dev->name), "%s", mnl_attr_get_str(tb[IFLA_IFNAME]));
 	if (tb[IFLA_LINKINFO]) {
 		mnl_attr_parse_nested(tb[IFLA_LINKINFO], attr_table_cb, &linkinfo);
 		if (info[IFLA_INFO_KIND])
@@ -161,6 +163,41 @@ int dh_netdev_lookup(const char *name, struct dh_netdev *dev)
 	if (ret == -ENODEV || (ret >= 0 && !dev->ifindex))
 		return -ENODEV;
 	return ret < 0 ? ret : 0;
+}
+
+struct bridge_dump {
+	struct dh_netdev *devs;
+	int max;
+	int count;
+};
+
+static int bridge_dump_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct bridge_dump *dump = data;
+	struct dh_netdev dev = {};
+
+	link_cb(nlh, &dev);
+	if (dev.is_bridge && dump->count < dump->max)
+		dump->devs[dump->count++] = dev;
+	return MNL_CB_OK;
+}
+
+int dh_netdev_bridges(struct dh_netdev *devs, int max)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct bridge_dump dump = { devs, max, 0 };
+	struct ifinfomsg *ifm;
+	int ret;
+
+	nlh->nlmsg_type = RTM_GETLINK;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	/* Statistics make each message larger for nothing we read. */
+	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+	ret = dh_rtnl_talk(nlh, bridge_dump_cb, &dump);
+	return ret < 0 ? ret : dump.count;
 }
 
 struct addr_dump {

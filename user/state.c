@@ -18,6 +18,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -66,6 +67,40 @@ static bool on_bpffs(const char *path)
 }
 
 /*
+ * True if a bpffs mounted by this process would outlive it. It would not
+ * in a mount namespace of its own with nobody else in it, which is what
+ * `ip netns exec` makes (it also hides the host's /sys/fs/bpf): the pins
+ * and the state would vanish when we exit. The host's own namespace (pid
+ * 1's) always outlives us; any other one only while another process is in it.
+ */
+static bool mount_ns_outlives_us(void)
+{
+	struct stat self, other;
+	struct dirent *ent;
+	bool shared = false;
+	char path[64];
+	DIR *proc;
+
+	if (stat("/proc/self/ns/mnt", &self))
+		return false;
+	if (stat("/proc/1/ns/mnt", &other) == 0 && other.st_ino == self.st_ino)
+		return true;
+	proc = opendir("/proc");
+	if (!proc)
+		return false;
+	while (!shared && (ent = readdir(proc))) {
+		int pid = atoi(ent->d_name);
+
+		if (pid <= 0 || pid == getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/ns/mnt", pid);
+		shared = stat(path, &other) == 0 && other.st_ino == self.st_ino && other.st_dev == self.st_dev;
+	}
+	closedir(proc);
+	return shared;
+}
+
+/*
  * Makes sure @pin_dir can live on bpffs. The default location's parent,
  * /sys/fs/bpf, is mounted when missing (systemd does it on most hosts, not
  * on all); an explicit --pin-dir must already be on bpffs.
@@ -84,6 +119,12 @@ static int ensure_bpffs(const char *pin_dir, bool create)
 	if (on_bpffs(parent))
 		return 0;
 	if (!strcmp(pin_dir, DH_PIN_DIR_DEFAULT) && create) {
+		if (!mount_ns_outlives_us())
+			return dh_runtime_error("%s is not a bpf filesystem in this mount namespace, and one mounted "
+						"here would vanish with this process, taking the state with it "
+						"('ip netns exec' does this): use 'nsenter --net=/run/netns/NAME', "
+						"or --pin-dir on a bpffs that outlives the call",
+						parent);
 		if (mount("bpf", parent, "bpf", 0, "mode=0700"))
 			return dh_runtime_error("%s: cannot mount bpffs: %s", parent, strerror(errno));
 		dh_debug("mounted bpffs on %s", parent);

@@ -78,6 +78,12 @@ enum dh_tc_presence dh_clsact_presence(int ifindex)
 	return in == DH_TC_OURS && out == DH_TC_OURS ? DH_TC_OURS : DH_TC_NONE;
 }
 
+bool dh_clsact_any_ours(int ifindex)
+{
+	return filter_presence(ifindex, &directions[0]) == DH_TC_OURS ||
+	       filter_presence(ifindex, &directions[1]) == DH_TC_OURS;
+}
+
 static int count_cb(const struct nlmsghdr *nlh, void *data)
 {
 	(*(int *)data)++;

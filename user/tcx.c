@@ -1,17 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * tcx (kernel 6.6+): our programs on a bridge as two BPF links, pinned in
- * the pin directory so they outlive the CLI. Cheaper per packet than clsact
- * with cls_bpf (no qdisc, no classifier walk), nothing to collide with (no
- * handles or priorities) and nothing to clean up in the qdisc layer.
+ * tcx (kernel 6.6+): our programs in the bridge's tcx chains, first in
+ * line. Cheaper per packet than clsact with cls_bpf (no qdisc, no
+ * classifier walk), and nothing to collide with (no handles or priorities).
+ *
+ * Attached with BPF_PROG_ATTACH, not as BPF links: a program attached so
+ * stays on the device until detached or the device goes, like a clsact
+ * filter. A link lives only as long as its pin, and a pin only as long as
+ * its bpffs: a bpffs private to one process (`ip netns exec` mounts one)
+ * took the guard with it when the process ended, leaving route_localnet=1
+ * on a bridge with nothing guarding it. Programs are ours by name, so
+ * detach also finds those of a pin set that was lost.
  *
  * Debian 12's libbpf 1.1 predates tcx: the attach types and flags are
- * defined here, and link state is read with the kernel's own layout.
+ * defined here, and the chain is queried with the kernel's own layout.
  */
 #include <bpf/bpf.h>
 #include <errno.h>
+#include <linux/bpf.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -21,74 +30,133 @@
 #define DH_BPF_TCX_EGRESS  47
 #define DH_BPF_F_BEFORE    (1U << 3)
 
-/* The head of struct bpf_link_info with its tcx member (6.6+). */
-struct dh_tcx_link_info {
-	__u32 type;
-	__u32 id;
-	__u32 prog_id;
-	union {
-		struct {
-			__u32 ifindex;  /* 0 once the device is gone */
-			__u32 attach_type;
-		} tcx;
-		__u64 align;
-	};
+/* BPF_PROG_QUERY's part of union bpf_attr as of 6.6. libbpf 1.1's
+ * bpf_prog_query() would pass a shorter attr without link_ids/revision. */
+struct dh_query_attr {
+	__u32 target_ifindex;
+	__u32 attach_type;
+	__u32 query_flags;
+	__u32 attach_flags;
+	__aligned_u64 prog_ids;
+	__u32 count;
+	__u32 pad;
+	__aligned_u64 prog_attach_flags;
+	__aligned_u64 link_ids;
+	__aligned_u64 link_attach_flags;
+	__u64 revision;
 };
 
 static const struct {
 	__u32 attach_type;
-	const char *pin;
+	const char *prog_name;  /* as in bpf/dockhost.bpf.c */
 } tcx_dirs[2] = {
-	{ DH_BPF_TCX_INGRESS, "link_ingress" },
-	{ DH_BPF_TCX_EGRESS, "link_egress" },
+	{ DH_BPF_TCX_INGRESS, "dh_ingress" },
+	{ DH_BPF_TCX_EGRESS, "dh_egress" },
 };
 
-static void link_pin_path(const struct dh_state *st, int ifindex, int dir, char *path, size_t size)
+/* The program ids in one of @ifindex's tcx chains, in run order. Returns
+ * how many (at most @max), 0 for an empty chain, or -errno (-EINVAL:
+ * a kernel without tcx). */
+static int query_chain(int ifindex, __u32 attach_type, __u32 *ids, __u32 max)
 {
-	/* One pair of links per bridge; bpffs names may not contain '.'. */
-	snprintf(path, size, "%s/%s_%d", st->pin_dir, tcx_dirs[dir].pin, ifindex);
+	struct dh_query_attr attr = {
+		.target_ifindex = ifindex,
+		.attach_type = attach_type,
+		.prog_ids = (__u64)(unsigned long)ids,
+		.count = max,
+	};
+
+	if (syscall(__NR_bpf, BPF_PROG_QUERY, &attr, sizeof(attr)) && errno != ENOSPC)
+		return -errno;
+	return attr.count < max ? attr.count : max;
 }
 
-/* True if the pinned link for @dir is attached to @ifindex. */
-static bool link_alive(const struct dh_state *st, int ifindex, int dir)
+static bool prog_named(__u32 id, const char *name)
 {
-	struct dh_tcx_link_info info = {};
+	struct bpf_prog_info info = {};
 	__u32 len = sizeof(info);
-	char path[4096];
-	bool alive;
-	int fd;
+	int fd = bpf_prog_get_fd_by_id(id);
+	bool match;
 
-	link_pin_path(st, ifindex, dir, path, sizeof(path));
-	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return false;
-	alive = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.tcx.ifindex == (__u32)ifindex;
+	match = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && !strcmp(info.name, name);
 	close(fd);
-	return alive;
+	return match;
+}
+
+static __u32 prog_id(int prog_fd)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+
+	return bpf_obj_get_info_by_fd(prog_fd, &info, &len) ? 0 : info.id;
+}
+
+#define DH_TCX_MAX_PROGS 64  /* the kernel's own limit per chain */
+
+/* True if @prog_fd's program is in the chain. */
+static bool in_chain(int ifindex, int dir, int prog_fd)
+{
+	__u32 ids[DH_TCX_MAX_PROGS], id = prog_id(prog_fd);
+	int n = query_chain(ifindex, tcx_dirs[dir].attach_type, ids, DH_TCX_MAX_PROGS), i;
+
+	for (i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
 }
 
 bool dh_tcx_attached(const struct dh_state *st, int ifindex)
 {
-	return link_alive(st, ifindex, 0) && link_alive(st, ifindex, 1);
+	return in_chain(ifindex, 0, st->prog_ingress_fd) && in_chain(ifindex, 1, st->prog_egress_fd);
 }
 
-int dh_tcx_detach(const struct dh_state *st, int ifindex)
+/* The ids of our programs (by name) in one chain of @ifindex; how many,
+ * or -errno (-EINVAL: no tcx on this kernel). */
+static int ours_in_chain(int ifindex, int dir, __u32 *ids)
 {
-	char path[4096];
-	int dir, fd, err = 0;
+	int n = query_chain(ifindex, tcx_dirs[dir].attach_type, ids, DH_TCX_MAX_PROGS), i, ours = 0;
+
+	for (i = 0; i < n; i++)
+		if (prog_named(ids[i], tcx_dirs[dir].prog_name))
+			ids[ours++] = ids[i];
+	return n < 0 ? n : ours;
+}
+
+int dh_tcx_count_ours(int ifindex)
+{
+	__u32 ids[DH_TCX_MAX_PROGS];
+	int dir, n, count = 0;
 
 	for (dir = 0; dir < 2; dir++) {
-		link_pin_path(st, ifindex, dir, path, sizeof(path));
-		fd = bpf_obj_get(path);
-		if (fd < 0)
-			continue;
-		/* Detach explicitly: a link fd somebody else holds would
-		 * otherwise keep the program on the bridge. */
-		if (bpf_link_detach(fd) && errno != ENOLINK && !err)
-			err = -errno;
-		close(fd);
-		if (unlink(path) && !err)
-			err = -errno;
+		n = ours_in_chain(ifindex, dir, ids);
+		if (n < 0)
+			return n;
+		count += n;
+	}
+	return count;
+}
+
+/* Removes every program of ours (by name) from both chains: the pinned
+ * ones and any left by a lost pin set. */
+int dh_tcx_detach(int ifindex)
+{
+	__u32 ids[DH_TCX_MAX_PROGS];
+	int dir, i, n, fd, err = 0;
+
+	for (dir = 0; dir < 2; dir++) {
+		n = ours_in_chain(ifindex, dir, ids);
+		if (n < 0)
+			return n;
+		for (i = 0; i < n; i++) {
+			fd = bpf_prog_get_fd_by_id(ids[i]);
+			if ((fd < 0 || bpf_prog_detach2(fd, ifindex, tcx_dirs[dir].attach_type)) &&
+			    errno != ENOENT && !err)
+				err = -errno;
+			if (fd >= 0)
+				close(fd);
+		}
 	}
 	return err;
 }
@@ -97,27 +165,43 @@ int dh_tcx_detach(const struct dh_state *st, int ifindex)
 int dh_tcx_attach(const struct dh_state *st, int ifindex)
 {
 	const int prog_fds[2] = { st->prog_ingress_fd, st->prog_egress_fd };
-	char path[4096];
-	int dir, fd, err = 0;
+	int dir, err;
 
-	dh_tcx_detach(st, ifindex);  /* stale links of an earlier attach */
-	for (dir = 0; dir < 2 && !err; dir++) {
+	/* Earlier programs of ours (a lost pin set, an interrupted attach):
+	 * one guard per chain, and it is this one. */
+	err = dh_tcx_detach(ifindex);
+	if (err)
+		return err == -EINVAL ? -EOPNOTSUPP : err;
+	for (dir = 0; dir < 2; dir++) {
 		/* BPF_F_BEFORE with no anchor: first in line, so the loopback
 		 * guard runs before any other tcx program. */
-		LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = DH_BPF_F_BEFORE);
+		LIBBPF_OPTS(bpf_prog_attach_opts, opts, .flags = DH_BPF_F_BEFORE);
 
-		fd = bpf_link_create(prog_fds[dir], ifindex, tcx_dirs[dir].attach_type, &opts);
-		if (fd < 0) {
+		if (bpf_prog_attach_opts(prog_fds[dir], ifindex, tcx_dirs[dir].attach_type, &opts)) {
 			/* Kernels without tcx reject the attach type itself. */
 			err = (errno == EINVAL && dir == 0) ? -EOPNOTSUPP : -errno;
-			break;
+			dh_tcx_detach(ifindex);
+			return err;
 		}
-		link_pin_path(st, ifindex, dir, path, sizeof(path));
-		if (bpf_obj_pin(fd, path))
-			err = -errno;
-		close(fd);  /* the pin holds the link */
 	}
-	if (err)
-		dh_tcx_detach(st, ifindex);
-	return err;
+	return 0;
+}
+
+/* How many programs run before our guard in @ifindex's tcx ingress chain
+ * (with clsact, every tcx program does). @first_foreign gets the first
+ * one's id. -errno if the chain cannot be read. */
+int dh_tcx_before_guard(int ifindex, bool guard_in_tcx, __u32 *first_foreign)
+{
+	__u32 ids[DH_TCX_MAX_PROGS];
+	int n = query_chain(ifindex, DH_BPF_TCX_INGRESS, ids, DH_TCX_MAX_PROGS), i;
+
+	if (n < 0)
+		return n == -EINVAL ? 0 : n;  /* no tcx: nothing runs before clsact */
+	for (i = 0; i < n; i++) {
+		if (guard_in_tcx && prog_named(ids[i], tcx_dirs[0].prog_name))
+			break;
+		if (i == 0)
+			*first_foreign = ids[0];
+	}
+	return i;
 }

@@ -293,15 +293,14 @@ test_runtime_edits_keep_established_flows() {
 test_attach_twice_is_idempotent() {
 	serve_tcp 8088 127.0.0.1 pong
 	dh attach br0 --port 8088
-	local before ifindex
+	local before
 	before=$(config_snapshot)
 	expect_exit 0 dh attach br0 --port 8088
 	expect_contains "$OUT" "already attached" "second attach"
 	expect_eq "$(config_snapshot)" "$before" "state after a second attach"
 	expect_eq "$(tcp_get $GW 8088)" pong "still works"
 	# Programs removed behind our back: attach repairs, keeping the saved value.
-	ifindex=$(in_host cat /sys/class/net/br0/ifindex)
-	bpftool link detach pinned "$PIN/link_ingress_$ifindex"
+	in_host "$DH_TCXCTL" detach br0 ingress dh_ingress
 	expect_contains "$(dh status)" "MISSING" "status after the link was detached"
 	expect_exit 0 dh attach br0
 	expect_contains "$OUT" "re-attached" "repair"
@@ -314,6 +313,100 @@ test_attach_twice_is_idempotent() {
 	expect_exit 0 dh attach br0 --hook clsact
 	expect_contains "$OUT" "re-attached" "clsact repair"
 	expect_eq "$(tcp_get $GW 8088)" pong "works after the clsact repair"
+}
+
+# A UDP service on the gateway address itself, port 7777, writing what it
+# receives to a file: user_drop_7777 (another program) drops that port, so
+# an empty file shows the other program ran.
+serve_udp_7777_log() {  # FILE
+	in_host socat -u "UDP4-RECVFROM:7777,bind=$GW,fork" "OPEN:$1,creat,append" &
+	wait_listening udp 7777
+}
+
+send_udp_7777() {
+	echo seen | in_ctr timeout 1 socat -u - "UDP4:$GW:7777" 2>/dev/null || true
+	sleep 0.3
+}
+
+test_other_programs_still_see_traffic() {
+	# What is not ours goes on to the next program: with TC_ACT_OK the
+	# tcx chain ended at our program and no clsact filter ran.
+	local got=/tmp/dh-7777-$H
+	serve_udp_7777_log "$got"
+	send_udp_7777
+	[ -s "$got" ] || fail "control: the service on $GW:7777 got nothing"
+	: >"$got"
+
+	dh attach br0 --hook tcx
+	in_host "$DH_TCXCTL" attach br0 ingress "$DH_USER_FILTER" user_drop_7777 last
+	send_udp_7777
+	[ ! -s "$got" ] || { rm -f "$got"; fail "a tcx program after ours did not see the datagram"; }
+	in_host "$DH_TCXCTL" detach br0 ingress user_drop_7777
+	in_host tc qdisc add dev br0 clsact
+	in_host tc filter add dev br0 ingress prio 7 bpf da obj "$DH_USER_FILTER" sec classifier
+	send_udp_7777
+	[ ! -s "$got" ] || { rm -f "$got"; fail "a clsact filter behind our tcx program did not see the datagram"; }
+	dh detach br0
+
+	dh attach br0 --hook clsact
+	send_udp_7777
+	[ ! -s "$got" ] || { rm -f "$got"; fail "a clsact filter after ours did not see the datagram"; }
+	rm -f "$got"
+	expect_contains "$(in_host tc filter show dev br0 ingress)" user_drop_7777 "the other filter stays"
+}
+
+test_status_shows_programs_before_the_guard() {
+	dh attach br0 --hook tcx
+	expect_not_contains "$(dh status)" "before the guard" "nothing before our guard yet"
+	in_host "$DH_TCXCTL" attach br0 ingress "$DH_USER_FILTER" user_filter first
+	expect_contains "$(dh status)" "1 program runs before the guard" "status"
+	expect_contains "$(dh --json status)" '"before_guard":1' "status --json"
+	# Attaching again puts the guard back in front.
+	dh attach br0 --hook tcx
+	expect_not_contains "$(dh status)" "before the guard" "after re-attach"
+	dh detach br0
+	# With clsact, every tcx program runs first.
+	dh attach br0 --hook clsact
+	expect_contains "$(dh status)" "1 program runs before the guard" "clsact behind tcx"
+}
+
+test_guard_survives_a_lost_pin_dir() {
+	# The pins' bpffs dies (ip netns exec's private one, an unmount, a
+	# removed pin dir): the guard must not die with it while
+	# route_localnet=1 stays.
+	local got=/tmp/dh-leak-$H
+	in_host socat -u "UDP4-RECVFROM:9999,bind=127.0.0.1,fork" "OPEN:$got,creat,append" &
+	wait_listening udp 9999
+	in_ctr ip route del 127.0.0.0/8 dev lo table local
+	in_ctr ip route del local 127.0.0.1 dev lo table local
+	in_ctr ip route add 127.0.0.1/32 via $GW dev eth0
+	in_ctr sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1
+
+	# Control: route_localnet=1 with no guard lets the datagram in.
+	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
+	echo leak | in_ctr timeout 1 socat -u - UDP4:127.0.0.1:9999 || true
+	sleep 0.3
+	[ -s "$got" ] || fail "control: no UDP reached 127.0.0.1:9999; the test cannot attack"
+	: >"$got"
+	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=0
+
+	local hook
+	for hook in tcx clsact; do
+		dh attach br0 --hook $hook
+		umount "$DH_BPFFS"  # every pin gone, the state with them
+		expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 1 "$hook: route_localnet stays"
+		echo leak | in_ctr timeout 1 socat -u - UDP4:127.0.0.1:9999 || true
+		sleep 0.3
+		[ ! -s "$got" ] || { rm -f "$got"; fail "$hook: UDP reached 127.0.0.1:9999 after the pins went"; }
+		mount -t bpf bpf "$DH_BPFFS"
+		# A new pin set finds the bridge exposed-looking but guarded by
+		# programs it has no record of, and takes them over.
+		expect_exit 0 dh detach br0
+		expect_contains "$OUT" "no record" "$hook: detach of a bridge whose state was lost"
+		expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "$hook: route_localnet closed"
+		expect_not_contains "$(in_host tc filter show dev br0 ingress)" dh_ingress "$hook: filters"
+	done
+	rm -f "$got"
 }
 
 run_tests

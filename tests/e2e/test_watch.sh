@@ -64,9 +64,12 @@ test_follows_bridges_and_addresses() {
 	expect_eq "$(tcp_get $GW 8088)" pong "br0 after watch stopped"
 }
 
-# True once PID blocks or catches SIGTERM (watch took it over).
+# True once PID blocks or catches SIGTERM (watch took it over). PID must
+# be watch itself by then: before exec it is still bash, or ip, whose
+# signal masks say nothing about watch.
 sigterm_taken() {  # PID
 	local blk cgt
+	[ "$(cat "/proc/$1/comm" 2>/dev/null)" = dockhost-bpf ] || return 1
 	blk=$(sed -n 's/^SigBlk:\t//p' "/proc/$1/status" 2>/dev/null) || return 1
 	cgt=$(sed -n 's/^SigCgt:\t//p' "/proc/$1/status" 2>/dev/null) || return 1
 	[ -n "$blk" ] && (( (0x$blk | 0x$cgt) & (1 << 14) ))
