@@ -204,6 +204,26 @@ test_default_pin_dir_mounts_bpffs() {
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet after detach"
 }
 
+test_refuses_a_bpffs_that_dies_with_it() {
+	# The confirmed leak: 'ip netns exec' hides /sys/fs/bpf, attach
+	# mounted a bpffs private to itself, and its pins (tcx links then)
+	# died with it, leaving route_localnet=1 unguarded. Now it refuses.
+	expect_exit 1 in_host "$DH_BIN" attach br0
+	expect_contains "$OUT" "would vanish with this process" "message"
+	expect_contains "$OUT" "nsenter --net" "the way out"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet"
+	expect_eq "$(in_host "$DH_BIN" status | grep -c WARNING)" 0 "status: nothing exposed"
+}
+
+test_status_warns_of_an_unguarded_bridge() {
+	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
+	expect_exit 0 dh status
+	expect_contains "$OUT" "WARNING br0: route_localnet=1 and no dockhost guard" "status"
+	expect_contains "$(dh --json status)" '"exposed":true' "status --json"
+	dh attach br0
+	expect_not_contains "$(dh status)" WARNING "attached"
+}
+
 test_failed_attach_changes_nothing() {
 	# Somebody else's filter at our handle and priority: attach must fail
 	# after having loaded and pinned, and undo all of it.
