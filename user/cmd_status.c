@@ -152,10 +152,12 @@ static void bridges_print(struct json_object *list)
 }
 
 /*
- * Bridges of this netns that no record of ours covers, where the loopback
- * is at stake: route_localnet=1 with no guard of ours (the host's loopback
- * is open to the bridge, CVE-2020-8558), or programs of ours whose pin set
- * was lost. @st may be NULL (no pin dir).
+ * Bridges of this netns that no record of ours covers and that have
+ * route_localnet=1: with no guard of ours, the host's loopback is open to
+ * the bridge (CVE-2020-8558); with one, its pin set was lost. (Programs of
+ * a lost pin set on a bridge with route_localnet=0 expose nothing; they
+ * go at the next attach or detach.) The sysctl is read first, so hosts
+ * with many bridges pay one file read each. @st may be NULL (no pin dir).
  */
 static struct json_object *unrecorded_json(const struct dh_state *st)
 {
@@ -171,11 +173,9 @@ static struct json_object *unrecorded_json(const struct dh_state *st)
 
 		if (st && bpf_map_lookup_elem(st->bridges_fd, &key, &bridge) == 0)
 			continue;
-		programs = dh_hook_unrecorded_present(devs[i].ifindex);
-		if (dh_route_localnet_get(devs[i].name, &route_localnet))
-			route_localnet = -1;
-		if (!programs && route_localnet != 1)
+		if (dh_route_localnet_get(devs[i].name, &route_localnet) || route_localnet != 1)
 			continue;
+		programs = dh_hook_unrecorded_present(devs[i].ifindex);
 		obj = json_object_new_object();
 		json_object_object_add(obj, "bridge", json_object_new_string(devs[i].name));
 		json_object_object_add(obj, "ifindex", json_object_new_int(devs[i].ifindex));

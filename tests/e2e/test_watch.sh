@@ -6,7 +6,7 @@
 # Polls CMD (a shell snippet) for up to 5 seconds.
 wait_for() {  # WHAT CMD
 	local i
-	for i in $(seq 50); do
+	for i in $(seq 100); do  # 10 s: a loaded 2-core machine
 		eval "$2" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
