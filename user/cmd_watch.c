@@ -43,6 +43,10 @@ struct watch {
 	bool resync_pending;  /* the last listing failed: try again soon */
 };
 
+/* How often, with no event, watch checks that its bridges still have
+ * their programs (and pins): a removed program sends no event. */
+#define DH_WATCH_CHECK_MS 5000
+
 static bool matches(const struct watch *w, const char *name)
 {
 	int i;
@@ -304,9 +308,14 @@ static int run(struct watch *w, int sig_fd)
 	fds[1] = (struct pollfd){ .fd = mnl_socket_get_fd(events), .events = POLLIN };
 	for (;;) {
 		test_wait_delay();
-		ret = poll(fds, 2, w->resync_pending ? 1000 : -1);
+		ret = poll(fds, 2, w->resync_pending ? 1000 : DH_WATCH_CHECK_MS);
 		if (ret == 0) {
-			resync(w);
+			/* Removing a program or the pins sends no event: look
+			 * again now and then, and put back what went. */
+			if (w->resync_pending)
+				resync(w);
+			else
+				refresh_all(w);
 			continue;
 		}
 		if (ret < 0) {

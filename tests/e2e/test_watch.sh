@@ -107,6 +107,21 @@ test_sigterm_at_any_moment() {
 	unset DH_TEST_WATCH_WAIT_DELAY_MS
 }
 
+test_repairs_a_removed_guard() {
+	# Nothing tells watch that a program or the pins went: it checks every
+	# few seconds and puts them back.
+	start_watch --match 'br*'
+	wait_for "br0 attached" "attached br0"
+	in_host "$DH_TCXCTL" detach br0 ingress dh_ingress
+	expect_contains "$(dh status)" MISSING "status right after the removal"
+	wait_for "the guard back on br0" "! dh status | grep -q MISSING"
+	expect_contains "$(cat "$WATCH_LOG")" "br0: re-attached" "watch says so"
+	rm -rf "$PIN"
+	wait_for "a new pin set with br0" "dh --json status | grep -q '\"attached\":true'"
+	kill -0 "$WATCH_PID" 2>/dev/null || fail "watch ended: $(cat "$WATCH_LOG")"
+	stop_watch
+}
+
 test_detach_on_exit() {
 	start_watch --match 'br*' --detach-on-exit
 	wait_for "br0 attached" "attached br0"
