@@ -128,6 +128,22 @@ static void undo_attach(const struct dh_state *st, const char *name, int ifindex
 	}
 }
 
+/* Fail closed: route_localnet=1 on a bridge without our programs is
+ * CVE-2020-8558, whoever set it. Used where attach ends without the guard
+ * on the bridge. */
+static void close_exposure(const char *name)
+{
+	int now;
+
+	if (dh_route_localnet_get(name, &now) || now == 0)
+		return;
+	if (dh_route_localnet_set(name, 0))
+		dh_warn("%s: route_localnet is %d without our programs and cannot be reset: %s", name, now,
+			strerror(errno));
+	else
+		dh_warn("%s: route_localnet set to 0: it must not stay %d without our programs", name, now);
+}
+
 static int insert_gateways(const struct dh_state *st, int ifindex, const struct gateway *gws,
 			   int n, struct undo *u)
 {
@@ -346,12 +362,15 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 	key = dev.ifindex;
 	if (bpf_map_lookup_elem(st.bridges_fd, &key, &bridge) == 0 &&
 	    !strncmp(bridge.name, opts->bridge, DH_IFNAMSIZ)) {
+		bool hooked = dh_hook_attached(&st, dev.ifindex, &bridge);
+
 		/* Attached before: keep the saved sysctl, the original one.
 		 * Programs gone, or a tcx program put before our guard since:
 		 * attach again, guard first. */
-		result = dh_hook_attached(&st, dev.ifindex, &bridge) && guard_first(dev.ifindex, &bridge)
-				 ? "already attached"
-				 : "re-attached";
+		result = hooked && guard_first(dev.ifindex, &bridge) ? "already attached" : "re-attached";
+		/* Our programs are gone: no route_localnet=1 until they are back. */
+		if (!hooked)
+			close_exposure(opts->bridge);
 	} else {
 		if (dh_route_localnet_get(opts->bridge, &u.saved_route_localnet)) {
 			err = dh_runtime_error("attach: %s: cannot read route_localnet: %s", opts->bridge,
@@ -361,6 +380,14 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 		memset(&bridge, 0, sizeof(bridge));
 		snprintf(bridge.name, sizeof(bridge.name), "%s", opts->bridge);
 		bridge.saved_route_localnet = u.saved_route_localnet;
+		if (u.saved_route_localnet != 0) {
+			/* No record explains it: an attach that died, another
+			 * pin dir, or set by hand. Restoring it would leave the
+			 * host exposed after detach, so 0 is what detach restores. */
+			dh_warn("%s: route_localnet is already %d and no record of ours explains it: detach will set it to 0 (set it again by hand afterwards if something needs it)",
+				opts->bridge, u.saved_route_localnet);
+			bridge.saved_route_localnet = 0;
+		}
 		bridge.attached_at = time(NULL);
 		if (bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY)) {
 			err = dh_runtime_error("attach: %s: cannot record state: %s", opts->bridge,
@@ -421,6 +448,8 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 
 fail:
 	undo_attach(&st, opts->bridge, dev.ifindex, &bridge, &u);
+	if (!dh_hook_unrecorded_present(dev.ifindex))
+		close_exposure(opts->bridge);  /* no program of ours on the bridge */
 	if (st.created && dh_state_bridge_count(&st) == 0)
 		dh_state_remove_pins(&st);
 	dh_state_close(&st);

@@ -216,11 +216,41 @@ test_detach_restores_everything() {
 	done
 	expect_not_contains "$(in_host tc qdisc show dev br0)" clsact "a clsact qdisc"
 
-	# A value other than 0 comes back as it was.
+}
+
+test_route_localnet_fails_closed() {
+	# Already 1 with no record of ours (an attach killed before it saved,
+	# another pin dir, or set by hand): attach says so, detach sets 0.
 	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
-	dh attach br0
-	dh detach br0
-	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 1 "route_localnet restored to 1"
+	expect_exit 0 dh attach br0
+	expect_contains "$OUT" "route_localnet is already 1 and no record of ours explains it" "warning"
+	expect_contains "$(dh --json status)" '"saved_route_localnet":0' "what detach restores"
+	expect_exit 0 dh detach br0
+	expect_contains "$OUT" "route_localnet restored to 0" "detach"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "after detach"
+
+	# A failed attach does not leave 1 behind with no program on the bridge.
+	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
+	in_host tc qdisc add dev br0 clsact
+	in_host tc filter add dev br0 ingress prio 1 handle 0xd0c8 bpf da obj "$DH_USER_FILTER" sec tc
+	expect_exit 1 dh attach br0 --hook clsact
+	expect_contains "$OUT" "route_localnet set to 0" "failed attach"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "after a failed attach"
+
+	# A failed re-attach (our programs removed behind our back) neither.
+	expect_exit 0 dh attach br0
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 1 "attached"
+	in_host "$DH_TCXCTL" detach br0 ingress dh_ingress
+	in_host "$DH_TCXCTL" detach br0 egress dh_egress
+	expect_exit 1 dh attach br0 --hook clsact
+	expect_contains "$OUT" "another program holds tc handle" "failed re-attach"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "after a failed re-attach"
+	in_host tc qdisc del dev br0 clsact
+	expect_exit 0 dh attach br0
+	expect_contains "$OUT" "re-attached" "repair"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 1 "repaired"
+	expect_exit 0 dh detach br0
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "after detach"
 }
 
 test_clsact_hook_works_and_leaves_others_alone() {
