@@ -70,6 +70,7 @@ long dh_rtnl_recv(int fd, struct dh_rtnl_buf *buf);
 /* sysctl.c */
 int dh_route_localnet_get(const char *ifname, int *value);
 int dh_route_localnet_set(const char *ifname, int value);
+int dh_bridge_nf_call_iptables(int *value);  /* the caller's netns */
 
 /* hook.c: where the programs hang on a bridge: tcx links where the kernel
  * has them (6.6+), clsact filters otherwise. */

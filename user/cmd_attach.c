@@ -144,6 +144,18 @@ static void close_exposure(const char *name)
 		dh_warn("%s: route_localnet set to 0: it must not stay %d without our programs", name, now);
 }
 
+/* With br_netfilter calling iptables, conntrack sees a redirected flow
+ * before our rewrite (as gateway:port) and its reply after it: the flow is
+ * INVALID to it, and ufw or firewalld drop INVALID. */
+static void warn_bridge_netfilter(const char *name)
+{
+	int on;
+
+	if (dh_bridge_nf_call_iptables(&on) == 0 && on)
+		dh_warn("%s: net.bridge.bridge-nf-call-iptables=1: conntrack sees redirected flows before the rewrite, so a firewall that drops INVALID packets (ufw, firewalld) breaks redirected TCP; set it to 0 if nothing needs it",
+			name);
+}
+
 static int insert_gateways(const struct dh_state *st, int ifindex, const struct gateway *gws,
 			   int n, struct undo *u)
 {
@@ -435,6 +447,8 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 			goto fail;
 		}
 	}
+	if (strcmp(result, "already attached"))
+		warn_bridge_netfilter(opts->bridge);
 	if (!addr_err)
 		n_pruned = prune_gateways(&st, dev.ifindex, gws, n_gws);
 	else

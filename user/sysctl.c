@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
-/* net.ipv4.conf.<bridge>.route_localnet: the one sysctl attach changes. */
+/* net.ipv4.conf.<bridge>.route_localnet: the one sysctl attach changes;
+ * net.bridge.bridge-nf-call-iptables: one it only reads. */
 #include <errno.h>
 #include <stdio.h>
 
@@ -41,4 +42,17 @@ int dh_route_localnet_set(const char *ifname, int value)
 	if (fclose(f) && !err)
 		err = -errno;
 	return err;
+}
+
+/* -ENOENT when br_netfilter is not loaded: then nothing calls iptables. */
+int dh_bridge_nf_call_iptables(int *value)
+{
+	FILE *f = fopen("/proc/sys/net/bridge/bridge-nf-call-iptables", "r");
+	int ok;
+
+	if (!f)
+		return -errno;
+	ok = fscanf(f, "%d", value) == 1;
+	fclose(f);
+	return ok ? 0 : -EINVAL;
 }

@@ -328,6 +328,22 @@ test_docker_host_gateway_ip_from_daemon_json() {
 	rm -f "$conf"
 }
 
+test_warns_about_bridge_netfilter() {
+	# New network namespaces start with bridge-nf-call-iptables=1 here.
+	[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || skip "no br_netfilter in this kernel"
+	in_host sysctl -qw net.bridge.bridge-nf-call-iptables=1
+	expect_exit 0 dh attach br0
+	expect_eq "$(printf '%s\n' "$OUT" | grep -c 'bridge-nf-call-iptables=1')" 1 "one warning line"
+	expect_contains "$OUT" "br0: net.bridge.bridge-nf-call-iptables=1: conntrack sees" "warning"
+	expect_contains "$OUT" "INVALID" "warning"
+	expect_exit 0 dh attach br0
+	expect_not_contains "$OUT" "bridge-nf-call-iptables" "already attached: said once"
+	dh detach br0
+	in_host sysctl -qw net.bridge.bridge-nf-call-iptables=0
+	expect_exit 0 dh attach br0
+	expect_not_contains "$OUT" "bridge-nf-call-iptables" "with the sysctl at 0"
+}
+
 test_systemd_unit_verifies() {
 	command -v systemd-analyze >/dev/null || skip "systemd-analyze (systemd) not installed"
 	local unit=$DH_BPFFS.unit/dockhost-bpf.service
