@@ -27,6 +27,27 @@
 #define DH_MAP_COUNTERS   "counters"
 #define DH_MAP_BRIDGES    "bridges"
 
+/*
+ * The pin set's version, in the style of libxdp's dispatcher: a one-entry
+ * array pinned as "meta" holds a magic and the ABI version. It is pinned
+ * before anything else and removed after everything else. A CLI refuses a
+ * pin set of another version (or without meta) rather than read its maps
+ * with the wrong sizes, and checks every map's type, key and value size.
+ * Bump DH_ABI_VERSION with any change to a pinned map (its name, type, key
+ * or value layout, the meaning of a field) or to what the pinned programs
+ * expect of the maps. Version 1 is the pin set from before meta existed.
+ * For ever: the magic at offset 0 and the version at offset 4 of meta's
+ * value, whatever else a later version adds after them.
+ */
+#define DH_PIN_META     "meta"
+#define DH_ABI_MAGIC    0x66626864  /* "dhbf" in memory on little endian */
+#define DH_ABI_VERSION  2
+
+struct dh_meta {
+	__u32 magic;        /* DH_ABI_MAGIC */
+	__u32 abi_version;  /* DH_ABI_VERSION of the CLI that pinned the set */
+};
+
 /* With clsact (kernels without tcx, or --hook clsact): one handle and
  * priority on both hooks, so detach removes exactly what attach added.
  * Priority 1 runs the loopback guard before any other filter. */

@@ -28,17 +28,25 @@ struct pinned {
 	const char *name;
 	size_t fd_offset;       /* of the fd in struct dh_state */
 	const char *prog_name;  /* for programs: the function in dockhost.bpf.c */
+	/* For maps: what every read in user/ assumes. A pinned map that
+	 * differs is refused at open, never read with the wrong sizes. */
+	__u32 map_type, key_size, value_size;
 };
 
+#define MAP_PIN(name, fd, type, key, value) \
+	{ name, offsetof(struct dh_state, fd), NULL, type, sizeof(key), sizeof(value) }
+
 static const struct pinned pins[] = {
-	{ DH_MAP_PORTS, offsetof(struct dh_state, ports_fd), NULL },
-	{ DH_MAP_PORT_STATS, offsetof(struct dh_state, port_stats_fd), NULL },
-	{ DH_MAP_GATEWAYS, offsetof(struct dh_state, gateways_fd), NULL },
-	{ DH_MAP_NAT_STATE, offsetof(struct dh_state, nat_state_fd), NULL },
-	{ DH_MAP_COUNTERS, offsetof(struct dh_state, counters_fd), NULL },
-	{ DH_MAP_BRIDGES, offsetof(struct dh_state, bridges_fd), NULL },
-	{ DH_PIN_PROG_INGRESS, offsetof(struct dh_state, prog_ingress_fd), "dh_ingress" },
-	{ DH_PIN_PROG_EGRESS, offsetof(struct dh_state, prog_egress_fd), "dh_egress" },
+	MAP_PIN(DH_MAP_PORTS, ports_fd, BPF_MAP_TYPE_HASH, struct dh_port_key, struct dh_port_target),
+	MAP_PIN(DH_MAP_PORT_STATS, port_stats_fd, BPF_MAP_TYPE_PERCPU_HASH, struct dh_port_key,
+		struct dh_port_stats),
+	MAP_PIN(DH_MAP_GATEWAYS, gateways_fd, BPF_MAP_TYPE_HASH, struct dh_gateway_key, struct dh_gateway),
+	MAP_PIN(DH_MAP_NAT_STATE, nat_state_fd, BPF_MAP_TYPE_LRU_HASH, struct dh_nat_key,
+		struct dh_nat_origin),
+	MAP_PIN(DH_MAP_COUNTERS, counters_fd, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct dh_counters),
+	MAP_PIN(DH_MAP_BRIDGES, bridges_fd, BPF_MAP_TYPE_HASH, __u32, struct dh_bridge),
+	{ DH_PIN_PROG_INGRESS, offsetof(struct dh_state, prog_ingress_fd), "dh_ingress", 0, 0, 0 },
+	{ DH_PIN_PROG_EGRESS, offsetof(struct dh_state, prog_egress_fd), "dh_egress", 0, 0, 0 },
 };
 #define N_PINS (sizeof(pins) / sizeof(pins[0]))
 
@@ -193,6 +201,123 @@ static void close_pins(struct dh_state *st)
 	}
 }
 
+/* Every refusal of a pin set says this: the user must know nothing moved. */
+#define UNTOUCHED "nothing changed"
+
+/* A pin set of an older version: never read, and how to get out of it. */
+static int older_pin_set(const struct dh_state *st, unsigned int version)
+{
+	return dh_runtime_error("%s: pinned by an older dockhost-bpf (ABI %u, this one has ABI %u): detach every bridge with the version that attached them, then attach with this one; " UNTOUCHED,
+				st->pin_dir, version, DH_ABI_VERSION);
+}
+
+/*
+ * Reads the pin set's meta. 0 with *present telling whether there is one,
+ * or an exit code after saying why this CLI must not touch the pin set.
+ * Only the magic and version are read, at the offsets every version keeps,
+ * from a buffer of the map's own value size.
+ */
+static int check_meta(const struct dh_state *st, bool *present)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), key = 0;
+	struct dh_meta meta = {};
+	char path[4096];
+	void *value;
+	int fd, err = 0;
+
+	*present = false;
+	pin_path(st, DH_PIN_META, path, sizeof(path));
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : dh_runtime_error("%s: cannot open: %s", path, strerror(errno));
+	*present = true;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || info.type != BPF_MAP_TYPE_ARRAY ||
+	    info.key_size != sizeof(key) || info.value_size < sizeof(meta) || info.max_entries < 1) {
+		close(fd);
+		return dh_runtime_error("%s: not the meta map of a dockhost-bpf pin set: " UNTOUCHED, path);
+	}
+	value = calloc(1, info.value_size);
+	if (!value || bpf_map_lookup_elem(fd, &key, value))
+		err = dh_runtime_error("%s: cannot read: %s", path, strerror(value ? errno : ENOMEM));
+	else
+		memcpy(&meta, value, sizeof(meta));
+	free(value);
+	close(fd);
+	if (err)
+		return err;
+	if (meta.magic != DH_ABI_MAGIC)
+		return dh_runtime_error("%s: not the meta map of a dockhost-bpf pin set (magic 0x%08x): " UNTOUCHED,
+					path, meta.magic);
+	if (meta.abi_version > DH_ABI_VERSION)
+		return dh_runtime_error("%s: pinned by a newer dockhost-bpf (ABI %u, this one has ABI %u): use that version or upgrade this one; " UNTOUCHED,
+					st->pin_dir, meta.abi_version, DH_ABI_VERSION);
+	if (meta.abi_version < DH_ABI_VERSION)
+		return older_pin_set(st, meta.abi_version);
+	return 0;
+}
+
+/* The maps this CLI found must be the maps it reads (see pins[]). */
+static int check_maps(const struct dh_state *st)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_PINS; i++) {
+		struct bpf_map_info info = {};
+		__u32 len = sizeof(info);
+		int fd = *pin_fd((struct dh_state *)st, &pins[i]);
+
+		if (pins[i].prog_name || fd < 0)
+			continue;
+		if (bpf_obj_get_info_by_fd(fd, &info, &len))
+			return dh_runtime_error("%s/%s: cannot query: %s", st->pin_dir, pins[i].name, strerror(errno));
+		if (info.type != pins[i].map_type || info.key_size != pins[i].key_size ||
+		    info.value_size != pins[i].value_size)
+			return dh_runtime_error("%s/%s: map type %u, key size %u, value size %u, where this dockhost-bpf expects %u, %u, %u (pinned by another version?): " UNTOUCHED,
+						st->pin_dir, pins[i].name, info.type, info.key_size, info.value_size,
+						pins[i].map_type, pins[i].key_size, pins[i].value_size);
+	}
+	return 0;
+}
+
+/* Pinned first, unpinned last: any pin set this version leaves has it. */
+static int pin_meta(const struct dh_state *st)
+{
+	struct dh_meta meta = { .magic = DH_ABI_MAGIC, .abi_version = DH_ABI_VERSION };
+	char path[4096];
+	__u32 key = 0;
+	int fd, err = 0;
+
+	pin_path(st, DH_PIN_META, path, sizeof(path));
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "dh_meta", sizeof(key), sizeof(meta), 1, NULL);
+	if (fd < 0)
+		return dh_runtime_error("%s: cannot create: %s", path, strerror(errno));
+	/* Frozen: no syscall can change the version under a running CLI. */
+	if (bpf_map_update_elem(fd, &key, &meta, BPF_ANY) || bpf_map_freeze(fd) || bpf_obj_pin(fd, path))
+		err = dh_runtime_error("%s: cannot pin: %s", path, strerror(errno));
+	close(fd);
+	return err;
+}
+
+/* The object this binary embeds must define its maps as pins[] says. */
+static int check_object_maps(const struct dockhost *skel)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_PINS; i++) {
+		const struct bpf_map *map;
+
+		if (pins[i].prog_name)
+			continue;
+		map = bpf_object__find_map_by_name(skel->obj, pins[i].name);
+		if (!map || bpf_map__type(map) != pins[i].map_type ||
+		    bpf_map__key_size(map) != pins[i].key_size || bpf_map__value_size(map) != pins[i].value_size)
+			return dh_runtime_error("map '%s': the BPF object and the CLI disagree on it (a build error)",
+						pins[i].name);
+	}
+	return 0;
+}
+
 /* Loads the skeleton; maps already pinned are reused (libbpf checks they
  * are compatible), the rest and both programs are pinned. */
 static int load_and_pin(const struct dh_cli *cli, struct dh_state *st)
@@ -206,6 +331,11 @@ static int load_and_pin(const struct dh_cli *cli, struct dh_state *st)
 	skel = dockhost__open();
 	if (!skel)
 		return dh_runtime_error("cannot open the BPF object: %s", strerror(errno));
+	err = check_object_maps(skel);
+	if (err) {
+		dockhost__destroy(skel);
+		return err;
+	}
 	bpf_object__for_each_map(map, skel->obj) {
 		pin_path(st, bpf_map__name(map), path, sizeof(path));
 		bpf_map__set_pin_path(map, path);
@@ -245,7 +375,7 @@ out:
 
 int dh_state_open(const struct dh_cli *cli, struct dh_state *st, enum dh_open_mode mode)
 {
-	bool create = mode == DH_OPEN_OR_CREATE;
+	bool create = mode == DH_OPEN_OR_CREATE, has_meta;
 	unsigned int i;
 	int err, found;
 
@@ -261,19 +391,35 @@ int dh_state_open(const struct dh_cli *cli, struct dh_state *st, enum dh_open_mo
 	if (err)
 		return err;
 
+	/* Versions first: nothing below may read or change another's pins. */
+	err = check_meta(st, &has_meta);
+	if (err)
+		goto out;
 	found = open_pins(st);
+	if (found && !has_meta) {
+		err = older_pin_set(st, 1);
+		goto out;
+	}
+	err = check_maps(st);
+	if (err)
+		goto out;
 	if (found == (int)N_PINS)
 		return 0;
 	if (create) {
 		/* Nothing (or an interrupted attach's remains): load afresh. */
 		close_pins(st);
-		err = load_and_pin(cli, st);
+		err = has_meta ? 0 : pin_meta(st);
+		if (!err)
+			err = load_and_pin(cli, st);
+		if (err && !has_meta)
+			dh_state_remove_pins(st);  /* nothing was here: leave nothing */
 	} else if (found == 0) {
 		err = -ENOENT;
 	} else {
 		err = dh_runtime_error("%s: incomplete pins (an interrupted run?): attach again to repair",
 				       st->pin_dir);
 	}
+out:
 	if (err)
 		dh_state_close(st);
 	return err;
@@ -298,6 +444,10 @@ int dh_state_remove_pins(struct dh_state *st)
 		if (unlink(path) && errno != ENOENT)
 			err = -errno;
 	}
+	/* meta last: remains of an interrupted removal stay ours to repair. */
+	pin_path(st, DH_PIN_META, path, sizeof(path));
+	if (!err && unlink(path) && errno != ENOENT)
+		err = -errno;
 	if (!err && rmdir(st->pin_dir) && errno != ENOENT)
 		err = -errno;
 	return err;

@@ -344,6 +344,88 @@ test_warns_about_bridge_netfilter() {
 	expect_not_contains "$OUT" "bridge-nf-call-iptables" "with the sysctl at 0"
 }
 
+# Pins, their kernel objects and every map's contents: what a refusal
+# must leave exactly as it was.
+pin_set_snapshot() {
+	local m
+	ls -i "$PIN"
+	for m in ports port_stats gateways nat_state bridges; do
+		bpftool map dump pinned "$PIN/$m"
+	done
+	# Stray packets (IPv6 solicitations) count as passed: not a change.
+	bpftool map dump pinned "$PIN/counters" | grep -v '"passed"'
+	in_host sysctl -n net.ipv4.conf.br0.route_localnet
+}
+
+# A meta map as another version of the CLI would pin it.
+craft_meta() {  # VERSION [MAGIC_BYTES]
+	rm -f "$PIN/meta"
+	bpftool map create "$PIN/meta" type array key 4 value 8 entries 1 name dh_meta
+	# shellcheck disable=SC2086
+	bpftool map update pinned "$PIN/meta" key 0 0 0 0 value ${2:-100 104 98 102} "$1" 0 0 0
+}
+
+# Every command on a pin set it must not touch: exit 1, one line, no change.
+expect_refused() {  # NEEDLE
+	local before cmd
+	before=$(pin_set_snapshot)
+	for cmd in "status" "stats" "stats --reset" "port list" "port add 9000" "port del 8088" \
+		"attach br0" "attach br0 --port 9001" "detach br0"; do
+		# shellcheck disable=SC2086
+		expect_error 1 "$1" $cmd
+		expect_contains "$OUT" "nothing changed" "'$cmd'"
+	done
+	expect_eq "$(pin_set_snapshot)" "$before" "the pin set after the refusals"
+}
+
+test_pin_sets_of_other_versions_are_refused() {
+	dh attach br0 --port 8088
+	# A counter that a refused 'stats --reset' must leave alone.
+	local value version size
+	size=$(bpftool map show pinned "$PIN/counters" | sed -n 's/.* value \([0-9]*\)B .*/\1/p')
+	# shellcheck disable=SC2046
+	bpftool map update pinned "$PIN/counters" key 0 0 0 0 value 7 $(printf ' 0%.0s' $(seq $((size - 1))))
+	value=$(bpftool map lookup pinned "$PIN/meta" key 0 0 0 0 | sed -n 's/.*value: //p')
+	expect_eq "${value% ?? ?? ?? ??}" "64 68 62 66" "meta's magic"
+	version=$((16#$(echo "$value" | awk '{print $5}')))
+	[ "$version" -ge 2 ] || fail "ABI version $version"
+
+	craft_meta $((version + 1))
+	expect_refused "pinned by a newer dockhost-bpf (ABI $((version + 1)), this one has ABI $version): use that version or upgrade this one"
+	craft_meta $((version - 1))
+	expect_refused "pinned by an older dockhost-bpf (ABI $((version - 1)), this one has ABI $version): detach every bridge with the version that attached them"
+	rm "$PIN/meta"  # a pin set from before versioning
+	expect_refused "pinned by an older dockhost-bpf (ABI 1, this one has ABI $version)"
+	craft_meta "$version" "1 2 3 4"
+	expect_refused "meta: not the meta map of a dockhost-bpf pin set (magic 0x04030201)"
+	rm "$PIN/meta"
+	bpftool map create "$PIN/meta" type hash key 4 value 8 entries 1 name dh_meta
+	expect_refused "meta: not the meta map of a dockhost-bpf pin set"
+	craft_meta "$version"
+
+	# The right version, but maps whose sizes differ from what the CLI
+	# reads: refused before any read, never read with the wrong sizes.
+	mv "$PIN/bridges" "$PIN/bridges_saved"
+	bpftool map create "$PIN/bridges" type hash key 4 value 8 entries 4 name bridges
+	expect_refused "/bridges: map type 1, key size 4, value size 8, where this dockhost-bpf expects 1, 4, "
+	rm "$PIN/bridges"
+	mv "$PIN/bridges_saved" "$PIN/bridges"
+	mv "$PIN/counters" "$PIN/counters_saved"
+	bpftool map create "$PIN/counters" type percpu_array key 4 value 16 entries 1 name counters
+	expect_refused "/counters: map type 6, key size 4, value size 16"
+	rm "$PIN/counters"
+	bpftool map create "$PIN/counters" type array key 4 value 80 entries 1 name counters
+	expect_refused "/counters: map type 2, key size 4, value size 80"
+	rm "$PIN/counters"
+	mv "$PIN/counters_saved" "$PIN/counters"
+
+	# Put back as it was: everything works again.
+	expect_exit 0 dh attach br0
+	expect_contains "$OUT" "already attached" "attach after the refusals"
+	expect_exit 0 dh detach br0
+	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
+}
+
 test_systemd_unit_verifies() {
 	command -v systemd-analyze >/dev/null || skip "systemd-analyze (systemd) not installed"
 	local unit=$DH_BPFFS.unit/dockhost-bpf.service
