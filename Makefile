@@ -33,6 +33,7 @@ LOADGEN  := $(OUTPUT)/loadgen
 BENCH_REQUIRED := iptables iptables-restore docker-proxy iperf3 gnuplot taskset
 TEST_BPF := $(OUTPUT)/user_filter.bpf.o
 TCXCTL   := $(OUTPUT)/tcxctl
+CHURN_SO := $(OUTPUT)/churn_preload.so  # test only: churns nat_state under the CLI
 
 # Tools that must exist before anything builds; a fresh machine gets them
 # from scripts/install-deps.sh, run once, only when one is missing.
@@ -80,6 +81,10 @@ $(TCXCTL): tests/e2e/tcxctl.c $(DEPS_STAMP) | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LDLIBS) -o $@
 
+$(CHURN_SO): tests/cli/churn_preload.c $(DEPS_STAMP) | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -shared -fPIC $< -lbpf -ldl -o $@
+
 $(OUTPUT)/dockhost.skel.h: $(OUTPUT)/dockhost.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name dockhost > $@
@@ -100,7 +105,7 @@ $(PROP_BIN): tests/unit/test_property.c tests/unit/packet.h $(OUTPUT)/dockhost.s
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
 
-test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL)
+test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHURN_SO)
 	$(Q)tests/run.sh
 
 test-unit: $(UNIT_BIN) $(PROP_BIN)

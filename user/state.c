@@ -485,32 +485,112 @@ bool dh_state_find_bridge(const struct dh_state *st, const char *name, __u32 *if
 	return false;
 }
 
-/*
- * Deletes every key of @fd whose leading __u32 is @ifindex. Keys are
- * collected first: deleting while walking makes get_next_key restart.
- */
-static void delete_keys_of_bridge(int fd, size_t key_size, __u32 ifindex)
+static bool key_of_bridge(const void *key, __u32 ifindex)
 {
-	size_t count = 0, cap = 0, i;
-	char *keys = NULL, *prev = NULL;
-	char key[64];
+	__u32 leading;
 
-	while (bpf_map_get_next_key(fd, prev, key) == 0) {
-		if (count == cap) {
-			char *grown = realloc(keys, (cap = cap ? cap * 2 : 64) * key_size);
+	memcpy(&leading, key, sizeof(leading));
+	return leading == ifindex;
+}
 
-			if (!grown)
-				break;
-			keys = grown;
-		}
-		memcpy(keys + count * key_size, key, key_size);
-		prev = keys + count * key_size;
-		count++;
+/* A get_next_key walk restarts from the first key whenever its current key
+ * goes (deleted, evicted), so under churn it may never end: this one is
+ * bounded to a few passes' worth of steps, and deletes each key only after
+ * it has moved past it. For maps without batch lookups. */
+static void delete_keys_walk(int fd, __u32 key_size, __u32 max_entries, __u32 ifindex)
+{
+	size_t steps, cap = 4 * (size_t)max_entries + 64;
+	char cur[64], next[64];
+	bool have = false;
+
+	for (steps = 0; steps < cap; steps++) {
+		if (bpf_map_get_next_key(fd, have ? cur : NULL, next))
+			break;
+		if (have && key_of_bridge(cur, ifindex))
+			bpf_map_delete_elem(fd, cur);
+		memcpy(cur, next, key_size);
+		have = true;
 	}
-	for (i = 0; i < count; i++)
-		if (*(__u32 *)(keys + i * key_size) == ifindex)
-			bpf_map_delete_elem(fd, keys + i * key_size);
+	if (steps == cap)
+		dh_warn("map of %u entries changed too fast to walk: some of ifindex %u's entries may stay",
+			max_entries, ifindex);
+	else if (have && key_of_bridge(cur, ifindex))
+		bpf_map_delete_elem(fd, cur);
+}
+
+/*
+ * Deletes every key of @fd whose leading __u32 is @ifindex. The walk is
+ * bpf_map_lookup_batch's, which moves on bucket by bucket: one pass ends
+ * whatever the datapath inserts, evicts or deletes meanwhile, and sees
+ * every entry present throughout. Keys are deleted after the walk.
+ */
+static void delete_keys_of_bridge(int fd, __u32 ifindex)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), batch = 1024, count, i;
+	__u64 in_token[8], out_token[8];  /* a bucket (hash) or a key (array) */
+	char *keys = NULL, *values = NULL, *found = NULL;
+	size_t n_found = 0, cap_found = 0, value_size;
+	int ncpus = libbpf_num_possible_cpus(), err;
+	bool first = true, percpu;
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || info.key_size < sizeof(__u32) ||
+	    info.key_size > 64 || ncpus <= 0)
+		return;
+	percpu = info.type == BPF_MAP_TYPE_PERCPU_HASH || info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+		 info.type == BPF_MAP_TYPE_PERCPU_ARRAY;
+	value_size = percpu ? ((info.value_size + 7) & ~7UL) * ncpus : info.value_size;
+	for (;;) {
+		char *grown_keys = realloc(keys, (size_t)batch * info.key_size);
+		char *grown_values = grown_keys ? realloc(values, (size_t)batch * value_size) : NULL;
+
+		if (grown_keys)
+			keys = grown_keys;
+		if (grown_values)
+			values = grown_values;
+		if (!grown_keys || !grown_values)
+			goto out;
+		count = batch;
+		err = bpf_map_lookup_batch(fd, first ? NULL : in_token, out_token, keys, values, &count, NULL);
+		if (err && errno == ENOSPC && batch < info.max_entries) {
+			batch *= 2;  /* one bucket holds more than a batch */
+			continue;
+		}
+		if (err && errno != ENOENT) {
+			if (first) {
+				free(keys);
+				free(values);
+				delete_keys_walk(fd, info.key_size, info.max_entries, ifindex);
+				return;
+			}
+			dh_warn("map of %u entries: cannot walk: %s", info.max_entries, strerror(errno));
+			break;
+		}
+		for (i = 0; i < count; i++) {
+			const char *key = keys + (size_t)i * info.key_size;
+
+			if (!key_of_bridge(key, ifindex))
+				continue;
+			if (n_found == cap_found) {
+				char *grown = realloc(found, (cap_found = cap_found ? cap_found * 2 : 64) * info.key_size);
+
+				if (!grown)
+					goto out;
+				found = grown;
+			}
+			memcpy(found + n_found++ * info.key_size, key, info.key_size);
+		}
+		if (err)  /* ENOENT: that was the last batch */
+			break;
+		memcpy(in_token, out_token, sizeof(in_token));
+		first = false;
+	}
+	for (i = 0; i < n_found; i++)
+		bpf_map_delete_elem(fd, found + (size_t)i * info.key_size);
+out:
 	free(keys);
+	free(values);
+	free(found);
 }
 
 _Static_assert(offsetof(struct dh_port_key, ifindex) == 0, "ifindex leads the key");
@@ -519,10 +599,10 @@ _Static_assert(offsetof(struct dh_nat_key, ifindex) == 0, "ifindex leads the key
 
 void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex)
 {
-	delete_keys_of_bridge(st->ports_fd, sizeof(struct dh_port_key), ifindex);
-	delete_keys_of_bridge(st->port_stats_fd, sizeof(struct dh_port_key), ifindex);
-	delete_keys_of_bridge(st->gateways_fd, sizeof(struct dh_gateway_key), ifindex);
-	delete_keys_of_bridge(st->nat_state_fd, sizeof(struct dh_nat_key), ifindex);
+	delete_keys_of_bridge(st->ports_fd, ifindex);
+	delete_keys_of_bridge(st->port_stats_fd, ifindex);
+	delete_keys_of_bridge(st->gateways_fd, ifindex);
+	delete_keys_of_bridge(st->nat_state_fd, ifindex);
 	bpf_map_delete_elem(st->bridges_fd, &ifindex);
 }
 

@@ -426,6 +426,45 @@ test_pin_sets_of_other_versions_are_refused() {
 	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
 }
 
+# nat_state entries of one ifindex.
+nat_count() {  # IFINDEX
+	bpftool map dump pinned "$PIN/nat_state" | grep -c "^ *\"ifindex\": $1,\$" || true
+}
+
+test_detach_ends_with_a_full_nat_state_under_churn() {
+	make_bridge "$H" br1 10.202.0.1
+	dh attach br0
+	dh attach br1
+	local if0 if1 n0 n1 rc=0
+	if0=$(in_host cat /sys/class/net/br0/ifindex)
+	if1=$(in_host cat /sys/class/net/br1/ifindex)
+	# 65536 flows, every other one on br1. The key: ifindex, container and
+	# loopback address, their ports, the protocol; the value: the gateway.
+	awk -v pin="$PIN/nat_state" -v a="$if0" -v b="$if1" 'BEGIN {
+		for (i = 0; i < 65536; i++)
+			printf "map update pinned %s key %d 0 0 0 10 201 %d %d 127 0 0 1 31 144 31 144 6 0 0 0 value 10 201 0 1 31 144 0 0\n",
+				pin, i % 2 ? b : a, int(i / 256), i % 256
+	}' >"$DH_BPFFS.batch"
+	bpftool batch file "$DH_BPFFS.batch" >/dev/null
+	rm -f "$DH_BPFFS.batch"
+	n0=$(nat_count "$if0")
+	n1=$(nat_count "$if1")
+	# An LRU may evict a little before it is full.
+	[ "$n0" -gt 30000 ] && [ "$n1" -gt 30000 ] || fail "nat_state not filled: $n0 + $n1 entries"
+
+	# Every key the CLI's walk sees is evicted and the one before comes
+	# back: a walk that restarts when its key goes never ends. The limits
+	# only catch that (it normally takes well under a second).
+	in_host timeout 120 sh -c "ulimit -v 2000000; LD_PRELOAD='$DH_ROOT/.output/churn_preload.so' \
+		exec '$DH_BIN' --pin-dir '$PIN' detach br0" || rc=$?
+	expect_eq "$rc" 0 "detach br0 under churn (124: it never ended)"
+	expect_eq "$(nat_count "$if0")" 0 "br0's flows left"
+	# Churn in a full LRU evicts a few of them, detach none.
+	[ "$(nat_count "$if1")" -ge $((n1 * 9 / 10)) ] || fail "br1's flows: $(nat_count "$if1") of $n1"
+	expect_exit 0 dh detach br1
+	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
+}
+
 test_systemd_unit_verifies() {
 	command -v systemd-analyze >/dev/null || skip "systemd-analyze (systemd) not installed"
 	local unit=$DH_BPFFS.unit/dockhost-bpf.service
