@@ -128,6 +128,8 @@ int dh_state_zero_percpu(int fd, const void *key, size_t value_size, __u64 flags
 int dh_state_sum_counters(const struct dh_state *st, struct dh_counters *sum);
 /* Checks root and that nothing runs unprivileged half-way. */
 int dh_require_root(void);
+/* Test only: SIGKILLs the CLI at @step if DH_TEST_KILL_AT names it. */
+void dh_test_kill_point(const char *step);
 
 /* docker.c: Docker's API socket ($DOCKER_HOST unix:// or /var/run/docker.sock) */
 /* A bridge network's device name; -ENOENT (no such network), -EINVAL (not a

@@ -407,13 +407,17 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 			goto fail;
 		}
 		u.bridge_entry = true;
+		dh_test_kill_point("attach-recorded");
 	}
 
 	err = insert_gateways(&st, dev.ifindex, gws, n_gws, &u);
-	if (!err)
+	if (!err) {
+		dh_test_kill_point("attach-gateways");
 		err = insert_ports(&st, dev.ifindex, opts->ports, opts->n_ports, &u);
+	}
 	if (err)
 		goto fail;
+	dh_test_kill_point("attach-ports");
 
 	if (strcmp(result, "already attached")) {
 		/* Programs before the sysctl: route_localnet=1 without the
@@ -435,13 +439,27 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 			goto fail;
 		}
 		u.hooked = true;
+		dh_test_kill_point("attach-hooked");
 		if (bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY)) {
 			err = dh_runtime_error("attach: %s: cannot record state: %s", opts->bridge,
 					       strerror(errno));
 			goto fail;
 		}
+		dh_test_kill_point("attach-hook-recorded");
 		u.sysctl = u.bridge_entry;
 		if (dh_route_localnet_set(opts->bridge, 1)) {
+			err = dh_runtime_error("attach: %s: cannot set route_localnet: %s", opts->bridge,
+					       strerror(errno));
+			goto fail;
+		}
+		dh_test_kill_point("attach-sysctl");
+	} else {
+		/* Programs in place: an attach killed before its sysctl, or a
+		 * detach killed after it, left route_localnet at 0. */
+		int now;
+
+		if (dh_route_localnet_get(opts->bridge, &now) == 0 && now != 1 &&
+		    dh_route_localnet_set(opts->bridge, 1)) {
 			err = dh_runtime_error("attach: %s: cannot set route_localnet: %s", opts->bridge,
 					       strerror(errno));
 			goto fail;
@@ -468,6 +486,16 @@ fail:
 		dh_state_remove_pins(&st);
 	dh_state_close(&st);
 	return err;
+}
+
+/* Removes our programs the way the record says, then any left in either
+ * hook: an attach killed between hooking and recording how left a record
+ * that says otherwise. */
+static int unhook(const struct dh_state *st, int ifindex, const struct dh_bridge *bridge)
+{
+	int err = dh_hook_detach(st, ifindex, bridge);
+
+	return err ? err : dh_hook_remove_unrecorded(ifindex);
 }
 
 int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv)
@@ -547,18 +575,22 @@ int dh_detach(const struct dh_cli *cli, const char *name)
 		if (dh_route_localnet_set(name, bridge.saved_route_localnet))
 			err = dh_runtime_error("detach: %s: cannot restore route_localnet=%d: %s", name,
 					       bridge.saved_route_localnet, strerror(errno));
-		if (!err && dh_hook_detach(&st, ifindex, &bridge))
+		if (!err)
+			dh_test_kill_point("detach-sysctl");
+		if (!err && unhook(&st, ifindex, &bridge))
 			err = dh_runtime_error("detach: %s: cannot remove the programs (%s)", name,
 					       dh_hook_name(&bridge));
 		if (err) {
 			dh_state_close(&st);
 			return err;
 		}
+		dh_test_kill_point("detach-unhooked");
 	} else {
 		/* Its programs went with the device. */
 		result = "forgotten (device gone since attach)";
 	}
 	dh_state_forget_bridge(&st, ifindex);
+	dh_test_kill_point("detach-forgotten");
 
 	if (dh_state_bridge_count(&st) == 0 && dh_state_remove_pins(&st))
 		dh_warn("%s: cannot remove all pins: %s", st.pin_dir, strerror(errno));

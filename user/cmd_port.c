@@ -31,6 +31,7 @@ int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port
 		if (err)
 			return dh_runtime_error("port %u/%s: cannot add counters: %s", spec->port,
 						dh_proto_name(spec->proto), strerror(-err));
+		dh_test_kill_point("port-stats-added");
 	}
 	if (bpf_map_update_elem(st->ports_fd, &key, target, BPF_ANY)) {
 		int saved = errno;
@@ -41,6 +42,7 @@ int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port
 					strerror(saved));
 	}
 	*result = existed ? "updated" : "added";
+	dh_test_kill_point("port-added");
 	return 0;
 }
 
@@ -258,6 +260,7 @@ static int delete_entry(const struct dh_state *st, __u32 ifindex, const struct d
 
 	if (bpf_map_delete_elem(st->ports_fd, &key))
 		return -errno;
+	dh_test_kill_point("port-deleted");
 	bpf_map_delete_elem(st->port_stats_fd, &key);
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,16 @@ static int *pin_fd(struct dh_state *st, const struct pinned *pin)
 static void pin_path(const struct dh_state *st, const char *name, char *path, size_t size)
 {
 	snprintf(path, size, "%s/%s", st->pin_dir, name);
+}
+
+/* Test only: DH_TEST_KILL_AT=STEP makes the CLI SIGKILL itself at STEP,
+ * as kill -9 or a crash there would (tests/e2e/test_kill.sh). */
+void dh_test_kill_point(const char *step)
+{
+	const char *at = getenv("DH_TEST_KILL_AT");
+
+	if (at && !strcmp(at, step))
+		kill(getpid(), SIGKILL);
 }
 
 int dh_require_root(void)
@@ -346,6 +357,7 @@ static int load_and_pin(const struct dh_cli *cli, struct dh_state *st)
 				 strerror(-err));
 		goto out;
 	}
+	dh_test_kill_point("maps-pinned");
 	for (i = 0; i < N_PINS; i++) {
 		struct bpf_program *prog;
 
@@ -359,6 +371,7 @@ static int load_and_pin(const struct dh_cli *cli, struct dh_state *st)
 			dh_runtime_error("%s: cannot pin: %s", path, strerror(-err));
 			goto out;
 		}
+		dh_test_kill_point("prog-pinned");
 	}
 	dh_debug("loaded and pinned the BPF object in %s", st->pin_dir);
 	st->created = true;
@@ -371,6 +384,13 @@ out:
 		st->created = false;
 	}
 	return err ? DH_EXIT_RUNTIME : 0;
+}
+
+/* True if no bridge hangs off the pin set: no bridges entry. (Programs a
+ * record does not explain are found by name: see dh_hook_remove_unrecorded.) */
+static bool holds_nothing(const struct dh_state *st)
+{
+	return st->bridges_fd < 0 || dh_state_bridge_count(st) == 0;
 }
 
 int dh_state_open(const struct dh_cli *cli, struct dh_state *st, enum dh_open_mode mode)
@@ -403,12 +423,24 @@ int dh_state_open(const struct dh_cli *cli, struct dh_state *st, enum dh_open_mo
 	err = check_maps(st);
 	if (err)
 		goto out;
+	if (!create && holds_nothing(st)) {
+		/* The remains of an attach or a last detach that was killed
+		 * half-way: nothing hangs off them, so finish removing them. */
+		if (found || has_meta)
+			dh_debug("%s: removing the pins of an interrupted run", st->pin_dir);
+		close_pins(st);
+		dh_state_remove_pins(st);
+		err = -ENOENT;
+		goto out;
+	}
 	if (found == (int)N_PINS)
 		return 0;
 	if (create) {
 		/* Nothing (or an interrupted attach's remains): load afresh. */
 		close_pins(st);
 		err = has_meta ? 0 : pin_meta(st);
+		if (!err && !has_meta)
+			dh_test_kill_point("meta-pinned");
 		if (!err)
 			err = load_and_pin(cli, st);
 		if (err && !has_meta)
@@ -443,6 +475,8 @@ int dh_state_remove_pins(struct dh_state *st)
 		pin_path(st, pins[i].name, path, sizeof(path));
 		if (unlink(path) && errno != ENOENT)
 			err = -errno;
+		if (i == 0)
+			dh_test_kill_point("pins-removing");
 	}
 	/* meta last: remains of an interrupted removal stay ours to repair. */
 	pin_path(st, DH_PIN_META, path, sizeof(path));
@@ -600,6 +634,7 @@ _Static_assert(offsetof(struct dh_nat_key, ifindex) == 0, "ifindex leads the key
 void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex)
 {
 	delete_keys_of_bridge(st->ports_fd, ifindex);
+	dh_test_kill_point("detach-forgetting");
 	delete_keys_of_bridge(st->port_stats_fd, ifindex);
 	delete_keys_of_bridge(st->gateways_fd, ifindex);
 	delete_keys_of_bridge(st->nat_state_fd, ifindex);
