@@ -118,7 +118,10 @@ struct dh_nat_origin {
 	__u16 pad;
 };
 
-/* bridges: what attach changed on a bridge, so any later detach restores it. */
+/* bridges: what attach changed on a bridge, so any later detach restores it.
+ * For ever, in every ABI version: the key is the ifindex, and name,
+ * saved_route_localnet and flags lead the value at these offsets, so that
+ * 'detach --force' can leave an older version's pin set. */
 enum dh_bridge_flags {
 	DH_BRIDGE_CREATED_CLSACT = 1 << 0, /* we added the clsact qdisc */
 	DH_BRIDGE_TCX            = 1 << 1, /* attached with tcx links, not clsact */

@@ -128,6 +128,12 @@ int dh_state_zero_percpu(int fd, const void *key, size_t value_size, __u64 flags
 int dh_state_sum_counters(const struct dh_state *st, struct dh_counters *sum);
 /* Checks root and that nothing runs unprivileged half-way. */
 int dh_require_root(void);
+/* detach --force on a pin set of an older version (see state.c). */
+int dh_state_open_older(const struct dh_cli *cli, struct dh_state *st);
+bool dh_state_older_find_bridge(const struct dh_state *st, const char *name, __u32 *ifindex,
+				struct dh_bridge *bridge);
+int dh_state_remove_older(struct dh_state *st);
+void dh_state_older_unlink(const struct dh_state *st, __u32 ifindex);
 /* Test only: SIGKILLs the CLI at @step if DH_TEST_KILL_AT names it. */
 void dh_test_kill_point(const char *step);
 

@@ -498,17 +498,97 @@ static int unhook(const struct dh_state *st, int ifindex, const struct dh_bridge
 	return err ? err : dh_hook_remove_unrecorded(ifindex);
 }
 
+/*
+ * detach --force: the way out of a pin set that an older version left
+ * (which every other command refuses), without that version's binary. It
+ * reads only what every version keeps (see dh_state_open_older), sets
+ * route_localnet to 0, removes our links or filters and the record; the
+ * last bridge takes every pin with it. On this version's pins: a detach.
+ */
+static int detach_older(const struct dh_cli *cli, const char *name)
+{
+	struct dh_bridge bridge;
+	struct dh_netdev dev;
+	struct dh_state st;
+	bool present;
+	__u32 ifindex;
+	int err;
+
+	err = dh_require_root();
+	if (err)
+		return err;
+	err = dh_state_open_older(cli, &st);
+	if (err == -EAGAIN)
+		return dh_detach(cli, name);
+	if (err == -ENOENT)
+		return dh_runtime_error("detach: '%s': not attached", name);
+	if (err)
+		return err;
+	if (!dh_state_older_find_bridge(&st, name, &ifindex, &bridge)) {
+		dh_state_close(&st);
+		return dh_runtime_error("detach: '%s': not attached", name);
+	}
+	present = dh_netdev_lookup(name, &dev) == 0 && dev.ifindex == (int)ifindex;
+	if (present) {
+		/* Older versions saved even an unexplained 1: fail closed. */
+		if (dh_route_localnet_set(name, 0))
+			err = dh_runtime_error("detach: %s: cannot set route_localnet=0: %s", name, strerror(errno));
+		else if (bridge.saved_route_localnet != 0)
+			dh_warn("%s: route_localnet was %d before the older version attached: set to 0 (set it again by hand if something needs it)",
+				name, bridge.saved_route_localnet);
+		if (!err)
+			dh_state_older_unlink(&st, ifindex);
+		if (!err && unhook(&st, ifindex, &bridge))
+			err = dh_runtime_error("detach: %s: cannot remove the programs (%s)", name,
+					       dh_hook_name(&bridge));
+	} else {
+		dh_state_older_unlink(&st, ifindex);  /* links gone with the device: their pins */
+	}
+	if (!err) {
+		bpf_map_delete_elem(st.bridges_fd, &ifindex);
+		if (dh_state_bridge_count(&st) == 0 && dh_state_remove_older(&st))
+			dh_warn("%s: cannot remove all pins: %s", st.pin_dir, strerror(errno));
+	}
+	dh_state_close(&st);
+	if (err)
+		return err;
+	if (cli->json) {
+		struct json_object *obj = json_object_new_object();
+
+		json_object_object_add(obj, "bridge", json_object_new_string(name));
+		json_object_object_add(obj, "result", json_object_new_string("detached (older pin set)"));
+		json_object_object_add(obj, "restored_route_localnet", json_object_new_int(0));
+		dh_print_json(obj);
+	} else {
+		printf("%s: detached from an older dockhost-bpf's pins (route_localnet %s)\n", name,
+		       present ? "set to 0" : "gone with the device");
+	}
+	return 0;
+}
+
 int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv)
 {
 	char name[DH_IFNAMSIZ];
-	int err;
+	bool force = false;
+	const char *arg = NULL;
+	int i, err;
 
-	if (argc != 2)
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--force"))
+			force = true;
+		else if (argv[i][0] == '-')
+			return dh_usage_error("detach: unknown option '%s'", argv[i]);
+		else if (arg)
+			return dh_usage_error("detach: expected one BRIDGE (see 'detach --help')");
+		else
+			arg = argv[i];
+	}
+	if (!arg)
 		return dh_usage_error("detach: expected one BRIDGE (see 'detach --help')");
-	if (argv[1][0] == '-')
-		return dh_usage_error("detach: unknown option '%s'", argv[1]);
-	err = dh_resolve_bridge_arg("detach", argv[1], name);
-	return err ? err : dh_detach(cli, name);
+	err = dh_resolve_bridge_arg("detach", arg, name);
+	if (err)
+		return err;
+	return force ? detach_older(cli, name) : dh_detach(cli, name);
 }
 
 /*

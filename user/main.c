@@ -25,9 +25,12 @@ static const struct command commands[] = {
 	  "tcx (kernel 6.6+), clsact filters, or auto (tcx if the kernel has it).\n"
 	  "Attaching again changes nothing but adds new gateways and ports, and\n"
 	  "re-attaches programs removed behind its back." },
-	{ "detach", dh_cmd_detach, "detach BRIDGE",
+	{ "detach", dh_cmd_detach, "detach BRIDGE [--force]",
 	  "Remove our programs from BRIDGE, restore its route_localnet and forget its\n"
-	  "gateways and ports. The last detach removes the pinned programs and maps." },
+	  "gateways and ports. The last detach removes the pinned programs and maps.\n"
+	  "--force also detaches from the pins of an older dockhost-bpf (which every\n"
+	  "other command refuses), reading only their stable part, with\n"
+	  "route_localnet set to 0." },
 	{ "port", dh_cmd_port,
 	  "port add SPEC [--to [ADDR:]PORT] [--bridge BRIDGE]\n"
 	  "port del SPEC [--bridge BRIDGE]\n"

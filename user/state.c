@@ -218,17 +218,17 @@ static void close_pins(struct dh_state *st)
 /* A pin set of an older version: never read, and how to get out of it. */
 static int older_pin_set(const struct dh_state *st, unsigned int version)
 {
-	return dh_runtime_error("%s: pinned by an older dockhost-bpf (ABI %u, this one has ABI %u): detach every bridge with the version that attached them, then attach with this one; " UNTOUCHED,
+	return dh_runtime_error("%s: pinned by an older dockhost-bpf (ABI %u, this one has ABI %u): detach every bridge with the version that attached them (or with 'detach --force BRIDGE'), then attach with this one; " UNTOUCHED,
 				st->pin_dir, version, DH_ABI_VERSION);
 }
 
 /*
- * Reads the pin set's meta. 0 with *present telling whether there is one,
- * or an exit code after saying why this CLI must not touch the pin set.
- * Only the magic and version are read, at the offsets every version keeps,
- * from a buffer of the map's own value size.
+ * Reads the pin set's version: 0 with *version (1 if there is no meta: a
+ * pin set from before it), or an exit code after saying why this is no pin
+ * set of ours. Only the magic and version are read, at the offsets every
+ * version keeps, from a buffer of the map's own value size.
  */
-static int check_meta(const struct dh_state *st, bool *present)
+static int read_meta(const struct dh_state *st, bool *present, __u32 *version)
 {
 	struct bpf_map_info info = {};
 	__u32 len = sizeof(info), key = 0;
@@ -238,6 +238,7 @@ static int check_meta(const struct dh_state *st, bool *present)
 	int fd, err = 0;
 
 	*present = false;
+	*version = 1;
 	pin_path(st, DH_PIN_META, path, sizeof(path));
 	fd = bpf_obj_get(path);
 	if (fd < 0)
@@ -260,6 +261,20 @@ static int check_meta(const struct dh_state *st, bool *present)
 	if (meta.magic != DH_ABI_MAGIC)
 		return dh_runtime_error("%s: not the meta map of a dockhost-bpf pin set (magic 0x%08x): " UNTOUCHED,
 					path, meta.magic);
+	*version = meta.abi_version;
+	return 0;
+}
+
+/* 0 if the pin set (if any) is of this version; else an exit code after
+ * saying why this CLI must not touch it. */
+static int check_meta(const struct dh_state *st, bool *present)
+{
+	struct dh_meta meta = {};
+	int err;
+
+	err = read_meta(st, present, &meta.abi_version);
+	if (err || !*present)
+		return err;
 	if (meta.abi_version > DH_ABI_VERSION)
 		return dh_runtime_error("%s: pinned by a newer dockhost-bpf (ABI %u, this one has ABI %u): use that version or upgrade this one; " UNTOUCHED,
 					st->pin_dir, meta.abi_version, DH_ABI_VERSION);
@@ -454,6 +469,133 @@ int dh_state_open(const struct dh_cli *cli, struct dh_state *st, enum dh_open_mo
 out:
 	if (err)
 		dh_state_close(st);
+	return err;
+}
+
+_Static_assert(offsetof(struct dh_bridge, name) == 0 &&
+	       offsetof(struct dh_bridge, saved_route_localnet) == DH_IFNAMSIZ &&
+	       offsetof(struct dh_bridge, flags) == DH_IFNAMSIZ + 4, "the head of dh_bridge is for ever");
+
+/*
+ * detach --force: the way out of a pin set of an older version, which
+ * dh_state_open refuses. Only what every version keeps is used: the pin
+ * names, the bridges map's __u32 key and the head of its value (see struct
+ * dh_bridge), read with the map's own sizes; only st->bridges_fd is open.
+ * -EAGAIN if the pin set is of this version, -ENOENT if there is none.
+ */
+int dh_state_open_older(const struct dh_cli *cli, struct dh_state *st)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), version;
+	char path[4096];
+	unsigned int i;
+	bool present;
+	int err;
+
+	memset(st, 0, sizeof(*st));
+	st->pin_dir = cli->pin_dir;
+	st->dir_fd = -1;
+	for (i = 0; i < N_PINS; i++)
+		*pin_fd(st, &pins[i]) = -1;
+	err = ensure_bpffs(st->pin_dir, false);
+	if (!err)
+		err = lock_pin_dir(st, false);
+	if (err)
+		return err;
+	err = read_meta(st, &present, &version);
+	if (!err && version >= DH_ABI_VERSION) {
+		/* This version's (dh_state_open takes it), or a newer one's:
+		 * that one's binary is there to detach with. */
+		err = version == DH_ABI_VERSION ? -EAGAIN : check_meta(st, &present);
+	}
+	if (err)
+		goto out;
+	pin_path(st, DH_MAP_BRIDGES, path, sizeof(path));
+	st->bridges_fd = bpf_obj_get(path);
+	if (st->bridges_fd < 0) {
+		err = errno == ENOENT ? -ENOENT : dh_runtime_error("%s: cannot open: %s", path, strerror(errno));
+		goto out;
+	}
+	if (bpf_obj_get_info_by_fd(st->bridges_fd, &info, &len) || info.type != BPF_MAP_TYPE_HASH ||
+	    info.key_size != sizeof(__u32) || info.value_size < offsetof(struct dh_bridge, flags) + sizeof(__u32))
+		err = dh_runtime_error("%s: not a bridges map this dockhost-bpf can read: " UNTOUCHED, path);
+out:
+	if (err)
+		dh_state_close(st);
+	return err;
+}
+
+/* Finds @name in an older pin set's bridges map; fills the head of @bridge. */
+bool dh_state_older_find_bridge(const struct dh_state *st, const char *name, __u32 *ifindex,
+				struct dh_bridge *bridge)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), key, *prev = NULL;
+	bool found = false;
+	char *value;
+
+	if (bpf_obj_get_info_by_fd(st->bridges_fd, &info, &len))
+		return false;
+	value = calloc(1, info.value_size);
+	while (value && !found && bpf_map_get_next_key(st->bridges_fd, prev, &key) == 0) {
+		prev = &key;
+		if (bpf_map_lookup_elem(st->bridges_fd, &key, value) || strncmp(value, name, DH_IFNAMSIZ))
+			continue;
+		memset(bridge, 0, sizeof(*bridge));
+		memcpy(bridge, value, offsetof(struct dh_bridge, flags) + sizeof(bridge->flags));
+		bridge->name[DH_IFNAMSIZ - 1] = '\0';
+		*ifindex = key;
+		found = true;
+	}
+	free(value);
+	return found;
+}
+
+/* ABI 1 hung tcx programs on links pinned as link_{ingress,egress}_IFINDEX,
+ * which a program detach cannot remove: detach and unpin them. */
+void dh_state_older_unlink(const struct dh_state *st, __u32 ifindex)
+{
+	static const char *const names[] = { "link_ingress", "link_egress" };
+	char path[4096];
+	unsigned int i;
+	int fd;
+
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s_%u", st->pin_dir, names[i], ifindex);
+		fd = bpf_obj_get(path);
+		if (fd >= 0) {
+			bpf_link_detach(fd);
+			close(fd);
+		}
+		unlink(path);
+	}
+}
+
+/* The last bridge of an older pin set is gone: every pin in the directory
+ * is one of its (names this version may not know), meta last. */
+int dh_state_remove_older(struct dh_state *st)
+{
+	struct dirent *entry;
+	char path[4096];
+	int err = 0;
+	DIR *dir;
+
+	dir = opendir(st->pin_dir);
+	if (!dir)
+		return -errno;
+	while ((entry = readdir(dir))) {
+		if (entry->d_name[0] == '.' || !strcmp(entry->d_name, DH_PIN_META))
+			continue;
+		pin_path(st, entry->d_name, path, sizeof(path));
+		if (unlink(path) && errno != ENOENT)
+			err = -errno;
+	}
+	closedir(dir);
+	pin_path(st, DH_PIN_META, path, sizeof(path));
+	if (!err && unlink(path) && errno != ENOENT)
+		err = -errno;
+	if (!err && rmdir(st->pin_dir) && errno != ENOENT)
+		err = -errno;
 	return err;
 }
 

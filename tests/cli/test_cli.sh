@@ -426,6 +426,40 @@ test_pin_sets_of_other_versions_are_refused() {
 	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
 }
 
+test_detach_force_leaves_an_older_pin_set() {
+	make_bridge "$H" br1 10.202.0.1
+	dh attach br0 --port 8088
+	dh attach br1 --hook clsact
+	local version
+	version=$((16#$(bpftool map lookup pinned "$PIN/meta" key 0 0 0 0 | awk '{print $11}')))
+	craft_meta $((version - 1))
+	expect_error 1 "or with 'detach --force BRIDGE'" detach br0
+	expect_error 1 "'br9': not attached" detach --force br9
+	expect_exit 0 dh detach --force br0
+	expect_contains "$OUT" "br0: detached from an older dockhost-bpf's pins (route_localnet set to 0)" "detach --force"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "br0's route_localnet"
+	expect_eq "$(in_host "$DH_ROOT/.output/tcx_progs" br0)" "" "programs on br0"
+	# br1 stays as the older version left it, guarded.
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br1.route_localnet)" 1 "br1's route_localnet"
+	expect_contains "$(in_host tc filter show dev br1 ingress)" dh_ingress "br1's filter"
+	rm "$PIN/meta"  # from before versioning, and the last bridge
+	expect_exit 0 dh detach br1 --force
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br1.route_localnet)" 0 "br1's route_localnet"
+	expect_not_contains "$(in_host tc filter show dev br1 ingress)" dh_ingress "br1's filter"
+	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
+
+	# This version's pins: a plain detach. A newer version's: refused.
+	dh attach br0
+	expect_exit 0 dh detach --force br0
+	expect_contains "$OUT" "br0: detached (route_localnet restored to 0)" "--force on current pins"
+	dh attach br0
+	craft_meta $((version + 1))
+	expect_error 1 "pinned by a newer dockhost-bpf" detach --force br0
+	craft_meta "$version"
+	expect_exit 0 dh detach br0
+	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
+}
+
 # nat_state entries of one ifindex.
 nat_count() {  # IFINDEX
 	bpftool map dump pinned "$PIN/nat_state" | grep -c "^ *\"ifindex\": $1,\$" || true
