@@ -34,7 +34,6 @@ BENCH_REQUIRED := iptables iptables-restore docker-proxy iperf3 gnuplot taskset
 TEST_BPF := $(OUTPUT)/user_filter.bpf.o
 TCXCTL   := $(OUTPUT)/tcxctl
 CHURN_SO := $(OUTPUT)/churn_preload.so  # test only: churns nat_state under the CLI
-TCX_PROGS := $(OUTPUT)/tcx_progs  # test only: what is on a device's tcx hooks
 
 # Tools that must exist before anything builds; a fresh machine gets them
 # from scripts/install-deps.sh, run once, only when one is missing.
@@ -86,10 +85,6 @@ $(CHURN_SO): tests/cli/churn_preload.c $(DEPS_STAMP) | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -shared -fPIC $< -lbpf -ldl -o $@
 
-$(TCX_PROGS): tests/e2e/tcx_progs.c $(DEPS_STAMP) | $(OUTPUT)
-	$(call msg,CC,$@)
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< -lbpf -o $@
-
 $(OUTPUT)/dockhost.skel.h: $(OUTPUT)/dockhost.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name dockhost > $@
@@ -110,7 +105,7 @@ $(PROP_BIN): tests/unit/test_property.c tests/unit/packet.h $(OUTPUT)/dockhost.s
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
 
-test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHURN_SO) $(TCX_PROGS)
+test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHURN_SO)
 	$(Q)tests/run.sh
 
 test-unit: $(UNIT_BIN) $(PROP_BIN)

@@ -438,7 +438,7 @@ test_detach_force_leaves_an_older_pin_set() {
 	expect_exit 0 dh detach --force br0
 	expect_contains "$OUT" "br0: detached from an older dockhost-bpf's pins (route_localnet set to 0)" "detach --force"
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "br0's route_localnet"
-	expect_eq "$(in_host "$DH_ROOT/.output/tcx_progs" br0)" "" "programs on br0"
+	expect_eq "$(in_host "$DH_TCXCTL" list br0)" "" "programs on br0"
 	# br1 stays as the older version left it, guarded.
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br1.route_localnet)" 1 "br1's route_localnet"
 	expect_contains "$(in_host tc filter show dev br1 ingress)" dh_ingress "br1's filter"

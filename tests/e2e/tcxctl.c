@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * Test helper: puts somebody else's program into a device's tcx chain, or
- * takes programs out by name (bpftool 7.1 knows no tcx).
+ * Test helper for a device's tcx chains, read from the kernel itself rather
+ * than from anybody's pins (bpftool 7.1 and libbpf 1.1 know no tcx).
+ *   tcxctl list DEV                 "ingress NAME" / "egress NAME", in run order
  *   tcxctl attach DEV ingress|egress OBJ PROG [first|last]
  *   tcxctl detach DEV ingress|egress PROG
  * Attached without a link, so the program stays after this exits.
@@ -31,34 +32,73 @@ struct query_attr {  /* BPF_PROG_QUERY as of 6.6 */
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: tcxctl attach DEV ingress|egress OBJ PROG [first|last]\n"
+	fprintf(stderr, "usage: tcxctl list DEV\n"
+			"       tcxctl attach DEV ingress|egress OBJ PROG [first|last]\n"
 			"       tcxctl detach DEV ingress|egress PROG\n");
 	return 2;
 }
 
-static int detach_by_name(int ifindex, __u32 type, const char *name)
+/* The chain's program ids in run order; how many, or -1 (printed). */
+static int query(int ifindex, __u32 type, __u32 ids[64])
 {
-	__u32 ids[64];
 	struct query_attr q = { .target_ifindex = ifindex, .attach_type = type,
 				.prog_ids = (__u64)(unsigned long)ids, .count = 64 };
-	int removed = 0;
-	__u32 i;
 
 	if (syscall(__NR_bpf, BPF_PROG_QUERY, &q, sizeof(q))) {
 		perror("tcxctl: query");
-		return 1;
+		return -1;
 	}
-	for (i = 0; i < q.count && i < 64; i++) {
-		struct bpf_prog_info info = {};
-		__u32 len = sizeof(info);
-		int fd = bpf_prog_get_fd_by_id(ids[i]);
+	return q.count < 64 ? q.count : 64;
+}
 
-		if (fd < 0)
-			continue;
-		if (!bpf_obj_get_info_by_fd(fd, &info, &len) && !strcmp(info.name, name) &&
-		    !bpf_prog_detach2(fd, ifindex, type))
-			removed++;
+static void prog_name(__u32 id, char name[BPF_OBJ_NAME_LEN])
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	int fd = bpf_prog_get_fd_by_id(id);
+
+	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len))
+		snprintf(info.name, sizeof(info.name), "id-%u", id);
+	memcpy(name, info.name, BPF_OBJ_NAME_LEN);
+	if (fd >= 0)
 		close(fd);
+}
+
+static int list(int ifindex)
+{
+	static const char *const dirs[] = { "ingress", "egress" };
+	char name[BPF_OBJ_NAME_LEN];
+	__u32 ids[64];
+	int d, i, n;
+
+	for (d = 0; d < 2; d++) {
+		n = query(ifindex, d ? TCX_EGRESS : TCX_INGRESS, ids);
+		if (n < 0)
+			return 1;
+		for (i = 0; i < n; i++) {
+			prog_name(ids[i], name);
+			printf("%s %s\n", dirs[d], name);
+		}
+	}
+	return 0;
+}
+
+static int detach_by_name(int ifindex, __u32 type, const char *name)
+{
+	char found[BPF_OBJ_NAME_LEN];
+	int removed = 0, i, n, fd;
+	__u32 ids[64];
+
+	n = query(ifindex, type, ids);
+	for (i = 0; i < n; i++) {
+		prog_name(ids[i], found);
+		if (strcmp(found, name))
+			continue;
+		fd = bpf_prog_get_fd_by_id(ids[i]);
+		if (fd >= 0 && !bpf_prog_detach2(fd, ifindex, type))
+			removed++;
+		if (fd >= 0)
+			close(fd);
 	}
 	if (!removed) {
 		fprintf(stderr, "tcxctl: no program '%s' in that chain\n", name);
@@ -74,13 +114,17 @@ int main(int argc, char **argv)
 	int ifindex;
 	__u32 type;
 
-	if (argc < 5)
+	if (argc < 3)
 		return usage();
 	ifindex = if_nametoindex(argv[2]);
 	if (!ifindex) {
 		fprintf(stderr, "tcxctl: %s: no such device\n", argv[2]);
 		return 1;
 	}
+	if (!strcmp(argv[1], "list"))
+		return list(ifindex);
+	if (argc < 5)
+		return usage();
 	type = !strcmp(argv[3], "ingress") ? TCX_INGRESS : TCX_EGRESS;
 	if (!strcmp(argv[1], "detach"))
 		return detach_by_name(ifindex, type, argv[4]);

@@ -4,8 +4,6 @@
 # itself at STEP; an unknown STEP would let it finish, which fails here.
 . "$(dirname "$0")/../lib.sh"
 
-TCX_PROGS=$DH_ROOT/.output/tcx_progs
-
 # Steps on the way of 'attach br0 --port 8088' (a first attach: loads and
 # pins), of 'detach br0' (the last one: removes the pins), of port edits.
 ATTACH_STEPS="meta-pinned maps-pinned prog-pinned attach-recorded attach-gateways port-stats-added
@@ -16,7 +14,7 @@ route_localnet() { in_host sysctl -n net.ipv4.conf.br0.route_localnet; }
 
 # Our programs on br0, as the kernel says (not our pins): "HOOK NAME".
 our_programs() {
-	in_host "$TCX_PROGS" br0 | grep -E ' dh_(ingress|egress)$' || true
+	in_host "$DH_TCXCTL" list br0 | grep -E ' dh_(ingress|egress)$' || true
 	in_host tc filter show dev br0 ingress | grep 'dh_ingress' | sed 's/.*/ingress dh_ingress/' || true
 	in_host tc filter show dev br0 egress | grep 'dh_egress' | sed 's/.*/egress dh_egress/' || true
 }
