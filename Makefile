@@ -31,6 +31,13 @@ UNIT_BIN := $(OUTPUT)/test_datapath
 LOADGEN  := $(OUTPUT)/loadgen
 BENCH_REQUIRED := iptables iptables-restore docker-proxy iperf3 gnuplot taskset
 TEST_BPF := $(OUTPUT)/user_filter.bpf.o
+# libFuzzer targets, one per tests/fuzz/fuzz_*.c, over the parsers of
+# outside input (spec.c, docker_parse.c); `make fuzz FUZZ_SECONDS=600` for long.
+FUZZ_SECONDS ?= 3
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SRCS := user/spec.c user/docker_parse.c
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter -std=gnu11
 
 # Tools that must exist before anything builds; a fresh machine gets them
 # from scripts/install-deps.sh, run once, only when one is missing.
@@ -38,7 +45,9 @@ DEPS_STAMP := $(OUTPUT)/.deps-ok
 REQUIRED := clang llvm-strip bpftool socat tc ip ss nstat sysctl ethtool
 REQUIRED_HDRS := /usr/include/bpf/libbpf.h /usr/include/libmnl/libmnl.h \
 	/usr/include/json-c/json.h /usr/include/gelf.h /usr/include/zlib.h \
-	/usr/include/$(shell $(CC) -print-multiarch)/curl/curl.h
+	/usr/include/$(shell $(CC) -print-multiarch)/curl/curl.h $(LIBFUZZER)
+# clang's libFuzzer (Debian: libclang-rt-14-dev, only recommended by clang).
+LIBFUZZER = $(shell $(CLANG) --print-runtime-dir 2>/dev/null)/libclang_rt.fuzzer-$(shell uname -m).a
 
 ifeq ($(V),1)
 	Q =
@@ -49,7 +58,7 @@ else
 endif
 
 .DELETE_ON_ERROR:
-.PHONY: all deps clean test test-unit test-docker demo bench install uninstall vmlinux
+.PHONY: all deps clean test test-all test-unit test-docker fuzz asan demo bench install uninstall vmlinux
 
 all: $(OUTPUT)/dockhost-bpf
 
@@ -90,8 +99,19 @@ $(UNIT_BIN): tests/unit/test_datapath.c tests/unit/packet.h $(OUTPUT)/dockhost.s
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
 
-test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(TEST_BPF)
-	$(Q)tests/run.sh
+$(OUTPUT)/fuzz:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRCS) $(CLI_HDRS) $(DEPS_STAMP) | $(OUTPUT)/fuzz
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(CLANG) $(CPPFLAGS) -Iuser $(FUZZ_CFLAGS) $< $(FUZZ_SRCS) -ljson-c -o $@
+
+test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(TEST_BPF) $(FUZZ_BINS)
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh
+
+# Each fuzz target FUZZ_SECONDS long (make test runs them too).
+fuzz: $(FUZZ_BINS)
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) DH_FUZZ_DIR=$(abspath $(OUTPUT))/fuzz tests/fuzz/run_fuzz.sh
 
 test-unit: $(UNIT_BIN)
 	$(Q)$(UNIT_BIN)
