@@ -31,6 +31,8 @@ for src in "$root"/tests/fuzz/fuzz_*.c; do
 	# New inputs go to the first directory, a scratch one: the committed
 	# corpus stays as it is. -runs=0 replays the inputs only.
 	if [ "$seconds" -gt 0 ]; then limit=(-max_total_time="$seconds"); else limit=(-runs=0); fi
+	# TARGET.dict: tokens the fuzzer cannot find by coverage (json-c's keys).
+	[ -f "$root/tests/fuzz/$target.dict" ] && limit+=(-dict="$root/tests/fuzz/$target.dict")
 	"$bin" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
 		-artifact_prefix="$artifacts/${target}-" "$work" "${dirs[@]}" >"$work.log" 2>&1
 	rc=$?
