@@ -18,6 +18,12 @@ ARCH := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/; s/ppc64le/power
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -std=gnu11
+# SANITIZE=1: ASan and UBSan, any report fatal (make asan builds that CLI
+# in its own directory, ASAN_OUTPUT, for make test-all).
+ifeq ($(SANITIZE),1)
+CFLAGS   += -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+ASAN_OUTPUT ?= .output-asan
 CPPFLAGS += -Iinclude -I$(OUTPUT) -D_GNU_SOURCE
 LDLIBS   += -lbpf -lelf -lz -lmnl -ljson-c -ldl
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Iinclude -I. -Ibpf
@@ -108,6 +114,14 @@ $(OUTPUT)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRCS) $(CLI_HDRS) $(DEPS_STAMP
 
 test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(TEST_BPF) $(FUZZ_BINS)
 	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh
+
+# make test, then the e2e and cli suites again against the CLI built with
+# ASan and UBSan (tests/sanitizer/run.sh): what .ci/run runs.
+test-all: test asan
+	$(Q)DH_BIN=$(abspath $(ASAN_OUTPUT))/dockhost-bpf tests/sanitizer/run.sh
+
+asan:
+	$(Q)$(MAKE) --no-print-directory SANITIZE=1 CC=$(CLANG) OUTPUT=$(ASAN_OUTPUT) $(ASAN_OUTPUT)/dockhost-bpf
 
 # Each fuzz target FUZZ_SECONDS long (make test runs them too).
 fuzz: $(FUZZ_BINS)

@@ -43,6 +43,9 @@ for suite in "$root"/tests/e2e/test_*.sh "$root"/tests/cli/test_*.sh "$root"/tes
 done
 # libFuzzer targets, FUZZ_SECONDS each (make builds them into .output/fuzz).
 wanted fuzz && run_suite fuzz bash "$root/tests/fuzz/run_fuzz.sh"
+# Under tests/sanitizer/run.sh: each ASan/UBSan/LSan report is a failure.
+[ -n "${DH_SANITIZER_LOGS:-}" ] && wanted sanitizer &&
+	run_suite sanitizer bash "$root/tests/sanitizer/check_reports.sh" "$DH_SANITIZER_LOGS"
 
 passed=$(grep -c '^PASS ' "$results")
 failed=$(grep -c '^FAIL ' "$results")
