@@ -120,7 +120,7 @@ int dh_docker_parse_network(long status, const char *body, size_t len, char brid
 		err = -EINVAL;
 	}
 	if (!err)
-		snprintf(bridge, DH_IFNAMSIZ, "%s", derived);
+		memcpy(bridge, derived, strlen(derived) + 1);  /* fits: checked above */
 	json_object_put(net);
 	return err;
 }
