@@ -166,5 +166,5 @@ uninstall:
 		$(DESTDIR)$(UNITDIR)/dockhost-bpf.service
 
 clean:
-	$(call msg,CLEAN,$(OUTPUT))
-	$(Q)rm -rf $(OUTPUT)
+	$(call msg,CLEAN,$(OUTPUT) $(ASAN_OUTPUT))
+	$(Q)rm -rf $(OUTPUT) $(ASAN_OUTPUT)
