@@ -18,6 +18,12 @@ ARCH := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/; s/ppc64le/power
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -std=gnu11
+# SANITIZE=1: ASan and UBSan, any report fatal (make asan builds that CLI
+# in its own directory, ASAN_OUTPUT, for make test-all).
+ifeq ($(SANITIZE),1)
+CFLAGS   += -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+ASAN_OUTPUT ?= .output-asan
 CPPFLAGS += -Iinclude -I$(OUTPUT) -D_GNU_SOURCE
 LDLIBS   += -lbpf -lelf -lz -lmnl -ljson-c -ldl
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Iinclude -I. -Ibpf
@@ -34,6 +40,13 @@ BENCH_REQUIRED := iptables iptables-restore docker-proxy iperf3 gnuplot taskset
 TEST_BPF := $(OUTPUT)/user_filter.bpf.o
 TCXCTL   := $(OUTPUT)/tcxctl
 CHURN_SO := $(OUTPUT)/churn_preload.so  # test only: churns nat_state under the CLI
+# libFuzzer targets, one per tests/fuzz/fuzz_*.c, over the parsers of
+# outside input (spec.c, docker_parse.c); `make fuzz FUZZ_SECONDS=600` for long.
+FUZZ_SECONDS ?= 3
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SRCS := user/spec.c user/docker_parse.c
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter -std=gnu11
 
 # Tools that must exist before anything builds; a fresh machine gets them
 # from scripts/install-deps.sh, run once, only when one is missing.
@@ -41,7 +54,9 @@ DEPS_STAMP := $(OUTPUT)/.deps-ok
 REQUIRED := clang llvm-strip bpftool socat tc ip ss nstat sysctl ethtool
 REQUIRED_HDRS := /usr/include/bpf/libbpf.h /usr/include/libmnl/libmnl.h \
 	/usr/include/json-c/json.h /usr/include/gelf.h /usr/include/zlib.h \
-	/usr/include/$(shell $(CC) -print-multiarch)/curl/curl.h
+	/usr/include/$(shell $(CC) -print-multiarch)/curl/curl.h $(LIBFUZZER)
+# clang's libFuzzer (Debian: libclang-rt-14-dev, only recommended by clang).
+LIBFUZZER = $(shell $(CLANG) --print-runtime-dir 2>/dev/null)/libclang_rt.fuzzer-$(shell uname -m).a
 
 ifeq ($(V),1)
 	Q =
@@ -52,7 +67,7 @@ else
 endif
 
 .DELETE_ON_ERROR:
-.PHONY: all deps clean test test-unit test-docker demo bench install uninstall vmlinux
+.PHONY: all deps clean test test-all test-unit test-docker fuzz asan demo bench install uninstall vmlinux
 
 all: $(OUTPUT)/dockhost-bpf
 
@@ -105,8 +120,27 @@ $(PROP_BIN): tests/unit/test_property.c tests/unit/packet.h $(OUTPUT)/dockhost.s
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
 
-test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHURN_SO)
-	$(Q)tests/run.sh
+$(OUTPUT)/fuzz:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRCS) $(CLI_HDRS) $(DEPS_STAMP) | $(OUTPUT)/fuzz
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(CLANG) $(CPPFLAGS) -Iuser $(FUZZ_CFLAGS) $< $(FUZZ_SRCS) -ljson-c -o $@
+
+test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHURN_SO) $(FUZZ_BINS)
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh
+
+# make test, then the e2e and cli suites again against the CLI built with
+# ASan and UBSan (tests/sanitizer/run.sh): what .ci/run runs.
+test-all: test asan
+	$(Q)DH_BIN=$(abspath $(ASAN_OUTPUT))/dockhost-bpf tests/sanitizer/run.sh
+
+asan:
+	$(Q)$(MAKE) --no-print-directory SANITIZE=1 CC=$(CLANG) OUTPUT=$(ASAN_OUTPUT) $(ASAN_OUTPUT)/dockhost-bpf
+
+# Each fuzz target FUZZ_SECONDS long (make test runs them too).
+fuzz: $(FUZZ_BINS)
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) DH_FUZZ_DIR=$(abspath $(OUTPUT))/fuzz tests/fuzz/run_fuzz.sh
 
 test-unit: $(UNIT_BIN) $(PROP_BIN)
 	$(Q)$(UNIT_BIN) && $(PROP_BIN)
@@ -147,5 +181,5 @@ uninstall:
 		$(DESTDIR)$(UNITDIR)/dockhost-bpf.service
 
 clean:
-	$(call msg,CLEAN,$(OUTPUT))
-	$(Q)rm -rf $(OUTPUT)
+	$(call msg,CLEAN,$(OUTPUT) $(ASAN_OUTPUT))
+	$(Q)rm -rf $(OUTPUT) $(ASAN_OUTPUT)

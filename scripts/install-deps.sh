@@ -12,6 +12,8 @@ packages=(
 	libmnl-dev libjson-c-dev libcurl4-openssl-dev
 	# tests and demo: namespaces, tc, ss, nstat (iproute2), sysctl (procps), socat services, ethtool offloads
 	iproute2 procps socat ethtool
+	# tests/fuzz: clang's libFuzzer and sanitizer runtimes (clang only recommends them)
+	libclang-rt-14-dev
 )
 case ${1:-} in
 bench)

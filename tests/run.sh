@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit (BPF_PROG_TEST_RUN), e2e (network namespaces), cli,
-# and docker (a real dockerd; skipped where Docker cannot run).
-# DH_SUITES="e2e cli" runs only those directories' suites.
+# docker (a real dockerd; skipped where Docker cannot run) and fuzz.
+# DH_SUITES="e2e cli" runs only those directories' suites; "fuzz" is the
+# libFuzzer targets (tests/fuzz).
 # Ends with "N passed, N failed, N skipped"; exits non-zero on any failure,
 # when nothing passed, and when not run as root.
 # DH_TEST_FILTER=substring runs only the matching e2e/cli tests.
@@ -43,6 +44,11 @@ for suite in "$root"/tests/e2e/test_*.sh "$root"/tests/cli/test_*.sh "$root"/tes
 	name=${suite#"$root"/tests/}
 	wanted "${name%%/*}" && run_suite "$name" bash "$suite"
 done
+# libFuzzer targets, FUZZ_SECONDS each (make builds them into .output/fuzz).
+wanted fuzz && run_suite fuzz bash "$root/tests/fuzz/run_fuzz.sh"
+# Under tests/sanitizer/run.sh: each ASan/UBSan/LSan report is a failure.
+[ -n "${DH_SANITIZER_LOGS:-}" ] && wanted sanitizer &&
+	run_suite sanitizer bash "$root/tests/sanitizer/check_reports.sh" "$DH_SANITIZER_LOGS"
 
 passed=$(grep -c '^PASS ' "$results")
 failed=$(grep -c '^FAIL ' "$results")

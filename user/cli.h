@@ -143,6 +143,17 @@ void dh_test_kill_point(const char *step);
 int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char *why, size_t why_len);
 /* host-gateway-ip(s) from the daemon's configuration; how many were found. */
 int dh_docker_host_gateways(__u32 *addrs, int max);
+/* docker_parse.c: the same answers parsed from a buffer (@len bytes, no
+ * NUL needed), without I/O, for the fuzz targets. The answer to GET
+ * /networks/NAME with HTTP @status -> its bridge device: 0, or -ENOENT
+ * (404), -EHOSTUNREACH (another status, not JSON), -EINVAL (not a bridge
+ * network, no usable name, a wrong-typed member), with @why in one line. */
+int dh_docker_parse_network(long status, const char *body, size_t len, char bridge[DH_IFNAMSIZ],
+			    char *why, size_t why_len);
+/* daemon.json's text -> up to @max IPv4 host-gateway addresses; returns
+ * how many. @why is empty, or names the first value ignored as malformed. */
+int dh_docker_parse_daemon_json(const char *text, size_t len, __u32 *addrs, int max, char *why,
+				size_t why_len);
 /* BRIDGE as typed: a device name, or a Docker network name or id. Fills
  * @name; returns 0 or an exit code after printing the error. */
 int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSIZ]);

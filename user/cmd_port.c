@@ -98,7 +98,8 @@ static struct port_row *read_ports(const struct dh_state *st, size_t *count)
 			memset(&rows[n].stats, 0, sizeof(rows[n].stats));
 		n++;
 	}
-	qsort(rows, n, sizeof(*rows), cmp_rows);
+	if (n)  /* qsort(NULL, 0) is undefined: UBSan */
+		qsort(rows, n, sizeof(*rows), cmp_rows);
 	*count = n;
 	return rows;
 }

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,7 +62,6 @@ static bool curl_load(char *why, size_t why_len)
 
 #define DOCKER_SOCKET_DEFAULT "/var/run/docker.sock"
 #define DOCKER_DAEMON_JSON    "/etc/docker/daemon.json"
-#define DOCKER_BRIDGE_OPTION  "com.docker.network.bridge.name"
 #define MAX_RESPONSE          (1 << 20)
 
 struct buffer {
@@ -97,64 +97,50 @@ static const char *docker_socket(void)
 	return DOCKER_SOCKET_DEFAULT;
 }
 
-/* GET @path; on 200 returns the parsed JSON, else NULL with @why set. */
-static struct json_object *docker_get(const char *path, long *status, char *why, size_t why_len)
+/* GET @path into @buf (the caller frees buf->data); fills @status, or
+ * returns false with @why set when Docker did not answer at all. */
+static bool docker_get(const char *path, struct buffer *buf, long *status, char *why, size_t why_len)
 {
 	const char *socket_path = docker_socket();
-	struct buffer buf = {};
-	struct json_object *json = NULL;
 	char url[512];
 	CURLcode rc;
 	CURL *handle;
 
 	*status = 0;
 	if (!curl_load(why, why_len))
-		return NULL;
+		return false;
 	if (!socket_path) {
 		snprintf(why, why_len, "DOCKER_HOST '%s' is not unix:// (the only kind supported)",
 			 getenv("DOCKER_HOST"));
-		return NULL;
+		return false;
 	}
 	handle = curl.easy_init();
 	if (!handle) {
 		snprintf(why, why_len, "cannot initialise libcurl");
-		return NULL;
+		return false;
 	}
 	snprintf(url, sizeof(url), "http://docker%s", path);
 	curl.easy_setopt(handle, CURLOPT_UNIX_SOCKET_PATH, socket_path);
 	curl.easy_setopt(handle, CURLOPT_URL, url);
 	curl.easy_setopt(handle, CURLOPT_TIMEOUT_MS, 5000L);
 	curl.easy_setopt(handle, CURLOPT_WRITEFUNCTION, collect);
-	curl.easy_setopt(handle, CURLOPT_WRITEDATA, &buf);
+	curl.easy_setopt(handle, CURLOPT_WRITEDATA, buf);
 	rc = curl.easy_perform(handle);
 	if (rc != CURLE_OK)
 		snprintf(why, why_len, "Docker is not reachable at %s (%s)", socket_path, curl.easy_strerror(rc));
 	else
 		curl.easy_getinfo(handle, CURLINFO_RESPONSE_CODE, status);
 	curl.easy_cleanup(handle);
-	if (rc == CURLE_OK) {
-		json = buf.data ? json_tokener_parse(buf.data) : NULL;
-		if (*status != 200 || !json) {
-			struct json_object *msg;
-
-			snprintf(why, why_len, "Docker answered %ld%s%s", *status,
-				 json && json_object_object_get_ex(json, "message", &msg) ? ": " : "",
-				 json && json_object_object_get_ex(json, "message", &msg) ? json_object_get_string(msg) : "");
-			json_object_put(json);
-			json = NULL;
-		}
-	}
-	free(buf.data);
-	return json;
+	return rc == CURLE_OK;
 }
 
 int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char *why, size_t why_len)
 {
-	struct json_object *net, *driver = NULL, *options, *name, *id;
+	struct buffer buf = {};
 	char *escaped, path[300];
 	CURL *handle;
 	long status;
-	int err = 0;
+	int err;
 
 	if (!curl_load(why, why_len))
 		return -EHOSTUNREACH;
@@ -169,25 +155,11 @@ int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char
 	snprintf(path, sizeof(path), "/networks/%s", escaped);
 	curl.free(escaped);
 
-	net = docker_get(path, &status, why, why_len);
-	if (!net)
-		return status == 404 ? -ENOENT : -EHOSTUNREACH;
-	if (!json_object_object_get_ex(net, "Driver", &driver) ||
-	    strcmp(json_object_get_string(driver), "bridge")) {
-		snprintf(why, why_len, "a '%s' network, not a bridge network",
-			 driver ? json_object_get_string(driver) : "?");
-		err = -EINVAL;
-	} else if (json_object_object_get_ex(net, "Options", &options) &&
-		   json_object_object_get_ex(options, DOCKER_BRIDGE_OPTION, &name)) {
-		snprintf(bridge, DH_IFNAMSIZ, "%s", json_object_get_string(name));
-	} else if (json_object_object_get_ex(net, "Id", &id) && strlen(json_object_get_string(id)) >= 12) {
-		/* Docker's own rule for user-defined networks. */
-		snprintf(bridge, DH_IFNAMSIZ, "br-%.12s", json_object_get_string(id));
-	} else {
-		snprintf(why, why_len, "Docker's answer has no bridge name or id");
-		err = -EINVAL;
-	}
-	json_object_put(net);
+	if (!docker_get(path, &buf, &status, why, why_len))
+		err = -EHOSTUNREACH;
+	else
+		err = dh_docker_parse_network(status, buf.data ? buf.data : "", buf.len, bridge, why, why_len);
+	free(buf.data);
 	return err;
 }
 
@@ -199,23 +171,33 @@ int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char
 int dh_docker_host_gateways(__u32 *addrs, int max)
 {
 	const char *path = getenv("DOCKHOST_DOCKER_DAEMON_JSON");
-	struct json_object *conf, *one, *many;
-	int n = 0;
-	size_t i;
+	struct buffer buf = {};
+	char chunk[4096], why[256];
+	size_t got;
+	FILE *f;
+	int n;
 
-	conf = json_object_from_file(path && *path ? path : DOCKER_DAEMON_JSON);
-	if (!conf)
+	if (!path || !*path)
+		path = DOCKER_DAEMON_JSON;
+	f = fopen(path, "re");
+	if (!f) {
+		if (errno != ENOENT)
+			dh_warn("%s: %s: host-gateway-ip not read", path, strerror(errno));
 		return 0;
-	if (json_object_object_get_ex(conf, "host-gateway-ip", &one) && n < max &&
-	    dh_parse_ipv4(json_object_get_string(one), &addrs[n]))
-		n++;
-	if (json_object_object_get_ex(conf, "host-gateway-ips", &many) &&
-	    json_object_is_type(many, json_type_array)) {
-		for (i = 0; i < json_object_array_length(many) && n < max; i++)
-			if (dh_parse_ipv4(json_object_get_string(json_object_array_get_idx(many, i)), &addrs[n]))
-				n++;
 	}
-	json_object_put(conf);
+	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (collect(chunk, 1, got, &buf) != got)
+			break;
+	if (ferror(f) || !feof(f)) {
+		dh_warn("%s: unreadable or larger than %d bytes: host-gateway-ip not read", path, MAX_RESPONSE);
+		n = 0;
+	} else {
+		n = dh_docker_parse_daemon_json(buf.data ? buf.data : "", buf.len, addrs, max, why, sizeof(why));
+		if (why[0])
+			dh_warn("%s: %s", path, why);
+	}
+	fclose(f);
+	free(buf.data);
 	return n;
 }
 

@@ -12,6 +12,24 @@ case $path in
 	reply "200 OK" '{"Name":"bridge","Id":"f00dfeedf00dfeedf00dfeed","Driver":"bridge","Options":{"com.docker.network.bridge.name":"br0"}}' ;;
 */networks/mynet | */networks/0123456789abcdef)
 	reply "200 OK" '{"Name":"mynet","Id":"0123456789abcdef0123","Driver":"bridge","Options":{}}' ;;
+# Answers with null, missing and wrong-typed members: outside input the
+# CLI must neither crash on nor take a truncated or invalid name from.
+*/networks/nullopts)
+	reply "200 OK" '{"Name":null,"Id":"abcdefabcdef0123","Driver":"bridge","Options":null,"IPAM":null,"Containers":null}' ;;
+*/networks/nullname)
+	reply "200 OK" '{"Name":"nullname","Id":"abcdefabcdef0123","Driver":"bridge","Options":{"com.docker.network.bridge.name":null},"IPAM":{"Config":null}}' ;;
+*/networks/nulldriver)
+	reply "200 OK" '{"Name":"nulldriver","Id":"abcdefabcdef0123","Driver":null,"Options":{}}' ;;
+*/networks/nullid)
+	reply "200 OK" '{"Name":"nullid","Id":null,"Driver":"bridge","Options":{}}' ;;
+*/networks/wrongtypes)
+	reply "200 OK" '{"Name":7,"Id":["abcdefabcdef0123"],"Driver":"bridge","Options":"x","IPAM":{"Config":{}}}' ;;
+*/networks/badname)
+	reply "200 OK" '{"Name":"badname","Id":"abcdefabcdef0123","Driver":"bridge","Options":{"com.docker.network.bridge.name":"a-bridge-name-too-long\nx"}}' ;;
+*/networks/nulmsg)
+	reply "500 Internal Server Error" '{"message":null}' ;;
+*/networks/array)
+	reply "200 OK" '[{"Driver":"bridge"}]' ;;
 */networks/swarmnet)
 	reply "200 OK" '{"Name":"swarmnet","Id":"aaaaaaaaaaaaaaaa","Driver":"overlay","Options":{}}' ;;
 *)

@@ -316,6 +316,34 @@ test_docker_network_names() {
 	expect_pristine
 }
 
+test_docker_answers_with_null_fields() {
+	local sock=$DH_BPFFS.docker.sock
+	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
+	local i
+	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
+	export DOCKER_HOST=unix://$sock
+	in_host ip link add br-abcdefabcdef type bridge
+	# Members the CLI needs, null or of another type: an error, not a crash.
+	expect_error 1 "'nulldriver': Docker's answer has no \"Driver\" string" attach nulldriver
+	expect_error 1 "'nullid': Docker's answer has no bridge name or id" attach nullid
+	expect_error 1 "'wrongtypes': Docker's answer has no bridge name or id" attach wrongtypes
+	expect_error 1 "'array': Docker's answer is not a JSON object" attach array
+	# A null or absent option: Docker's default name, br-<id>.
+	expect_exit 0 dh attach nullopts
+	expect_contains "$OUT" "br-abcdefabcdef: attached" "Options null"
+	expect_exit 0 dh attach nullname
+	expect_contains "$OUT" "br-abcdefabcdef: already attached" "bridge name option null"
+	expect_exit 0 dh detach nullname
+	# A name that is no interface name is refused, not truncated.
+	expect_error 1 "'badname': Docker names its bridge 'a-bridge-name-too-long?x', not a valid interface name" \
+		attach badname
+	# An error answer with a null message: no daemon to speak of.
+	expect_error 1 "'nulmsg': no such device" attach nulmsg
+	expect_exit 1 dh -v detach nulmsg
+	expect_contains "$OUT" "Docker answered 500" "error answer with a null message"
+	expect_pristine
+}
+
 test_docker_host_gateway_ip_from_daemon_json() {
 	local conf=$DH_BPFFS.daemon.json
 	echo '{"host-gateway-ip": "10.201.0.99", "bip": "172.30.0.1/16"}' >"$conf"
@@ -497,6 +525,25 @@ test_detach_ends_with_a_full_nat_state_under_churn() {
 	[ "$(nat_count "$if1")" -ge $((n1 * 9 / 10)) ] || fail "br1's flows: $(nat_count "$if1") of $n1"
 	expect_exit 0 dh detach br1
 	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
+}
+
+test_docker_daemon_json_with_null_fields() {
+	local conf=$DH_BPFFS.daemon.json
+	# Null or wrong-typed values are ignored with a warning; the valid ones count.
+	echo '{"host-gateway-ip": null, "host-gateway-ips": [null, 5, {}, "10.201.0.97", "fd00::1"]}' >"$conf"
+	DOCKHOST_DOCKER_DAEMON_JSON=$conf expect_exit 0 dh attach br0
+	expect_contains "$OUT" "warning: $conf: \"host-gateway-ip\" has null, not an IP address: ignored" \
+		"warning for a null host-gateway-ip"
+	expect_contains "$(dh status)" "10.201.0.97     (host-gateway-ip)" "the valid host-gateway-ips entry"
+	local json
+	for json in '{"host-gateway-ips": null}' '{"host-gateway-ip": ["10.201.0.96"]}' \
+		'{"host-gateway-ip": "10.201.0.96\u0000"}' '{"host-gateway-ips": "10.201.0.96"}' \
+		'null' '[]' '"x"' '{' ''; do
+		printf '%s' "$json" >"$conf"
+		DOCKHOST_DOCKER_DAEMON_JSON=$conf expect_exit 0 dh attach br0
+		expect_not_contains "$(dh status)" "(host-gateway-ip)" "daemon.json '$json'"
+	done
+	rm -f "$conf"
 }
 
 test_systemd_unit_verifies() {

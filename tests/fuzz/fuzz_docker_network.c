@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * libFuzzer target: Docker's answer to GET /networks/NAME
+ * (dh_docker_parse_network, user/docker_parse.c). The first byte picks the
+ * HTTP status, the rest is the body, as libcurl hands it over (no NUL).
+ * A bridge name it returns must be a valid interface name; an error must
+ * be one line.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const long statuses[] = { 200, 404, 500, 200 };
+	char bridge[DH_IFNAMSIZ], why[256];
+	long status;
+	char *body;
+	int err;
+
+	if (size < 1)
+		return 0;
+	status = statuses[data[0] % 4];
+	/* An exact-size copy, so ASan sees any read past the body. */
+	body = malloc(size - 1 ? size - 1 : 1);
+	if (!body)
+		return 0;
+	memcpy(body, data + 1, size - 1);
+	memset(bridge, 'X', sizeof(bridge));
+	why[0] = '\0';
+	err = dh_docker_parse_network(status, body, size - 1, bridge, why, sizeof(why));
+	if (err == 0) {
+		if (status != 200 || !memchr(bridge, '\0', sizeof(bridge)) || !dh_ifname_valid(bridge))
+			abort();
+	} else {
+		if (err != -ENOENT && err != -EHOSTUNREACH && err != -EINVAL)
+			abort();
+		if ((err == -ENOENT) != (status == 404))
+			abort();
+		if (!why[0] || strchr(why, '\n'))
+			abort();
+	}
+	free(body);
+	return 0;
+}

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * libFuzzer target: what users type for ports, hooks and devices (user/spec.c):
+ * dh_parse_port_spec, dh_parse_port_number, dh_parse_hook, dh_ifname_valid.
+ * Besides not crashing, whatever is accepted must be in range and read back
+ * the same from its canonical form.
+ */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *text = malloc(size + 1), canon[32];
+	struct dh_port_spec spec, again;
+	enum dh_hook hook;
+	__u16 port, port2;
+
+	if (!text)
+		return 0;
+	memcpy(text, data, size);
+	text[size] = '\0';  /* an embedded NUL just ends the string early */
+
+	if (dh_parse_port_spec(text, &spec)) {
+		if (spec.port == 0 || (spec.proto != IPPROTO_TCP && spec.proto != IPPROTO_UDP))
+			abort();
+		snprintf(canon, sizeof(canon), "%u/%s", spec.port, dh_proto_name(spec.proto));
+		if (!dh_parse_port_spec(canon, &again) || again.port != spec.port || again.proto != spec.proto)
+			abort();
+	}
+	if (dh_parse_port_number(text, &port)) {
+		if (port == 0)
+			abort();
+		snprintf(canon, sizeof(canon), "%u", port);
+		if (!dh_parse_port_number(canon, &port2) || port2 != port)
+			abort();
+	}
+	if (dh_parse_hook(text, &hook) && hook != DH_HOOK_AUTO && hook != DH_HOOK_TCX && hook != DH_HOOK_CLSACT)
+		abort();
+	if (dh_ifname_valid(text) && (strlen(text) == 0 || strlen(text) >= DH_IFNAMSIZ || strchr(text, '/')))
+		abort();
+	free(text);
+	return 0;
+}

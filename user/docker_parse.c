@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * Docker's answers and daemon.json, parsed from a buffer: no I/O here, so
+ * the fuzz targets (tests/fuzz) call exactly what the CLI runs.
+ *
+ * Both are outside input. Any member may be missing, null or of another
+ * type ("Driver": null, "Options": [], "Id": 42): each access checks the
+ * type and treats a wrong one as absent, never hands NULL to a string
+ * function, and never truncates a name silently.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define DOCKER_BRIDGE_OPTION "com.docker.network.bridge.name"
+#define MAX_JSON_TEXT        (1 << 20)
+
+/* Parses @len bytes (no NUL needed) as one JSON value, or NULL. */
+static struct json_object *parse_json(const char *text, size_t len)
+{
+	struct json_tokener *tok;
+	struct json_object *obj;
+
+	if (len > MAX_JSON_TEXT)
+		return NULL;
+	tok = json_tokener_new();
+	if (!tok)
+		return NULL;
+	obj = json_tokener_parse_ex(tok, text, (int)len);
+	/* A bare number at the very end is complete only once the tokener
+	 * sees its end: feed the NUL a C string would have had. */
+	if (!obj && json_tokener_get_error(tok) == json_tokener_continue)
+		obj = json_tokener_parse_ex(tok, "", 1);
+	json_tokener_free(tok);
+	return obj;
+}
+
+/* @v's text if it is a string without an embedded NUL ("br0\u0000x" must
+ * not become "br0"), else NULL. */
+static const char *string_value(struct json_object *v)
+{
+	const char *s;
+
+	if (!json_object_is_type(v, json_type_string))
+		return NULL;
+	s = json_object_get_string(v);
+	return s && strlen(s) == (size_t)json_object_get_string_len(v) ? s : NULL;
+}
+
+/* @obj's member @key if @obj is an object and the member has @type. */
+static struct json_object *member(struct json_object *obj, const char *key, enum json_type type)
+{
+	struct json_object *v;
+
+	if (!json_object_is_type(obj, json_type_object) || !json_object_object_get_ex(obj, key, &v) ||
+	    !json_object_is_type(v, type))
+		return NULL;
+	return v;
+}
+
+static const char *string_member(struct json_object *obj, const char *key)
+{
+	return string_value(member(obj, key, json_type_string));
+}
+
+/* @s cut to 40 bytes, control bytes as '?': errors stay one line. */
+static const char *printable(const char *s, char buf[41])
+{
+	size_t i;
+
+	for (i = 0; s[i] && i < 40; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	buf[i] = '\0';
+	return buf;
+}
+
+int dh_docker_parse_network(long status, const char *body, size_t len, char bridge[DH_IFNAMSIZ],
+			    char *why, size_t why_len)
+{
+	struct json_object *net = parse_json(body, len);
+	const char *driver, *name, *id, *msg;
+	char derived[DH_IFNAMSIZ + 16], shown[41];
+	int err = 0;
+
+	if (status != 200 || !net) {
+		msg = string_member(net, "message");
+		snprintf(why, why_len, "Docker answered %ld%s%s", status, msg ? ": " : "",
+			 msg ? printable(msg, shown) : "");
+		json_object_put(net);
+		return status == 404 ? -ENOENT : -EHOSTUNREACH;
+	}
+	driver = string_member(net, "Driver");
+	name = string_member(member(net, "Options", json_type_object), DOCKER_BRIDGE_OPTION);
+	id = string_member(net, "Id");
+	if (!json_object_is_type(net, json_type_object)) {
+		snprintf(why, why_len, "Docker's answer is not a JSON object");
+		err = -EINVAL;
+	} else if (!driver) {
+		snprintf(why, why_len, "Docker's answer has no \"Driver\" string");
+		err = -EINVAL;
+	} else if (strcmp(driver, "bridge")) {
+		snprintf(why, why_len, "a '%s' network, not a bridge network", printable(driver, shown));
+		err = -EINVAL;
+	} else if (name && *name) {
+		/* An empty option means Docker's default name, as in dockerd. */
+		snprintf(derived, sizeof(derived), "%s", name);
+	} else if (id && strlen(id) >= 12) {
+		/* Docker's own rule for user-defined networks. */
+		snprintf(derived, sizeof(derived), "br-%.12s", id);
+	} else {
+		snprintf(why, why_len, "Docker's answer has no bridge name or id");
+		err = -EINVAL;
+	}
+	if (!err && (strlen(derived) >= DH_IFNAMSIZ || !dh_ifname_valid(derived))) {
+		snprintf(why, why_len, "Docker names its bridge '%s', not a valid interface name",
+			 printable(name && *name ? name : derived, shown));
+		err = -EINVAL;
+	}
+	if (!err)
+		memcpy(bridge, derived, strlen(derived) + 1);  /* fits: checked above */
+	json_object_put(net);
+	return err;
+}
+
+/* One host-gateway address: an IPv4 one is ours; an IPv6 one is valid but
+ * not for us; anything else is a configuration error, noted in @why. */
+static void take_gateway(struct json_object *v, const char *key, __u32 *addrs, int max, int *n,
+			 char *why, size_t why_len)
+{
+	const char *text = string_value(v);
+	struct in6_addr ip6;
+	char shown[41];
+
+	if (text && *n < max && dh_parse_ipv4(text, &addrs[*n])) {
+		(*n)++;
+		return;
+	}
+	if (text && (dh_parse_ipv4(text, &(__u32){ 0 }) || inet_pton(AF_INET6, text, &ip6) == 1))
+		return;  /* more than @max, or IPv6 */
+	if (!why[0])
+		snprintf(why, why_len, "\"%s\" has %s%s%s, not an IP address: ignored", key,
+			 text ? "'" : json_type_to_name(json_object_get_type(v)),
+			 text ? printable(text, shown) : "", text ? "'" : "");
+}
+
+int dh_docker_parse_daemon_json(const char *text, size_t len, __u32 *addrs, int max, char *why,
+				size_t why_len)
+{
+	struct json_object *conf, *v;
+	int n = 0;
+	size_t i;
+
+	why[0] = '\0';
+	if (len == 0)
+		return 0;
+	conf = parse_json(text, len);
+	if (!json_object_is_type(conf, json_type_object)) {
+		snprintf(why, why_len, "not a JSON object: ignored");
+		json_object_put(conf);
+		return 0;
+	}
+	if (json_object_object_get_ex(conf, "host-gateway-ip", &v))
+		take_gateway(v, "host-gateway-ip", addrs, max, &n, why, why_len);
+	if (json_object_object_get_ex(conf, "host-gateway-ips", &v)) {
+		if (json_object_is_type(v, json_type_array)) {
+			for (i = 0; i < json_object_array_length(v); i++)
+				take_gateway(json_object_array_get_idx(v, i), "host-gateway-ips", addrs, max,
+					     &n, why, why_len);
+		} else if (!why[0]) {
+			snprintf(why, why_len, "\"host-gateway-ips\" is %s, not an array: ignored",
+				 json_type_to_name(json_object_get_type(v)));
+		}
+	}
+	json_object_put(conf);
+	return n;
+}
