@@ -32,6 +32,7 @@ PROP_BIN := $(OUTPUT)/test_property
 LOADGEN  := $(OUTPUT)/loadgen
 BENCH_REQUIRED := iptables iptables-restore docker-proxy iperf3 gnuplot taskset
 TEST_BPF := $(OUTPUT)/user_filter.bpf.o
+RAWFRAME := $(OUTPUT)/rawframe
 
 # Tools that must exist before anything builds; a fresh machine gets them
 # from scripts/install-deps.sh, run once, only when one is missing.
@@ -75,6 +76,11 @@ $(TEST_BPF): tests/e2e/user_filter.bpf.c vmlinux.h $(DEPS_STAMP) | $(OUTPUT)
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
+# The security suite's raw frame sender (tests/e2e/test_security.sh).
+$(RAWFRAME): tests/e2e/rawframe.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@
+
 $(OUTPUT)/dockhost.skel.h: $(OUTPUT)/dockhost.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name dockhost > $@
@@ -95,7 +101,7 @@ $(PROP_BIN): tests/unit/test_property.c tests/unit/packet.h $(OUTPUT)/dockhost.s
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
 
-test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF)
+test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(RAWFRAME)
 	$(Q)tests/run.sh
 
 test-unit: $(UNIT_BIN) $(PROP_BIN)
