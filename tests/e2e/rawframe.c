@@ -53,7 +53,7 @@ struct frame {
 static struct {
 	const char *ifname;
 	uint8_t dst_mac[6], src_mac[6], inner_mac[6];
-	bool have_dst_mac, have_src_mac;
+	bool have_dst_mac;
 	uint16_t tags[MAX_TAGS][2]; /* TPID, TCI */
 	int ntags;
 	int family;
