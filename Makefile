@@ -39,6 +39,7 @@ LOADGEN  := $(OUTPUT)/loadgen
 BENCH_REQUIRED := iptables iptables-restore docker-proxy iperf3 gnuplot taskset
 TEST_BPF := $(OUTPUT)/user_filter.bpf.o
 TCXCTL   := $(OUTPUT)/tcxctl
+RAWFRAME := $(OUTPUT)/rawframe  # test only: crafted frames for the security suite
 CHURN_SO := $(OUTPUT)/churn_preload.so  # test only: churns nat_state under the CLI
 # libFuzzer targets, one per tests/fuzz/fuzz_*.c, over the parsers of
 # outside input (spec.c, docker_parse.c); `make fuzz FUZZ_SECONDS=600` for long.
@@ -100,6 +101,10 @@ $(CHURN_SO): tests/cli/churn_preload.c $(DEPS_STAMP) | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -shared -fPIC $< -lbpf -ldl -o $@
 
+$(RAWFRAME): tests/e2e/rawframe.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@
+
 $(OUTPUT)/dockhost.skel.h: $(OUTPUT)/dockhost.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name dockhost > $@
@@ -127,7 +132,7 @@ $(OUTPUT)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRCS) $(CLI_HDRS) $(DEPS_STAMP
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) $(CPPFLAGS) -Iuser $(FUZZ_CFLAGS) $< $(FUZZ_SRCS) -ljson-c -o $@
 
-test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHURN_SO) $(FUZZ_BINS)
+test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHURN_SO) $(RAWFRAME) $(FUZZ_BINS)
 	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh
 
 # make test, then the e2e and cli suites again against the CLI built with
