@@ -38,9 +38,11 @@ PROP_BIN := $(OUTPUT)/test_property
 LOADGEN  := $(OUTPUT)/loadgen
 BENCH_REQUIRED := iptables iptables-restore docker-proxy iperf3 gnuplot taskset
 TEST_BPF := $(OUTPUT)/user_filter.bpf.o
+# Test-only tools: tcx chains by hand (bpftool 7.1 has no tcx), crafted
+# frames for the security suite, a preload that churns nat_state under the CLI.
 TCXCTL   := $(OUTPUT)/tcxctl
-RAWFRAME := $(OUTPUT)/rawframe  # test only: crafted frames for the security suite
-CHURN_SO := $(OUTPUT)/churn_preload.so  # test only: churns nat_state under the CLI
+RAWFRAME := $(OUTPUT)/rawframe
+CHURN_SO := $(OUTPUT)/churn_preload.so
 # libFuzzer targets, one per tests/fuzz/fuzz_*.c, over the parsers of
 # outside input (spec.c, docker_parse.c); `make fuzz FUZZ_SECONDS=600` for long.
 FUZZ_SECONDS ?= 3
