@@ -64,6 +64,23 @@ struct {
 	__type(value, struct dh_nat_origin);
 } nat_state SEC(".maps");
 
+/*
+ * What one source may take of nat_state. The LRU cannot tell us when it
+ * evicts, so a count of live entries per source would only ever grow;
+ * instead each (bridge, container address) may start DH_NAT_SOURCE_MAX
+ * flows per window, and a TCP flow gives its share back when the loopback
+ * side closes it. Connection churn (open, close, open) is never limited;
+ * what is, is one container holding or spraying more new flows than a
+ * quarter of the table per window, which would push everyone else's idle
+ * flows out. Not pinned: it lives and dies with the programs.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DH_NAT_SOURCES);
+	__type(key, struct dh_nat_source_key);
+	__type(value, struct dh_nat_source);
+} nat_sources SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -103,27 +120,87 @@ static __always_inline struct dh_port_target *dh_lookup_port(struct dh_port_key 
 	return bpf_map_lookup_elem(&ports, key);
 }
 
-static __always_inline void dh_remember_flow(struct __sk_buff *skb, const struct dh_packet *pkt,
-					     const struct dh_port_target *target)
+/* Charges a new flow to its source: false when the source has started
+ * DH_NAT_SOURCE_MAX flows in this window already. Racing CPUs may let a
+ * few more through; the bound is on the order of magnitude. */
+static __always_inline bool dh_source_charge(__u32 ifindex, __u32 addr)
+{
+	struct dh_nat_source_key key = { .ifindex = ifindex, .addr = addr };
+	__u32 window = bpf_ktime_get_coarse_ns() >> DH_NAT_WINDOW_SHIFT;
+	struct dh_nat_source *src, fresh = { .window = window, .created = 1 };
+
+	src = bpf_map_lookup_elem(&nat_sources, &key);
+	if (!src)
+		return bpf_map_update_elem(&nat_sources, &key, &fresh, BPF_ANY) == 0;
+	if (src->window != window) {
+		src->window = window;
+		src->created = 1;
+		return true;
+	}
+	if (src->created >= DH_NAT_SOURCE_MAX)
+		return false;
+	__sync_fetch_and_add(&src->created, 1);
+	return true;
+}
+
+/* A TCP flow closed by the loopback side gives its share back. */
+static __always_inline void dh_source_refund(__u32 ifindex, __u32 addr)
+{
+	struct dh_nat_source_key key = { .ifindex = ifindex, .addr = addr };
+	struct dh_nat_source *src = bpf_map_lookup_elem(&nat_sources, &key);
+
+	if (src && src->created > 0)
+		__sync_fetch_and_add(&src->created, -1);
+}
+
+/*
+ * Keeps the flow of a packet about to be redirected in nat_state. Returns
+ * 0 to go on with the redirect, or a verdict for a packet whose flow may
+ * not be recorded.
+ *
+ * Every packet looks its flow up (one lookup: the fast path); an update,
+ * far dearer, happens only when the entry is missing or changes. A TCP
+ * packet that is not a SYN re-creates a missing entry: the LRU may have
+ * evicted it under load, and without it every reply would be dropped and
+ * the connection would hang. Its origin is the one the container uses
+ * right now, so it is as good as the SYN's.
+ */
+static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct dh_packet *pkt,
+					    const struct dh_port_target *target)
 {
 	struct dh_nat_origin origin = { .gateway_addr = pkt->daddr, .gateway_port = pkt->dport };
+	bool tcp = pkt->proto == IPPROTO_TCP;
 	struct dh_nat_origin *known;
 	struct dh_nat_key key;
 
-	/* A TCP flow is recorded by its SYN; later packets need no lookup
-	 * here (the replies' lookups at egress keep the entry fresh in the
-	 * LRU). A packet of a flow that started before its port was mapped
-	 * reaches no socket on loopback and draws a RST, state or not. */
-	if (pkt->proto == IPPROTO_TCP && !pkt->tcp_syn)
-		return;
 	dh_nat_key_request(&key, skb->ifindex, pkt, target);
-	/* UDP has no handshake: look first, write only on change, since an
-	 * update costs far more than a lookup. */
 	known = bpf_map_lookup_elem(&nat_state, &key);
-	if (known && known->gateway_addr == origin.gateway_addr &&
-	    known->gateway_port == origin.gateway_port)
-		return;
+	if (known) {
+		bool same = known->gateway_addr == origin.gateway_addr &&
+			    known->gateway_port == origin.gateway_port;
+
+		if (same && !(pkt->tcp_syn && (known->flags & DH_NAT_CLOSING)))
+			return 0;
+		/* Only a SYN (a new connection) or UDP may change a TCP flow's
+		 * origin, or any packet one that egress guessed. */
+		if (!same && tcp && !pkt->tcp_syn && !(known->flags & DH_NAT_GUESSED))
+			return 0;
+		/* A closed flow gave its share back: a new connection on its
+		 * ports (after TIME_WAIT) takes one again. */
+		if ((known->flags & DH_NAT_CLOSING) && !dh_source_charge(skb->ifindex, pkt->saddr))
+			return DH_DROP(dropped_nat_source_limit);
+		bpf_map_update_elem(&nat_state, &key, &origin, BPF_ANY);
+		return 0;
+	}
+	/* A lone RST needs no reply, so no state. */
+	if (tcp && (pkt->tcp_flags & DH_TCP_RST))
+		return 0;
+	if (!dh_source_charge(skb->ifindex, pkt->saddr))
+		return DH_DROP(dropped_nat_source_limit);
+	if (tcp && !pkt->tcp_syn)
+		DH_COUNT(flows_recreated);
 	bpf_map_update_elem(&nat_state, &key, &origin, BPF_ANY);
+	return 0;
 }
 
 static __always_inline void dh_count_port(struct __sk_buff *skb, const struct dh_port_key *key)
@@ -213,7 +290,9 @@ int dh_ingress(struct __sk_buff *skb)
 	/* Copy: the CLI may change the entry while we rewrite. */
 	target = *found;
 
-	dh_remember_flow(skb, &pkt, &target);
+	verdict = dh_remember_flow(skb, &pkt, &target);
+	if (verdict)
+		return verdict;
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_DADDR_OFF, pkt.daddr, target.addr) ||
 	    dh_rewrite_port(skb, &pkt, DH_L4_DPORT_OFF, pkt.dport, target.port))
 		return DH_DROP(dropped_rewrite_failed);
@@ -297,6 +376,79 @@ no_state:
 	return DH_DROP(dropped_reply_no_state);
 }
 
+/* The bridge's primary gateway: its own address (DH_GW_BRIDGE) before
+ * docker0's or a user's, then the lowest. Deterministic, so every reply of
+ * a flow gets the same one. */
+struct dh_primary {
+	__u32 ifindex;
+	__u32 addr;
+	__u32 origin;
+};
+
+static long dh_primary_cb(struct bpf_map *map, struct dh_gateway_key *key, struct dh_gateway *gw,
+			  struct dh_primary *best)
+{
+	bool own = gw->origin & DH_GW_BRIDGE, best_own = best->origin & DH_GW_BRIDGE;
+
+	if (key->ifindex != best->ifindex)
+		return 0;
+	if (!best->addr || (own && !best_own) ||
+	    (own == best_own && bpf_ntohl(key->addr) < bpf_ntohl(best->addr))) {
+		best->addr = key->addr;
+		best->origin = gw->origin;
+	}
+	return 0;
+}
+
+/*
+ * A TCP segment from loopback with no flow state: the LRU evicted the flow
+ * (or the segment is not ours). Dropping it would leave the container's
+ * connection hanging until its own timeout, since nothing it sends may
+ * come back. If the loopback address and port are the target of a port
+ * mapped on this bridge without a port change, the reply can only be to a
+ * container that connected to that port on one of the bridge's gateways:
+ * send it from the primary one and record the flow as guessed. When the
+ * container had used another gateway, its stack answers with a RST, which
+ * reaches the service (the flow ends there instead of hanging), and the
+ * container's next packet replaces the guessed entry with what it really
+ * uses. A pure SYN is the host opening a connection, never a reply.
+ */
+static __always_inline int dh_egress_guess(struct __sk_buff *skb, const struct dh_packet *pkt)
+{
+	struct dh_primary best = { .ifindex = skb->ifindex };
+	struct dh_nat_origin origin = {};
+	struct dh_port_target *target;
+	struct dh_port_key port_key;
+	struct dh_nat_key key;
+
+	if (pkt->proto != IPPROTO_TCP || pkt->tcp_syn)
+		return DH_DROP(dropped_reply_no_state);
+	__builtin_memset(&port_key, 0, sizeof(port_key));
+	port_key.ifindex = skb->ifindex;
+	port_key.proto = IPPROTO_TCP;
+	port_key.port = pkt->sport;
+	target = dh_lookup_port(&port_key);
+	if (!target || target->addr != pkt->saddr || target->port != pkt->sport)
+		return DH_DROP(dropped_reply_no_state);
+	bpf_for_each_map_elem(&gateways, dh_primary_cb, &best, 0);
+	if (!best.addr)
+		return DH_DROP(dropped_reply_no_state);
+
+	origin.gateway_addr = best.addr;
+	origin.gateway_port = pkt->sport;
+	origin.flags = DH_NAT_GUESSED;
+	if (pkt->tcp_flags & (DH_TCP_FIN | DH_TCP_RST))
+		origin.flags |= DH_NAT_CLOSING;  /* closing already: nothing to charge */
+	else if (!dh_source_charge(skb->ifindex, pkt->daddr))
+		return DH_DROP(dropped_nat_source_limit);
+	dh_nat_key_reply(&key, skb->ifindex, pkt);
+	bpf_map_update_elem(&nat_state, &key, &origin, BPF_NOEXIST);
+	if (dh_rewrite_addr(skb, pkt, DH_IP_SADDR_OFF, pkt->saddr, origin.gateway_addr))
+		return DH_DROP(dropped_reply_rewrite_failed);
+	DH_COUNT(replies_guessed);
+	return TC_ACT_OK;
+}
+
 SEC("tc")
 int dh_egress(struct __sk_buff *skb)
 {
@@ -321,8 +473,12 @@ int dh_egress(struct __sk_buff *skb)
 	dh_nat_key_reply(&key, skb->ifindex, &pkt);
 	found = bpf_map_lookup_elem(&nat_state, &key);
 	if (!found)
-		return DH_DROP(dropped_reply_no_state);
+		return dh_egress_guess(skb, &pkt);
 	origin = *found;
+	if ((pkt.tcp_flags & (DH_TCP_FIN | DH_TCP_RST)) && !(origin.flags & DH_NAT_CLOSING)) {
+		found->flags |= DH_NAT_CLOSING;
+		dh_source_refund(skb->ifindex, pkt.daddr);
+	}
 
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_SADDR_OFF, pkt.saddr, origin.gateway_addr) ||
 	    dh_rewrite_port(skb, &pkt, DH_L4_SPORT_OFF, pkt.sport, origin.gateway_port))

@@ -41,7 +41,7 @@
  */
 #define DH_PIN_META     "meta"
 #define DH_ABI_MAGIC    0x66626864  /* "dhbf" in memory on little endian */
-#define DH_ABI_VERSION  2
+#define DH_ABI_VERSION  3  /* 3: nat_state flags and seen, new counters */
 
 struct dh_meta {
 	__u32 magic;        /* DH_ABI_MAGIC */
@@ -58,6 +58,12 @@ struct dh_meta {
 #define DH_MAX_GATEWAYS 1024
 #define DH_MAX_BRIDGES  256
 #define DH_NAT_ENTRIES  65536
+/* New flows one container address may start per window (see nat_sources
+ * in bpf/dockhost.bpf.c): a quarter of nat_state per window of
+ * 2^DH_NAT_WINDOW_SHIFT ns (about 4.3 s). Flows that close give theirs back. */
+#define DH_NAT_SOURCE_MAX    (DH_NAT_ENTRIES / 4)
+#define DH_NAT_WINDOW_SHIFT  32
+#define DH_NAT_SOURCES       16384
 
 #define DH_IFNAMSIZ 16
 
@@ -112,10 +118,28 @@ struct dh_nat_key {
 	__u8 pad[3];
 };
 
+enum dh_nat_flags {
+	DH_NAT_CLOSING = 1 << 0, /* the loopback side sent FIN or RST */
+	DH_NAT_GUESSED = 1 << 1, /* recreated at egress with the primary gateway */
+};
+
 struct dh_nat_origin {
 	__u32 gateway_addr;
 	__u16 gateway_port;
-	__u16 pad;
+	__u8 flags;  /* enum dh_nat_flags */
+	__u8 pad;
+};
+
+/* nat_sources (not pinned): new flows per (bridge, container address) in
+ * the current window, the bound on what one source takes of nat_state. */
+struct dh_nat_source_key {
+	__u32 ifindex;
+	__u32 addr;
+};
+
+struct dh_nat_source {
+	__u32 window;   /* bpf_ktime_get_coarse_ns() >> DH_NAT_WINDOW_SHIFT */
+	__s32 created;  /* entries created in it, less flows that closed */
 };
 
 /* bridges: what attach changed on a bridge, so any later detach restores it.
@@ -148,9 +172,12 @@ struct dh_bridge {
 	X(dropped_malformed)      /* IP or tag header that cannot be read */   \
 	X(dropped_ip_options)     /* IPv4 source route, or broken options */   \
 	X(dropped_rewrite_failed) /* a helper failed mid-rewrite */            \
+	X(flows_recreated)        /* TCP flow state lost, rebuilt from a packet */ \
+	X(dropped_nat_source_limit) /* the source started too many flows */    \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \
 	X(icmp_errors_rewritten)  /* ICMP error about a redirected flow */     \
+	X(replies_guessed)        /* TCP reply without state: primary gateway */ \
 	X(dropped_reply_no_state) /* loopback source, no flow: never leaks */  \
 	X(dropped_reply_rewrite_failed)
 

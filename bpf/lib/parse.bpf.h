@@ -61,10 +61,13 @@ struct dh_packet {
 	bool fragment;
 	bool ip_options;
 	bool tcp_syn;  /* a TCP SYN without ACK: a new connection */
+	__u8 tcp_flags;
 };
 
 #define DH_TCP_FLAGS_OFF 13
+#define DH_TCP_FIN 0x01
 #define DH_TCP_SYN 0x02
+#define DH_TCP_RST 0x04
 #define DH_TCP_ACK 0x10
 
 /* Offsets of the fields we rewrite, for bpf_skb_store_bytes(). Only
@@ -210,6 +213,7 @@ static __always_inline bool dh_parse_ports(struct __sk_buff *skb, struct dh_pack
 
 		if ((void *)(flags + 1) > dh_data_end(skb))
 			return false;
+		pkt->tcp_flags = *flags;
 		pkt->tcp_syn = (*flags & (DH_TCP_SYN | DH_TCP_ACK)) == DH_TCP_SYN;
 	}
 	return true;

@@ -441,4 +441,57 @@ test_guard_survives_a_lost_pin_dir() {
 	rm -f "$got"
 }
 
+# Deletes every flow from nat_state, as the LRU evicting them under load would.
+nat_flush() {
+	local key
+	bpftool -j map dump pinned "$PIN/nat_state" | grep -o '"key":\[[^]]*\]' |
+		sed 's/"key":\[//; s/\]//; s/"//g; s/,/ /g' | while read -r key; do
+		# shellcheck disable=SC2086 # one argument per byte
+		bpftool map delete pinned "$PIN/nat_state" key $key
+	done
+	expect_eq "$(bpftool -j map dump pinned "$PIN/nat_state")" "[]" "nat_state after the flush"
+}
+
+# A flow whose state was lost while the container waits for the service:
+# the service's next segment still reaches it (sent from the bridge's
+# primary gateway) instead of being dropped until the connection hangs.
+test_tcp_reply_after_lost_state_arrives() {
+	local go=/tmp/dh-go-$H line
+	rm -f "$go"
+	in_host socat TCP4-LISTEN:8088,bind=127.0.0.1,reuseaddr,fork \
+		SYSTEM:"read -r _; echo first; while [ ! -e $go ]; do sleep 0.05; done; echo late" &
+	wait_listening tcp 8088
+	dh attach br0 --port 8088
+	coproc FLOW { in_ctr timeout 20 socat - TCP4:$GW:8088; }
+	echo hello >&"${FLOW[1]}"
+	read -r -t 5 line <&"${FLOW[0]}" || fail "no first line"
+	expect_eq "$line" first "before the state was lost"
+	nat_flush
+	touch "$go"
+	line=
+	read -r -t 5 line <&"${FLOW[0]}" || true
+	rm -f "$go"
+	expect_eq "$line" late "the service's segment after the state was lost"
+	[ "$(counter replies_guessed)" -ge 1 ] || fail "replies_guessed: $(counter replies_guessed)"
+}
+
+# The same when the container speaks first, on a port whose target cannot
+# be guessed (--to changes the port): its own segment records the flow again.
+test_tcp_flow_recreated_after_lost_state() {
+	local line
+	serve_tcp_echo 9000 127.0.0.1
+	dh attach br0
+	dh port add 8088 --to 127.0.0.1:9000
+	coproc FLOW { in_ctr timeout 20 socat - TCP4:$GW:8088; }
+	echo one >&"${FLOW[1]}"
+	read -r -t 5 line <&"${FLOW[0]}" || fail "no echo before the state was lost"
+	expect_eq "$line" one "echo before the state was lost"
+	nat_flush
+	echo two >&"${FLOW[1]}"
+	line=
+	read -r -t 5 line <&"${FLOW[0]}" || true
+	expect_eq "$line" two "echo after the state was lost"
+	[ "$(counter flows_recreated)" -ge 1 ] || fail "flows_recreated: $(counter flows_recreated)"
+}
+
 run_tests
