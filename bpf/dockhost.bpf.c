@@ -154,21 +154,52 @@ static __always_inline void dh_source_refund(__u32 ifindex, __u32 addr)
 }
 
 /*
+ * May a packet naming another gateway take over a flow's entry? The reply
+ * cannot say which gateway it is for, so a live flow keeps its first one:
+ * otherwise one UDP socket talking to two gateway addresses, or a SYN a
+ * neighbour spoofs with a victim's address and port, would move the
+ * victim's replies to the wrong address (and a challenge ACK sent there
+ * draws the victim's RST, which ends its connection).
+ *
+ * - A guessed entry (see dh_egress_guess) is replaced by what the
+ *   container really uses.
+ * - UDP: once the flow has been idle for DH_NAT_UDP_IDLE.
+ * - TCP: only a SYN, once the service closed the flow (FIN or RST seen at
+ *   egress: the port reuse after TIME_WAIT) or it has been idle for
+ *   DH_NAT_TCP_IDLE. A reuse after the container itself aborted with a RST
+ *   through another gateway waits for that idle time: the service says
+ *   nothing then, and a container's RST does not count, since a neighbour
+ *   could spoof it as easily as the SYN.
+ */
+static __always_inline bool dh_nat_replaceable(const struct dh_nat_origin *known,
+					       const struct dh_packet *pkt, __u32 now)
+{
+	if (known->flags & DH_NAT_GUESSED)
+		return true;
+	if (pkt->proto == IPPROTO_UDP)
+		return now - known->seen > DH_NAT_UDP_IDLE;
+	return pkt->tcp_syn && ((known->flags & DH_NAT_CLOSING) || now - known->seen > DH_NAT_TCP_IDLE);
+}
+
+/*
  * Keeps the flow of a packet about to be redirected in nat_state. Returns
  * 0 to go on with the redirect, or a verdict for a packet whose flow may
  * not be recorded.
  *
  * Every packet looks its flow up (one lookup: the fast path); an update,
- * far dearer, happens only when the entry is missing or changes. A TCP
- * packet that is not a SYN re-creates a missing entry: the LRU may have
- * evicted it under load, and without it every reply would be dropped and
- * the connection would hang. Its origin is the one the container uses
- * right now, so it is as good as the SYN's.
+ * far dearer, happens only when the entry is missing or changes, and
+ * `seen` is stored at most once per unit. A TCP packet that is not a SYN
+ * re-creates a missing entry: the LRU may have evicted it under load, and
+ * without it every reply would be dropped and the connection would hang.
+ * Its origin is the one the container uses right now, so it is as good as
+ * the SYN's.
  */
 static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct dh_packet *pkt,
 					    const struct dh_port_target *target)
 {
-	struct dh_nat_origin origin = { .gateway_addr = pkt->daddr, .gateway_port = pkt->dport };
+	__u32 now = bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT;
+	struct dh_nat_origin origin = { .gateway_addr = pkt->daddr, .gateway_port = pkt->dport,
+					.seen = now };
 	bool tcp = pkt->proto == IPPROTO_TCP;
 	struct dh_nat_origin *known;
 	struct dh_nat_key key;
@@ -176,15 +207,17 @@ static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct 
 	dh_nat_key_request(&key, skb->ifindex, pkt, target);
 	known = bpf_map_lookup_elem(&nat_state, &key);
 	if (known) {
-		bool same = known->gateway_addr == origin.gateway_addr &&
-			    known->gateway_port == origin.gateway_port;
-
-		if (same && !(pkt->tcp_syn && (known->flags & DH_NAT_CLOSING)))
-			return 0;
-		/* Only a SYN (a new connection) or UDP may change a TCP flow's
-		 * origin, or any packet one that egress guessed. */
-		if (!same && tcp && !pkt->tcp_syn && !(known->flags & DH_NAT_GUESSED))
-			return 0;
+		if (known->gateway_addr == origin.gateway_addr &&
+		    known->gateway_port == origin.gateway_port) {
+			if (known->seen != now)
+				known->seen = now;
+			if (known->flags & DH_NAT_GUESSED)
+				known->flags &= ~DH_NAT_GUESSED;  /* confirmed */
+			if (!(pkt->tcp_syn && (known->flags & DH_NAT_CLOSING)))
+				return 0;
+		} else if (!dh_nat_replaceable(known, pkt, now)) {
+			return DH_DROP(flow_origin_conflicts);
+		}
 		/* A closed flow gave its share back: a new connection on its
 		 * ports (after TIME_WAIT) takes one again. */
 		if ((known->flags & DH_NAT_CLOSING) && !dh_source_charge(skb->ifindex, pkt->saddr))
@@ -437,6 +470,7 @@ static __always_inline int dh_egress_guess(struct __sk_buff *skb, const struct d
 	origin.gateway_addr = best.addr;
 	origin.gateway_port = pkt->sport;
 	origin.flags = DH_NAT_GUESSED;
+	origin.seen = bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT;
 	if (pkt->tcp_flags & (DH_TCP_FIN | DH_TCP_RST))
 		origin.flags |= DH_NAT_CLOSING;  /* closing already: nothing to charge */
 	else if (!dh_source_charge(skb->ifindex, pkt->daddr))

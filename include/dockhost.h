@@ -128,7 +128,19 @@ struct dh_nat_origin {
 	__u16 gateway_port;
 	__u8 flags;  /* enum dh_nat_flags */
 	__u8 pad;
+	__u32 seen;  /* last request, bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT */
 };
+
+/*
+ * A live flow's origin is never overwritten by a packet naming another
+ * gateway (flow_origin_conflicts counts those, and they are dropped):
+ * replies carry no gateway, so the first one the flow used stays. A flow
+ * is live until the service closed it (TCP), or until no request came for
+ * DH_NAT_*_IDLE units of 2^DH_NAT_SEEN_SHIFT ns (about seconds).
+ */
+#define DH_NAT_SEEN_SHIFT 30
+#define DH_NAT_UDP_IDLE   30   /* like conntrack's UDP timeout */
+#define DH_NAT_TCP_IDLE   600  /* TCP: only for a SYN, see dh_nat_replaceable() */
 
 /* nat_sources (not pinned): new flows per (bridge, container address) in
  * the current window, the bound on what one source takes of nat_state. */
@@ -174,6 +186,7 @@ struct dh_bridge {
 	X(dropped_rewrite_failed) /* a helper failed mid-rewrite */            \
 	X(flows_recreated)        /* TCP flow state lost, rebuilt from a packet */ \
 	X(dropped_nat_source_limit) /* the source started too many flows */    \
+	X(flow_origin_conflicts)  /* live flow sent to another gateway: dropped */ \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \
 	X(icmp_errors_rewritten)  /* ICMP error about a redirected flow */     \

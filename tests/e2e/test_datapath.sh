@@ -494,4 +494,49 @@ test_tcp_flow_recreated_after_lost_state() {
 	[ "$(counter flows_recreated)" -ge 1 ] || fail "flows_recreated: $(counter flows_recreated)"
 }
 
+# One UDP socket talks to both gateway addresses of its bridge. The reply
+# cannot say which one it answers, so the flow keeps the first: each reply
+# comes from the address its request went to, and the datagram that would
+# have moved the flow is dropped and counted. (It used to move the flow:
+# both replies then came from the second address.)
+test_udp_flow_keeps_its_gateway() {
+	local gw2=10.201.0.254 got
+	in_host ip addr add $gw2/24 dev br0
+	# Collects both datagrams (or waits 1.5 s) before answering each.
+	in_host python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 8089))
+s.settimeout(1.5)
+msgs = []
+try:
+    while len(msgs) < 2:
+        msgs.append(s.recvfrom(100))
+except socket.timeout:
+    pass
+for data, addr in msgs:
+    s.sendto(data, addr)
+' &
+	wait_listening udp 8089
+	dh attach br0 --port 8089/udp
+	expect_contains "$(dh status)" $gw2 "second gateway"
+	got=$(in_ctr python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"a", (sys.argv[1], 8089))
+s.sendto(b"b", (sys.argv[2], 8089))
+s.settimeout(5)
+got = []
+try:
+    while len(got) < 2:
+        data, addr = s.recvfrom(100)
+        got.append("%s:%s" % (data.decode(), addr[0]))
+except socket.timeout:
+    pass
+print(" ".join(sorted(got)))
+' $GW $gw2)
+	expect_eq "$got" "a:$GW" "replies, as request:reply source"
+	expect_eq "$(counter flow_origin_conflicts)" 1 "flow_origin_conflicts"
+}
+
 run_tests

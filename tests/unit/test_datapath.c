@@ -441,6 +441,113 @@ static void test_closed_flows_give_their_share_back(struct dockhost *skel)
 	CHECK_EQ(counters(skel).dropped_nat_source_limit, 0);
 }
 
+/* Moves a flow's last request @units (about seconds) into the past. */
+static void age_flow(struct dockhost *skel, const char *container, uint16_t container_port,
+		     const char *loopback, uint16_t loopback_port, uint8_t proto, uint32_t units)
+{
+	struct dh_nat_key key = { .ifindex = LO_IFINDEX, .container_addr = ip(container),
+				  .loopback_addr = ip(loopback), .container_port = htons(container_port),
+				  .loopback_port = htons(loopback_port), .proto = proto };
+	struct dh_nat_origin origin;
+
+	CHECK_EQ(bpf_map__lookup_elem(skel->maps.nat_state, &key, sizeof(key), &origin, sizeof(origin), 0), 0);
+	origin.seen -= units;
+	CHECK_EQ(bpf_map__update_elem(skel->maps.nat_state, &key, sizeof(key), &origin, sizeof(origin), 0), 0);
+}
+
+/* One UDP socket talking to two gateway addresses: the second may not
+ * take the flow over while it lives, or the first one's replies would come
+ * from the wrong address. */
+static void test_udp_origin_kept_while_live(struct dockhost *skel)
+{
+	struct flow req = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 5353, .dport = 53,
+			    .proto = IPPROTO_UDP, .payload = "q1" };
+	struct flow reply = { .saddr = "127.0.0.53", .daddr = CONTAINER, .sport = 5300, .dport = 5353,
+			      .proto = IPPROTO_UDP, .payload = "a1" };
+	struct flow other = req, want = reply;
+	struct dh_nat_origin origin;
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_gateway(skel, "172.17.0.1");
+	add_port(skel, 0, IPPROTO_UDP, 53, "127.0.0.53", 5300);
+	build_ipv4(&f, &req);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	other.daddr = "172.17.0.1";
+	build_ipv4(&f, &other);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).flow_origin_conflicts, 1);
+	CHECK_EQ(counters(skel).redirected, 1);
+	build_ipv4(&f, &reply);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	want.saddr = GATEWAY;
+	want.sport = 53;
+	expect_frame(&f, &want);
+
+	/* Idle for longer than the UDP timeout: the flow is over, and the
+	 * next datagram starts it again from wherever it is sent. */
+	age_flow(skel, CONTAINER, 5353, "127.0.0.53", 5300, IPPROTO_UDP, DH_NAT_UDP_IDLE + 1);
+	build_ipv4(&f, &other);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK(nat_entry(skel, CONTAINER, 5353, "127.0.0.53", 5300, IPPROTO_UDP, &origin), "no entry");
+	CHECK_EQ(origin.gateway_addr, ip("172.17.0.1"));
+	CHECK_EQ(counters(skel).flow_origin_conflicts, 1);
+}
+
+/* A SYN for a live TCP flow through another gateway (a neighbour spoofing
+ * the victim's address and port) changes nothing; after the service
+ * closed the flow, the same ports may start a new one anywhere. */
+static void test_tcp_origin_kept_while_live(struct dockhost *skel)
+{
+	struct flow syn = tcp_to_gateway, spoofed = tcp_to_gateway;
+	struct flow reply = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088, .dport = 40000,
+			      .proto = IPPROTO_TCP, .tcp_flags = 0x10 };
+	struct flow fin = reply, ack = tcp_to_gateway, want = reply;
+	struct dh_nat_origin origin;
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_gateway(skel, "172.17.0.1");
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&f, &syn);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	spoofed.daddr = "172.17.0.1";
+	build_ipv4(&f, &spoofed);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	ack.daddr = "172.17.0.1";
+	ack.tcp_flags = 0x10;
+	build_ipv4(&f, &ack);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).flow_origin_conflicts, 2);
+	build_ipv4(&f, &reply);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	want.saddr = GATEWAY;
+	expect_frame(&f, &want);
+
+	/* The service closes; the container reuses the ports via docker0's
+	 * address (a new connection after TIME_WAIT). */
+	fin.tcp_flags = 0x11;
+	build_ipv4(&f, &fin);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	build_ipv4(&f, &spoofed);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK(nat_entry(skel, CONTAINER, 40000, "127.0.0.1", 8088, IPPROTO_TCP, &origin), "no entry");
+	CHECK_EQ(origin.gateway_addr, ip("172.17.0.1"));
+	CHECK_EQ(origin.flags, 0);
+
+	/* Silent for longer than DH_NAT_TCP_IDLE: a SYN may move it again,
+	 * but a mid-flow segment never does. */
+	age_flow(skel, CONTAINER, 40000, "127.0.0.1", 8088, IPPROTO_TCP, DH_NAT_TCP_IDLE + 1);
+	ack.daddr = GATEWAY;
+	build_ipv4(&f, &ack);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	build_ipv4(&f, &syn);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK(nat_entry(skel, CONTAINER, 40000, "127.0.0.1", 8088, IPPROTO_TCP, &origin), "no entry");
+	CHECK_EQ(origin.gateway_addr, ip(GATEWAY));
+	CHECK_EQ(counters(skel).flow_origin_conflicts, 3);
+}
+
 static void test_remapped_reply_gets_gateway_port(struct dockhost *skel)
 {
 	struct flow req = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 41000, .dport = 5432,
@@ -889,6 +996,8 @@ static const struct test tests[] = {
 	TEST(test_reply_without_state_not_guessed),
 	TEST(test_source_limited_to_its_share),
 	TEST(test_closed_flows_give_their_share_back),
+	TEST(test_udp_origin_kept_while_live),
+	TEST(test_tcp_origin_kept_while_live),
 	TEST(test_reply_without_flow_dropped),
 	TEST(test_icmp_error_quote_restored),
 	TEST(test_icmp_error_tcp_quote_restored),
