@@ -88,6 +88,14 @@ struct {
 	__type(value, struct dh_counters);
 } counters SEC(".maps");
 
+/* Later fragments of a reply, by IP id: see dh_egress_fragment(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DH_NAT_FRAGMENTS);
+	__type(key, struct dh_frag_key);
+	__type(value, __u32);  /* the gateway address the first fragment got */
+} nat_fragments SEC(".maps");
+
 /* Not used by the programs: the CLI's record of what attach changed. Kept in
  * the object so it is pinned beside the rest and typed by the same BTF. */
 struct {
@@ -454,7 +462,7 @@ static __always_inline int dh_egress_guess(struct __sk_buff *skb, const struct d
 	struct dh_port_key port_key;
 	struct dh_nat_key key;
 
-	if (pkt->proto != IPPROTO_TCP || pkt->tcp_syn)
+	if (pkt->proto != IPPROTO_TCP || pkt->tcp_syn || pkt->fragment)
 		return DH_DROP(dropped_reply_no_state);
 	__builtin_memset(&port_key, 0, sizeof(port_key));
 	port_key.ifindex = skb->ifindex;
@@ -483,6 +491,55 @@ static __always_inline int dh_egress_guess(struct __sk_buff *skb, const struct d
 	return TC_ACT_OK;
 }
 
+static __always_inline void dh_frag_key(struct dh_frag_key *key, __u32 ifindex,
+					const struct dh_packet *pkt)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	key->ifindex = ifindex;
+	key->loopback_addr = pkt->saddr;
+	key->container_addr = pkt->daddr;
+	key->id = pkt->ip_id;
+	key->proto = pkt->proto;
+}
+
+/*
+ * A reply larger than the bridge's MTU (UDP, say 3000 bytes) is fragmented
+ * by ip_do_fragment() before tc egress, so each fragment comes here alone.
+ * The first one carries the L4 header: it is rewritten like any reply
+ * (the checksum covers the whole datagram, but the incremental fix-up of
+ * the pseudo header and the port is the same) and its gateway remembered
+ * under the IP id. Later fragments carry no ports and only get their
+ * source address, with the IPv4 header checksum. Linux sends a datagram's
+ * fragments in order, first one first (both ip_do_fragment() paths); a
+ * later fragment that came before its first would find nothing and be
+ * dropped, and the container's reassembly would time out.
+ */
+static __always_inline void dh_egress_first_fragment(struct __sk_buff *skb, const struct dh_packet *pkt,
+						     __u32 gateway_addr)
+{
+	struct dh_frag_key key;
+
+	dh_frag_key(&key, skb->ifindex, pkt);
+	bpf_map_update_elem(&nat_fragments, &key, &gateway_addr, BPF_ANY);
+	DH_COUNT(reply_fragments_rewritten);
+}
+
+static __always_inline int dh_egress_later_fragment(struct __sk_buff *skb, const struct dh_packet *pkt)
+{
+	struct dh_frag_key key;
+	__u32 *found, gateway_addr;
+
+	dh_frag_key(&key, skb->ifindex, pkt);
+	found = bpf_map_lookup_elem(&nat_fragments, &key);
+	if (!found)
+		return DH_DROP(dropped_reply_no_state);
+	gateway_addr = *found;
+	if (dh_rewrite_ip_addr(skb, DH_IP_SADDR_OFF, pkt->saddr, gateway_addr))
+		return DH_DROP(dropped_reply_rewrite_failed);
+	DH_COUNT(reply_fragments_rewritten);
+	return TC_ACT_OK;
+}
+
 SEC("tc")
 int dh_egress(struct __sk_buff *skb)
 {
@@ -502,6 +559,8 @@ int dh_egress(struct __sk_buff *skb)
 	 * packet out onto the bridge. */
 	if (pkt.proto == IPPROTO_ICMP)
 		return dh_egress_icmp(skb, &pkt);
+	if (pkt.later_fragment)
+		return dh_egress_later_fragment(skb, &pkt);
 	if (!dh_parse_ports(skb, &pkt))
 		return DH_DROP(dropped_reply_no_state);
 	dh_nat_key_reply(&key, skb->ifindex, &pkt);
@@ -517,6 +576,8 @@ int dh_egress(struct __sk_buff *skb)
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_SADDR_OFF, pkt.saddr, origin.gateway_addr) ||
 	    dh_rewrite_port(skb, &pkt, DH_L4_SPORT_OFF, pkt.sport, origin.gateway_port))
 		return DH_DROP(dropped_reply_rewrite_failed);
+	if (pkt.fragment)
+		dh_egress_first_fragment(skb, &pkt, origin.gateway_addr);
 	DH_COUNT(replies_rewritten);
 	return TC_ACT_OK;
 }

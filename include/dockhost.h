@@ -154,6 +154,20 @@ struct dh_nat_source {
 	__s32 created;  /* entries created in it, less flows that closed */
 };
 
+/* nat_fragments (not pinned): the gateway a fragmented reply's first
+ * fragment was sent from, for its later fragments, which carry no ports.
+ * Keyed as IPv4 reassembly is, by addresses, protocol and IP id. */
+#define DH_NAT_FRAGMENTS 4096
+
+struct dh_frag_key {
+	__u32 ifindex;
+	__u32 loopback_addr;
+	__u32 container_addr;
+	__u16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
 /* bridges: what attach changed on a bridge, so any later detach restores it.
  * For ever, in every ABI version: the key is the ifindex, and name,
  * saved_route_localnet and flags lead the value at these offsets, so that
@@ -191,6 +205,7 @@ struct dh_bridge {
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \
 	X(icmp_errors_rewritten)  /* ICMP error about a redirected flow */     \
 	X(replies_guessed)        /* TCP reply without state: primary gateway */ \
+	X(reply_fragments_rewritten) /* fragment of a reply, first or later */ \
 	X(dropped_reply_no_state) /* loopback source, no flow: never leaks */  \
 	X(dropped_reply_rewrite_failed)
 

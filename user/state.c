@@ -345,8 +345,8 @@ static int check_object_maps(const struct dockhost *skel)
 }
 
 /* Is @name one of the maps the CLI works with? The datapath's own
- * (nat_sources) are not pinned: the pinned programs hold them, so they
- * live and die with them, and detach has nothing to remove. */
+ * (nat_sources, nat_fragments) are not pinned: the pinned programs hold
+ * them, so they live and die with them, and detach has nothing to remove. */
 static bool is_pinned_map(const char *name)
 {
 	unsigned int i;

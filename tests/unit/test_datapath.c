@@ -965,6 +965,97 @@ static void test_fragments_untouched(struct dockhost *skel)
 	CHECK_EQ(counters(skel).passed_fragment, 2);
 }
 
+/*
+ * One UDP datagram (header and @len bytes of payload) split as
+ * ip_do_fragment() would, 40 bytes of it per fragment: a whole-datagram
+ * UDP checksum in the first, every IPv4 header checksum computed.
+ */
+#define FRAG_DATA 40
+static int build_udp_fragments(struct frame *frags, const struct flow *fl, const uint8_t *payload,
+			       size_t len)
+{
+	uint8_t datagram[256] = {};
+	struct udphdr *udp = (void *)datagram;
+	struct iphdr pseudo = {};
+	size_t total = sizeof(*udp) + len, off;
+	int n = 0;
+
+	udp->source = htons(fl->sport);
+	udp->dest = htons(fl->dport);
+	udp->len = htons(total);
+	memcpy(datagram + sizeof(*udp), payload, len);
+	inet_pton(AF_INET, fl->saddr, &pseudo.saddr);
+	inet_pton(AF_INET, fl->daddr, &pseudo.daddr);
+	udp->check = htons(csum_fold(csum_add(csum_pseudo_ipv4(&pseudo, IPPROTO_UDP, total), datagram, total)));
+	for (off = 0; off < total; off += FRAG_DATA, n++) {
+		size_t chunk = total - off < FRAG_DATA ? total - off : FRAG_DATA;
+		struct flow part = { .saddr = fl->saddr, .daddr = fl->daddr, .proto = 253 /* raw */ };
+		struct frame *f = &frags[n];
+		struct iphdr *iph_;
+
+		build_ipv4(f, &part);
+		iph_ = (void *)(f->data + f->l3_off);
+		iph_->protocol = IPPROTO_UDP;
+		iph_->frag_off = htons((off / 8) | (off + chunk < total ? 0x2000 : 0));
+		memcpy(f->data + f->l4_off, datagram + off, chunk);
+		f->len = f->l4_off + chunk;
+		iph_->tot_len = htons(f->len - f->l3_off);
+		iph_->check = 0;
+		iph_->check = ip_csum_expected(f);
+	}
+	return n;
+}
+
+/* A reply larger than the MTU reaches tc egress as fragments: the first
+ * gets address and port (its checksum covers the whole datagram), the
+ * others the address, found by IP id. */
+static void test_fragmented_reply_rewritten(struct dockhost *skel)
+{
+	struct flow req = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 5353, .dport = 53,
+			    .proto = IPPROTO_UDP, .payload = "query" };
+	struct flow reply = { .saddr = "127.0.0.53", .daddr = CONTAINER, .sport = 5300, .dport = 5353 };
+	struct flow want = { .saddr = GATEWAY, .daddr = CONTAINER, .sport = 53, .dport = 5353 };
+	struct frame frags[4], expected[4], f;
+	uint8_t payload[100];
+	int n, i;
+
+	for (i = 0; i < (int)sizeof(payload); i++)
+		payload[i] = 'a' + i % 26;
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_UDP, 53, "127.0.0.53", 5300);
+	build_ipv4(&f, &req);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+
+	n = build_udp_fragments(frags, &reply, payload, sizeof(payload));
+	CHECK_EQ(n, 3);  /* first, middle, last */
+	CHECK_EQ(build_udp_fragments(expected, &want, payload, sizeof(payload)), n);
+	for (i = 0; i < n; i++) {
+		f = frags[i];
+		CHECK(run(bpf_program__fd(skel->progs.dh_egress), &f) == TC_ACT_OK, "fragment %d dropped", i);
+		CHECK_EQ(f.len, expected[i].len);
+		if (f.len == expected[i].len && memcmp(f.data, expected[i].data, f.len)) {
+			printf("    fragment %d differs; got:\n", i);
+			hex_dump("      ", f.data, f.len);
+			printf("    want:\n");
+			hex_dump("      ", expected[i].data, expected[i].len);
+			failed = true;
+		}
+	}
+	CHECK_EQ(counters(skel).reply_fragments_rewritten, 3);
+
+	/* Later fragments of another datagram (another IP id) whose first was
+	 * not seen, and a first fragment of a flow we do not know: dropped. */
+	f = frags[1];
+	iph(&f)->id = htons(0x4321);
+	iph(&f)->check = 0;
+	iph(&f)->check = ip_csum_expected(&f);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	reply.dport = 5354;
+	build_udp_fragments(frags, &reply, payload, sizeof(payload));
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &frags[0]), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_reply_no_state, 2);
+}
+
 static void test_port_entry_removed_stops_redirect(struct dockhost *skel)
 {
 	struct dh_port_key key = { .ifindex = 0, .port = htons(8088), .proto = IPPROTO_TCP };
@@ -1017,6 +1108,7 @@ static const struct test tests[] = {
 	TEST(test_ipv6_loopback_dropped),
 	TEST(test_ip_options_redirected),
 	TEST(test_fragments_untouched),
+	TEST(test_fragmented_reply_rewritten),
 	TEST(test_port_entry_removed_stops_redirect),
 };
 
