@@ -64,12 +64,37 @@ struct {
 	__type(value, struct dh_nat_origin);
 } nat_state SEC(".maps");
 
+/*
+ * What one source may take of nat_state. The LRU cannot tell us when it
+ * evicts, so a count of live entries per source would only ever grow;
+ * instead each (bridge, container address) may start DH_NAT_SOURCE_MAX
+ * flows per window, and a TCP flow gives its share back when the loopback
+ * side closes it. Connection churn (open, close, open) is never limited;
+ * what is, is one container holding or spraying more new flows than a
+ * quarter of the table per window, which would push everyone else's idle
+ * flows out. Not pinned: it lives and dies with the programs.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DH_NAT_SOURCES);
+	__type(key, struct dh_nat_source_key);
+	__type(value, struct dh_nat_source);
+} nat_sources SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct dh_counters);
 } counters SEC(".maps");
+
+/* Later fragments of a reply, by IP id: see dh_egress_fragment(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DH_NAT_FRAGMENTS);
+	__type(key, struct dh_frag_key);
+	__type(value, __u32);  /* the gateway address the first fragment got */
+} nat_fragments SEC(".maps");
 
 /* Not used by the programs: the CLI's record of what attach changed. Kept in
  * the object so it is pinned beside the rest and typed by the same BTF. */
@@ -103,27 +128,120 @@ static __always_inline struct dh_port_target *dh_lookup_port(struct dh_port_key 
 	return bpf_map_lookup_elem(&ports, key);
 }
 
-static __always_inline void dh_remember_flow(struct __sk_buff *skb, const struct dh_packet *pkt,
-					     const struct dh_port_target *target)
+/* Charges a new flow to its source: false when the source has started
+ * DH_NAT_SOURCE_MAX flows in this window already. Racing CPUs may let a
+ * few more through; the bound is on the order of magnitude. */
+static __always_inline bool dh_source_charge(__u32 ifindex, __u32 addr)
 {
-	struct dh_nat_origin origin = { .gateway_addr = pkt->daddr, .gateway_port = pkt->dport };
+	struct dh_nat_source_key key = { .ifindex = ifindex, .addr = addr };
+	__u32 window = bpf_ktime_get_coarse_ns() >> DH_NAT_WINDOW_SHIFT;
+	struct dh_nat_source *src, fresh = { .window = window, .created = 1 };
+
+	src = bpf_map_lookup_elem(&nat_sources, &key);
+	if (!src)
+		return bpf_map_update_elem(&nat_sources, &key, &fresh, BPF_ANY) == 0;
+	if (src->window != window) {
+		src->window = window;
+		src->created = 1;
+		return true;
+	}
+	if (src->created >= DH_NAT_SOURCE_MAX)
+		return false;
+	__sync_fetch_and_add(&src->created, 1);
+	return true;
+}
+
+/* A TCP flow closed by the loopback side gives its share back. */
+static __always_inline void dh_source_refund(__u32 ifindex, __u32 addr)
+{
+	struct dh_nat_source_key key = { .ifindex = ifindex, .addr = addr };
+	struct dh_nat_source *src = bpf_map_lookup_elem(&nat_sources, &key);
+
+	if (src && src->created > 0)
+		__sync_fetch_and_add(&src->created, -1);
+}
+
+/*
+ * May a packet naming another gateway take over a flow's entry? The reply
+ * cannot say which gateway it is for, so a live flow keeps its first one:
+ * otherwise one UDP socket talking to two gateway addresses, or a SYN a
+ * neighbour spoofs with a victim's address and port, would move the
+ * victim's replies to the wrong address (and a challenge ACK sent there
+ * draws the victim's RST, which ends its connection).
+ *
+ * - A guessed entry (see dh_egress_guess) is replaced by what the
+ *   container really uses.
+ * - UDP: once the flow has been idle for DH_NAT_UDP_IDLE.
+ * - TCP: only a SYN, once the service closed the flow (FIN or RST seen at
+ *   egress: the port reuse after TIME_WAIT) or it has been idle for
+ *   DH_NAT_TCP_IDLE. A reuse after the container itself aborted with a RST
+ *   through another gateway waits for that idle time: the service says
+ *   nothing then, and a container's RST does not count, since a neighbour
+ *   could spoof it as easily as the SYN.
+ */
+static __always_inline bool dh_nat_replaceable(const struct dh_nat_origin *known,
+					       const struct dh_packet *pkt, __u32 now)
+{
+	if (known->flags & DH_NAT_GUESSED)
+		return true;
+	if (pkt->proto == IPPROTO_UDP)
+		return now - known->seen > DH_NAT_UDP_IDLE;
+	return pkt->tcp_syn && ((known->flags & DH_NAT_CLOSING) || now - known->seen > DH_NAT_TCP_IDLE);
+}
+
+/*
+ * Keeps the flow of a packet about to be redirected in nat_state. Returns
+ * 0 to go on with the redirect, or a verdict for a packet whose flow may
+ * not be recorded.
+ *
+ * Every packet looks its flow up (one lookup: the fast path); an update,
+ * far dearer, happens only when the entry is missing or changes, and
+ * `seen` is stored at most once per unit. A TCP packet that is not a SYN
+ * re-creates a missing entry: the LRU may have evicted it under load, and
+ * without it every reply would be dropped and the connection would hang.
+ * Its origin is the one the container uses right now, so it is as good as
+ * the SYN's.
+ */
+static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct dh_packet *pkt,
+					    const struct dh_port_target *target)
+{
+	__u32 now = bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT;
+	struct dh_nat_origin origin = { .gateway_addr = pkt->daddr, .gateway_port = pkt->dport,
+					.seen = now };
+	bool tcp = pkt->proto == IPPROTO_TCP;
 	struct dh_nat_origin *known;
 	struct dh_nat_key key;
 
-	/* A TCP flow is recorded by its SYN; later packets need no lookup
-	 * here (the replies' lookups at egress keep the entry fresh in the
-	 * LRU). A packet of a flow that started before its port was mapped
-	 * reaches no socket on loopback and draws a RST, state or not. */
-	if (pkt->proto == IPPROTO_TCP && !pkt->tcp_syn)
-		return;
 	dh_nat_key_request(&key, skb->ifindex, pkt, target);
-	/* UDP has no handshake: look first, write only on change, since an
-	 * update costs far more than a lookup. */
 	known = bpf_map_lookup_elem(&nat_state, &key);
-	if (known && known->gateway_addr == origin.gateway_addr &&
-	    known->gateway_port == origin.gateway_port)
-		return;
+	if (known) {
+		if (known->gateway_addr == origin.gateway_addr &&
+		    known->gateway_port == origin.gateway_port) {
+			if (known->seen != now)
+				known->seen = now;
+			if (known->flags & DH_NAT_GUESSED)
+				known->flags &= ~DH_NAT_GUESSED;  /* confirmed */
+			if (!(pkt->tcp_syn && (known->flags & DH_NAT_CLOSING)))
+				return 0;
+		} else if (!dh_nat_replaceable(known, pkt, now)) {
+			return DH_DROP(flow_origin_conflicts);
+		}
+		/* A closed flow gave its share back: a new connection on its
+		 * ports (after TIME_WAIT) takes one again. */
+		if ((known->flags & DH_NAT_CLOSING) && !dh_source_charge(skb->ifindex, pkt->saddr))
+			return DH_DROP(dropped_nat_source_limit);
+		bpf_map_update_elem(&nat_state, &key, &origin, BPF_ANY);
+		return 0;
+	}
+	/* A lone RST needs no reply, so no state. */
+	if (tcp && (pkt->tcp_flags & DH_TCP_RST))
+		return 0;
+	if (!dh_source_charge(skb->ifindex, pkt->saddr))
+		return DH_DROP(dropped_nat_source_limit);
+	if (tcp && !pkt->tcp_syn)
+		DH_COUNT(flows_recreated);
 	bpf_map_update_elem(&nat_state, &key, &origin, BPF_ANY);
+	return 0;
 }
 
 static __always_inline void dh_count_port(struct __sk_buff *skb, const struct dh_port_key *key)
@@ -213,7 +331,9 @@ int dh_ingress(struct __sk_buff *skb)
 	/* Copy: the CLI may change the entry while we rewrite. */
 	target = *found;
 
-	dh_remember_flow(skb, &pkt, &target);
+	verdict = dh_remember_flow(skb, &pkt, &target);
+	if (verdict)
+		return verdict;
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_DADDR_OFF, pkt.daddr, target.addr) ||
 	    dh_rewrite_port(skb, &pkt, DH_L4_DPORT_OFF, pkt.dport, target.port))
 		return DH_DROP(dropped_rewrite_failed);
@@ -297,6 +417,129 @@ no_state:
 	return DH_DROP(dropped_reply_no_state);
 }
 
+/* The bridge's primary gateway: its own address (DH_GW_BRIDGE) before
+ * docker0's or a user's, then the lowest. Deterministic, so every reply of
+ * a flow gets the same one. */
+struct dh_primary {
+	__u32 ifindex;
+	__u32 addr;
+	__u32 origin;
+};
+
+static long dh_primary_cb(struct bpf_map *map, struct dh_gateway_key *key, struct dh_gateway *gw,
+			  struct dh_primary *best)
+{
+	bool own = gw->origin & DH_GW_BRIDGE, best_own = best->origin & DH_GW_BRIDGE;
+
+	if (key->ifindex != best->ifindex)
+		return 0;
+	if (!best->addr || (own && !best_own) ||
+	    (own == best_own && bpf_ntohl(key->addr) < bpf_ntohl(best->addr))) {
+		best->addr = key->addr;
+		best->origin = gw->origin;
+	}
+	return 0;
+}
+
+/*
+ * A TCP segment from loopback with no flow state: the LRU evicted the flow
+ * (or the segment is not ours). Dropping it would leave the container's
+ * connection hanging until its own timeout, since nothing it sends may
+ * come back. If the loopback address and port are the target of a port
+ * mapped on this bridge without a port change, the reply can only be to a
+ * container that connected to that port on one of the bridge's gateways:
+ * send it from the primary one and record the flow as guessed. When the
+ * container had used another gateway, its stack answers with a RST, which
+ * reaches the service (the flow ends there instead of hanging), and the
+ * container's next packet replaces the guessed entry with what it really
+ * uses. A pure SYN is the host opening a connection, never a reply.
+ */
+static __always_inline int dh_egress_guess(struct __sk_buff *skb, const struct dh_packet *pkt)
+{
+	struct dh_primary best = { .ifindex = skb->ifindex };
+	struct dh_nat_origin origin = {};
+	struct dh_port_target *target;
+	struct dh_port_key port_key;
+	struct dh_nat_key key;
+
+	if (pkt->proto != IPPROTO_TCP || pkt->tcp_syn || pkt->fragment)
+		return DH_DROP(dropped_reply_no_state);
+	__builtin_memset(&port_key, 0, sizeof(port_key));
+	port_key.ifindex = skb->ifindex;
+	port_key.proto = IPPROTO_TCP;
+	port_key.port = pkt->sport;
+	target = dh_lookup_port(&port_key);
+	if (!target || target->addr != pkt->saddr || target->port != pkt->sport)
+		return DH_DROP(dropped_reply_no_state);
+	bpf_for_each_map_elem(&gateways, dh_primary_cb, &best, 0);
+	if (!best.addr)
+		return DH_DROP(dropped_reply_no_state);
+
+	origin.gateway_addr = best.addr;
+	origin.gateway_port = pkt->sport;
+	origin.flags = DH_NAT_GUESSED;
+	origin.seen = bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT;
+	if (pkt->tcp_flags & (DH_TCP_FIN | DH_TCP_RST))
+		origin.flags |= DH_NAT_CLOSING;  /* closing already: nothing to charge */
+	else if (!dh_source_charge(skb->ifindex, pkt->daddr))
+		return DH_DROP(dropped_nat_source_limit);
+	dh_nat_key_reply(&key, skb->ifindex, pkt);
+	bpf_map_update_elem(&nat_state, &key, &origin, BPF_NOEXIST);
+	if (dh_rewrite_addr(skb, pkt, DH_IP_SADDR_OFF, pkt->saddr, origin.gateway_addr))
+		return DH_DROP(dropped_reply_rewrite_failed);
+	DH_COUNT(replies_guessed);
+	return TC_ACT_OK;
+}
+
+static __always_inline void dh_frag_key(struct dh_frag_key *key, __u32 ifindex,
+					const struct dh_packet *pkt)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	key->ifindex = ifindex;
+	key->loopback_addr = pkt->saddr;
+	key->container_addr = pkt->daddr;
+	key->id = pkt->ip_id;
+	key->proto = pkt->proto;
+}
+
+/*
+ * A reply larger than the bridge's MTU (UDP, say 3000 bytes) is fragmented
+ * by ip_do_fragment() before tc egress, so each fragment comes here alone.
+ * The first one carries the L4 header: it is rewritten like any reply
+ * (the checksum covers the whole datagram, but the incremental fix-up of
+ * the pseudo header and the port is the same) and its gateway remembered
+ * under the IP id. Later fragments carry no ports and only get their
+ * source address, with the IPv4 header checksum. Linux sends a datagram's
+ * fragments in order, first one first (both ip_do_fragment() paths); a
+ * later fragment that came before its first would find nothing and be
+ * dropped, and the container's reassembly would time out.
+ */
+static __always_inline void dh_egress_first_fragment(struct __sk_buff *skb, const struct dh_packet *pkt,
+						     __u32 gateway_addr)
+{
+	struct dh_frag_key key;
+
+	dh_frag_key(&key, skb->ifindex, pkt);
+	bpf_map_update_elem(&nat_fragments, &key, &gateway_addr, BPF_ANY);
+	DH_COUNT(reply_fragments_rewritten);
+}
+
+static __always_inline int dh_egress_later_fragment(struct __sk_buff *skb, const struct dh_packet *pkt)
+{
+	struct dh_frag_key key;
+	__u32 *found, gateway_addr;
+
+	dh_frag_key(&key, skb->ifindex, pkt);
+	found = bpf_map_lookup_elem(&nat_fragments, &key);
+	if (!found)
+		return DH_DROP(dropped_reply_no_state);
+	gateway_addr = *found;
+	if (dh_rewrite_ip_addr(skb, DH_IP_SADDR_OFF, pkt->saddr, gateway_addr))
+		return DH_DROP(dropped_reply_rewrite_failed);
+	DH_COUNT(reply_fragments_rewritten);
+	return TC_ACT_OK;
+}
+
 SEC("tc")
 int dh_egress(struct __sk_buff *skb)
 {
@@ -316,17 +559,25 @@ int dh_egress(struct __sk_buff *skb)
 	 * packet out onto the bridge. */
 	if (pkt.proto == IPPROTO_ICMP)
 		return dh_egress_icmp(skb, &pkt);
+	if (pkt.later_fragment)
+		return dh_egress_later_fragment(skb, &pkt);
 	if (!dh_parse_ports(skb, &pkt))
 		return DH_DROP(dropped_reply_no_state);
 	dh_nat_key_reply(&key, skb->ifindex, &pkt);
 	found = bpf_map_lookup_elem(&nat_state, &key);
 	if (!found)
-		return DH_DROP(dropped_reply_no_state);
+		return dh_egress_guess(skb, &pkt);
 	origin = *found;
+	if ((pkt.tcp_flags & (DH_TCP_FIN | DH_TCP_RST)) && !(origin.flags & DH_NAT_CLOSING)) {
+		found->flags |= DH_NAT_CLOSING;
+		dh_source_refund(skb->ifindex, pkt.daddr);
+	}
 
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_SADDR_OFF, pkt.saddr, origin.gateway_addr) ||
 	    dh_rewrite_port(skb, &pkt, DH_L4_SPORT_OFF, pkt.sport, origin.gateway_port))
 		return DH_DROP(dropped_reply_rewrite_failed);
+	if (pkt.fragment)
+		dh_egress_first_fragment(skb, &pkt, origin.gateway_addr);
 	DH_COUNT(replies_rewritten);
 	return TC_ACT_OK;
 }

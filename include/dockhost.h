@@ -41,7 +41,7 @@
  */
 #define DH_PIN_META     "meta"
 #define DH_ABI_MAGIC    0x66626864  /* "dhbf" in memory on little endian */
-#define DH_ABI_VERSION  2
+#define DH_ABI_VERSION  3  /* 3: nat_state flags and seen, new counters */
 
 struct dh_meta {
 	__u32 magic;        /* DH_ABI_MAGIC */
@@ -58,6 +58,12 @@ struct dh_meta {
 #define DH_MAX_GATEWAYS 1024
 #define DH_MAX_BRIDGES  256
 #define DH_NAT_ENTRIES  65536
+/* New flows one container address may start per window (see nat_sources
+ * in bpf/dockhost.bpf.c): a quarter of nat_state per window of
+ * 2^DH_NAT_WINDOW_SHIFT ns (about 4.3 s). Flows that close give theirs back. */
+#define DH_NAT_SOURCE_MAX    (DH_NAT_ENTRIES / 4)
+#define DH_NAT_WINDOW_SHIFT  32
+#define DH_NAT_SOURCES       16384
 
 #define DH_IFNAMSIZ 16
 
@@ -112,10 +118,54 @@ struct dh_nat_key {
 	__u8 pad[3];
 };
 
+enum dh_nat_flags {
+	DH_NAT_CLOSING = 1 << 0, /* the loopback side sent FIN or RST */
+	DH_NAT_GUESSED = 1 << 1, /* recreated at egress with the primary gateway */
+};
+
 struct dh_nat_origin {
 	__u32 gateway_addr;
 	__u16 gateway_port;
-	__u16 pad;
+	__u8 flags;  /* enum dh_nat_flags */
+	__u8 pad;
+	__u32 seen;  /* last request, bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT */
+};
+
+/*
+ * A live flow's origin is never overwritten by a packet naming another
+ * gateway (flow_origin_conflicts counts those, and they are dropped):
+ * replies carry no gateway, so the first one the flow used stays. A flow
+ * is live until the service closed it (TCP), or until no request came for
+ * DH_NAT_*_IDLE units of 2^DH_NAT_SEEN_SHIFT ns (about seconds).
+ */
+#define DH_NAT_SEEN_SHIFT 30
+#define DH_NAT_UDP_IDLE   30   /* like conntrack's UDP timeout */
+#define DH_NAT_TCP_IDLE   600  /* TCP: only for a SYN, see dh_nat_replaceable() */
+
+/* nat_sources (not pinned): new flows per (bridge, container address) in
+ * the current window, the bound on what one source takes of nat_state. */
+struct dh_nat_source_key {
+	__u32 ifindex;
+	__u32 addr;
+};
+
+struct dh_nat_source {
+	__u32 window;   /* bpf_ktime_get_coarse_ns() >> DH_NAT_WINDOW_SHIFT */
+	__s32 created;  /* entries created in it, less flows that closed */
+};
+
+/* nat_fragments (not pinned): the gateway a fragmented reply's first
+ * fragment was sent from, for its later fragments, which carry no ports.
+ * Keyed as IPv4 reassembly is, by addresses, protocol and IP id. */
+#define DH_NAT_FRAGMENTS 4096
+
+struct dh_frag_key {
+	__u32 ifindex;
+	__u32 loopback_addr;
+	__u32 container_addr;
+	__u16 id;
+	__u8 proto;
+	__u8 pad;
 };
 
 /* bridges: what attach changed on a bridge, so any later detach restores it.
@@ -148,9 +198,14 @@ struct dh_bridge {
 	X(dropped_malformed)      /* IP or tag header that cannot be read */   \
 	X(dropped_ip_options)     /* IPv4 source route, or broken options */   \
 	X(dropped_rewrite_failed) /* a helper failed mid-rewrite */            \
+	X(flows_recreated)        /* TCP flow state lost, rebuilt from a packet */ \
+	X(dropped_nat_source_limit) /* the source started too many flows */    \
+	X(flow_origin_conflicts)  /* live flow sent to another gateway: dropped */ \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \
 	X(icmp_errors_rewritten)  /* ICMP error about a redirected flow */     \
+	X(replies_guessed)        /* TCP reply without state: primary gateway */ \
+	X(reply_fragments_rewritten) /* fragment of a reply, first or later */ \
 	X(dropped_reply_no_state) /* loopback source, no flow: never leaks */  \
 	X(dropped_reply_rewrite_failed)
 

@@ -14,6 +14,8 @@ packages=(
 	iproute2 procps socat ethtool
 	# tests/fuzz: clang's libFuzzer and sanitizer runtimes (clang only recommends them)
 	libclang-rt-14-dev
+	# e2e tests that need one UDP socket talking to two addresses
+	python3
 )
 case ${1:-} in
 bench)

@@ -344,6 +344,19 @@ static int check_object_maps(const struct dockhost *skel)
 	return 0;
 }
 
+/* Is @name one of the maps the CLI works with? The datapath's own
+ * (nat_sources, nat_fragments) are not pinned: the pinned programs hold
+ * them, so they live and die with them, and detach has nothing to remove. */
+static bool is_pinned_map(const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_PINS; i++)
+		if (!pins[i].prog_name && !strcmp(pins[i].name, name))
+			return true;
+	return false;
+}
+
 /* Loads the skeleton; maps already pinned are reused (libbpf checks they
  * are compatible), the rest and both programs are pinned. */
 static int load_and_pin(const struct dh_cli *cli, struct dh_state *st)
@@ -363,6 +376,8 @@ static int load_and_pin(const struct dh_cli *cli, struct dh_state *st)
 		return err;
 	}
 	bpf_object__for_each_map(map, skel->obj) {
+		if (!is_pinned_map(bpf_map__name(map)))
+			continue;
 		pin_path(st, bpf_map__name(map), path, sizeof(path));
 		bpf_map__set_pin_path(map, path);
 	}

@@ -59,12 +59,17 @@ struct dh_packet {
 	__u8 proto;
 	__u8 vlan_tags;  /* in the frame, not counting an offloaded outer tag */
 	bool fragment;
+	bool later_fragment;  /* offset above 0: no L4 header */
+	__u16 ip_id;
 	bool ip_options;
 	bool tcp_syn;  /* a TCP SYN without ACK: a new connection */
+	__u8 tcp_flags;
 };
 
 #define DH_TCP_FLAGS_OFF 13
+#define DH_TCP_FIN 0x01
 #define DH_TCP_SYN 0x02
+#define DH_TCP_RST 0x04
 #define DH_TCP_ACK 0x10
 
 /* Offsets of the fields we rewrite, for bpf_skb_store_bytes(). Only
@@ -142,6 +147,8 @@ static __always_inline bool dh_parse_ipv4(struct __sk_buff *skb, struct dh_packe
 	pkt->daddr = ip->daddr;
 	pkt->proto = ip->protocol;
 	pkt->fragment = (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
+	pkt->later_fragment = (ip->frag_off & bpf_htons(IP_OFFSET)) != 0;
+	pkt->ip_id = ip->id;
 	pkt->ip_options = ihl_bytes > IPV4_MIN_HLEN;
 	return true;
 }
@@ -178,7 +185,9 @@ static __always_inline enum dh_l3 dh_parse(struct __sk_buff *skb, struct dh_pack
 }
 
 /* TCP or UDP ports, after dh_parse() found IPv4. Requires the whole L4 header
- * (checksum included) so a later rewrite can never stop half-way. */
+ * (checksum included) so a later rewrite can never stop half-way. A first
+ * fragment has one (callers that must not redirect fragments check
+ * pkt->fragment first); a later fragment has none. */
 static __always_inline bool dh_parse_ports(struct __sk_buff *skb, struct dh_packet *pkt)
 {
 	__u32 l4_len, off = pkt->l4_off;
@@ -190,7 +199,7 @@ static __always_inline bool dh_parse_ports(struct __sk_buff *skb, struct dh_pack
 		l4_len = sizeof(struct udphdr);
 	else
 		return false;
-	if (pkt->fragment)
+	if (pkt->later_fragment)
 		return false;
 
 	/* Tags and IPv4 options make the offset variable: bound it for the verifier. */
@@ -210,6 +219,7 @@ static __always_inline bool dh_parse_ports(struct __sk_buff *skb, struct dh_pack
 
 		if ((void *)(flags + 1) > dh_data_end(skb))
 			return false;
+		pkt->tcp_flags = *flags;
 		pkt->tcp_syn = (*flags & (DH_TCP_SYN | DH_TCP_ACK)) == DH_TCP_SYN;
 	}
 	return true;

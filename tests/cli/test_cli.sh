@@ -501,10 +501,11 @@ test_detach_ends_with_a_full_nat_state_under_churn() {
 	if0=$(in_host cat /sys/class/net/br0/ifindex)
 	if1=$(in_host cat /sys/class/net/br1/ifindex)
 	# 65536 flows, every other one on br1. The key: ifindex, container and
-	# loopback address, their ports, the protocol; the value: the gateway.
+	# loopback address, their ports, the protocol; the value: the gateway,
+	# flags and the time of the last request.
 	awk -v pin="$PIN/nat_state" -v a="$if0" -v b="$if1" 'BEGIN {
 		for (i = 0; i < 65536; i++)
-			printf "map update pinned %s key %d 0 0 0 10 201 %d %d 127 0 0 1 31 144 31 144 6 0 0 0 value 10 201 0 1 31 144 0 0\n",
+			printf "map update pinned %s key %d 0 0 0 10 201 %d %d 127 0 0 1 31 144 31 144 6 0 0 0 value 10 201 0 1 31 144 0 0 0 0 0 0\n",
 				pin, i % 2 ? b : a, int(i / 256), i % 256
 	}' >"$DH_BPFFS.batch"
 	bpftool batch file "$DH_BPFFS.batch" >/dev/null

@@ -441,4 +441,133 @@ test_guard_survives_a_lost_pin_dir() {
 	rm -f "$got"
 }
 
+# Deletes every flow from nat_state, as the LRU evicting them under load would.
+nat_flush() {
+	local key
+	bpftool -j map dump pinned "$PIN/nat_state" | grep -o '"key":\[[^]]*\]' |
+		sed 's/"key":\[//; s/\]//; s/"//g; s/,/ /g' | while read -r key; do
+		# shellcheck disable=SC2086 # one argument per byte
+		bpftool map delete pinned "$PIN/nat_state" key $key
+	done
+	expect_eq "$(bpftool -j map dump pinned "$PIN/nat_state")" "[]" "nat_state after the flush"
+}
+
+# A flow whose state was lost while the container waits for the service:
+# the service's next segment still reaches it (sent from the bridge's
+# primary gateway) instead of being dropped until the connection hangs.
+test_tcp_reply_after_lost_state_arrives() {
+	local go=/tmp/dh-go-$H line
+	rm -f "$go"
+	in_host socat TCP4-LISTEN:8088,bind=127.0.0.1,reuseaddr,fork \
+		SYSTEM:"read -r _; echo first; while [ ! -e $go ]; do sleep 0.05; done; echo late" &
+	wait_listening tcp 8088
+	dh attach br0 --port 8088
+	coproc FLOW { in_ctr timeout 20 socat - TCP4:$GW:8088; }
+	echo hello >&"${FLOW[1]}"
+	read -r -t 5 line <&"${FLOW[0]}" || fail "no first line"
+	expect_eq "$line" first "before the state was lost"
+	nat_flush
+	touch "$go"
+	line=
+	read -r -t 5 line <&"${FLOW[0]}" || true
+	rm -f "$go"
+	expect_eq "$line" late "the service's segment after the state was lost"
+	[ "$(counter replies_guessed)" -ge 1 ] || fail "replies_guessed: $(counter replies_guessed)"
+}
+
+# The same when the container speaks first, on a port whose target cannot
+# be guessed (--to changes the port): its own segment records the flow again.
+test_tcp_flow_recreated_after_lost_state() {
+	local line
+	serve_tcp_echo 9000 127.0.0.1
+	dh attach br0
+	dh port add 8088 --to 127.0.0.1:9000
+	coproc FLOW { in_ctr timeout 20 socat - TCP4:$GW:8088; }
+	echo one >&"${FLOW[1]}"
+	read -r -t 5 line <&"${FLOW[0]}" || fail "no echo before the state was lost"
+	expect_eq "$line" one "echo before the state was lost"
+	nat_flush
+	echo two >&"${FLOW[1]}"
+	line=
+	read -r -t 5 line <&"${FLOW[0]}" || true
+	expect_eq "$line" two "echo after the state was lost"
+	[ "$(counter flows_recreated)" -ge 1 ] || fail "flows_recreated: $(counter flows_recreated)"
+}
+
+# One UDP socket talks to both gateway addresses of its bridge. The reply
+# cannot say which one it answers, so the flow keeps the first: each reply
+# comes from the address its request went to, and the datagram that would
+# have moved the flow is dropped and counted. (It used to move the flow:
+# both replies then came from the second address.)
+test_udp_flow_keeps_its_gateway() {
+	local gw2=10.201.0.254 got
+	in_host ip addr add $gw2/24 dev br0
+	# Collects both datagrams (or waits 1.5 s) before answering each.
+	in_host python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 8089))
+s.settimeout(1.5)
+msgs = []
+try:
+    while len(msgs) < 2:
+        msgs.append(s.recvfrom(100))
+except socket.timeout:
+    pass
+for data, addr in msgs:
+    s.sendto(data, addr)
+' &
+	wait_listening udp 8089
+	dh attach br0 --port 8089/udp
+	expect_contains "$(dh status)" $gw2 "second gateway"
+	got=$(in_ctr python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"a", (sys.argv[1], 8089))
+s.sendto(b"b", (sys.argv[2], 8089))
+s.settimeout(5)
+got = []
+try:
+    while len(got) < 2:
+        data, addr = s.recvfrom(100)
+        got.append("%s:%s" % (data.decode(), addr[0]))
+except socket.timeout:
+    pass
+print(" ".join(sorted(got)))
+' $GW $gw2)
+	expect_eq "$got" "a:$GW" "replies, as request:reply source"
+	expect_eq "$(counter flow_origin_conflicts)" 1 "flow_origin_conflicts"
+}
+
+# A UDP reply larger than the bridge's MTU leaves the host as fragments;
+# every one must get the gateway's address, or the container never
+# reassembles the datagram.
+test_udp_reply_larger_than_mtu() {
+	expect_eq "$(in_host cat /sys/class/net/br0/mtu)" 1500 "bridge MTU"
+	in_host python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 8089))
+while True:
+    data, addr = s.recvfrom(100)
+    s.sendto(bytes(65 + i % 26 for i in range(3000)), addr)
+' &
+	wait_listening udp 8089
+	dh attach br0 --port 8089/udp
+	expect_eq "$(in_ctr python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((sys.argv[1], 8089))
+s.settimeout(5)
+s.send(b"big")
+try:
+    data = s.recv(65535)
+    print(len(data), data == bytes(65 + i % 26 for i in range(3000)))
+except socket.timeout:
+    print("timeout")
+' $GW)" "3000 True" "the 3000-byte reply"
+	[ "$(counter reply_fragments_rewritten)" -ge 3 ] ||
+		fail "reply_fragments_rewritten: $(counter reply_fragments_rewritten)"
+}
+
 run_tests

@@ -225,28 +225,327 @@ static void test_reply_rewritten_back(struct dockhost *skel)
 	CHECK_EQ(counters(skel).replies_rewritten, 1);
 }
 
-static void test_tcp_flow_recorded_by_its_syn(struct dockhost *skel)
+static bool nat_entry(struct dockhost *skel, const char *container, uint16_t container_port,
+		      const char *loopback, uint16_t loopback_port, uint8_t proto,
+		      struct dh_nat_origin *origin)
 {
-	struct flow ack = tcp_to_gateway, reply = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088,
-						   .dport = 40000, .proto = IPPROTO_TCP, .tcp_flags = 0x12 };
+	struct dh_nat_key key = { .ifindex = LO_IFINDEX, .container_addr = ip(container),
+				  .loopback_addr = ip(loopback), .container_port = htons(container_port),
+				  .loopback_port = htons(loopback_port), .proto = proto };
+	struct dh_nat_origin unused;
+
+	return bpf_map__lookup_elem(skel->maps.nat_state, &key, sizeof(key), origin ? origin : &unused,
+				    sizeof(unused), 0) == 0;
+}
+
+/* Expects @f to be exactly the frame @want describes (every byte, both
+ * checksums recomputed from scratch). */
+static void expect_frame(const struct frame *f, const struct flow *want)
+{
+	struct frame expected;
+
+	build_ipv4(&expected, want);
+	CHECK_EQ(f->len, expected.len);
+	if (f->len == expected.len && memcmp(f->data, expected.data, f->len)) {
+		printf("    frame differs; got:\n");
+		hex_dump("      ", f->data, f->len);
+		printf("    want:\n");
+		hex_dump("      ", expected.data, expected.len);
+		failed = true;
+	}
+}
+
+/* The LRU may evict a live flow: any later segment of it (not only a SYN)
+ * records it again, so the replies find their way back. */
+static void test_tcp_flow_recreated_by_any_segment(struct dockhost *skel)
+{
+	struct flow ack = tcp_to_gateway, reply = { .saddr = "127.0.0.7", .daddr = CONTAINER, .sport = 6543,
+						   .dport = 40000, .proto = IPPROTO_TCP, .tcp_flags = 0x18,
+						   .payload = "data" };
+	struct flow want = reply, rst = tcp_to_gateway;
+	struct dh_nat_origin origin;
 	struct frame f;
 
 	ack.tcp_flags = 0x10;
+	ack.dport = 5432;
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 5432, "127.0.0.7", 6543);
+
+	/* Mid-flow segment, no state (evicted): redirected and recorded. */
+	build_ipv4(&f, &ack);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK_EQ(iph(&f)->daddr, ip("127.0.0.7"));
+	CHECK_EQ(counters(skel).flows_recreated, 1);
+	CHECK(nat_entry(skel, CONTAINER, 40000, "127.0.0.7", 6543, IPPROTO_TCP, &origin), "no entry");
+	CHECK_EQ(origin.gateway_addr, ip(GATEWAY));
+	CHECK_EQ(ntohs(origin.gateway_port), 5432);
+	CHECK_EQ(origin.flags, 0);
+	build_ipv4(&f, &reply);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	want.saddr = GATEWAY;
+	want.sport = 5432;
+	expect_frame(&f, &want);
+
+	/* Once it is there, further segments only look it up. */
+	build_ipv4(&f, &ack);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK_EQ(counters(skel).flows_recreated, 1);
+
+	/* A lone RST needs no reply: redirected, nothing recorded. */
+	rst.sport = 40001;
+	rst.dport = 5432;
+	rst.tcp_flags = 0x04;
+	build_ipv4(&f, &rst);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK(!nat_entry(skel, CONTAINER, 40001, "127.0.0.7", 6543, IPPROTO_TCP, NULL), "RST recorded");
+}
+
+/*
+ * A segment from loopback whose flow was evicted, the container silent
+ * (waiting for the service): it must not hang. The mapped port's target
+ * without a port change says which service; it leaves from the bridge's
+ * primary gateway and the flow is recorded as guessed.
+ */
+static void test_reply_without_state_gets_primary_gateway(struct dockhost *skel)
+{
+	struct flow reply = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088, .dport = 40000,
+			      .proto = IPPROTO_TCP, .tcp_flags = 0x18, .payload = "late" };
+	struct flow want = reply, req = tcp_to_gateway;
+	struct dh_gateway_key key = { .ifindex = LO_IFINDEX, .addr = ip("10.0.0.0") };
+	struct dh_gateway value = { .origin = DH_GW_DOCKER0 };
+	struct dh_nat_origin origin;
+	struct frame f;
+
+	/* Lower than GATEWAY but docker0's; 10.0.0.200 the bridge's own too. */
+	CHECK_EQ(bpf_map__update_elem(skel->maps.gateways, &key, sizeof(key), &value, sizeof(value), 0), 0);
+	add_gateway(skel, "10.0.0.200");
 	add_gateway(skel, GATEWAY);
 	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
 
-	/* Mid-flow packet first: redirected, but no flow recorded from it. */
-	build_ipv4(&f, &ack);
-	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
-	CHECK_EQ(iph(&f)->daddr, ip("127.0.0.1"));
-	build_ipv4(&f, &reply);
-	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
-
-	build_ipv4(&f, &tcp_to_gateway);  /* the SYN */
-	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
 	build_ipv4(&f, &reply);
 	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
-	CHECK_EQ(iph(&f)->saddr, ip(GATEWAY));
+	want.saddr = GATEWAY;
+	expect_frame(&f, &want);
+	CHECK_EQ(counters(skel).replies_guessed, 1);
+	CHECK(nat_entry(skel, CONTAINER, 40000, "127.0.0.1", 8088, IPPROTO_TCP, &origin), "no entry");
+	CHECK_EQ(origin.gateway_addr, ip(GATEWAY));
+	CHECK_EQ(origin.flags, DH_NAT_GUESSED);
+	/* The next reply finds the entry. */
+	build_ipv4(&f, &reply);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	expect_frame(&f, &want);
+	CHECK_EQ(counters(skel).replies_rewritten, 1);
+
+	/* The container really used docker0's address: its next segment
+	 * replaces the guess. */
+	req.daddr = "10.0.0.0";
+	req.tcp_flags = 0x10;
+	build_ipv4(&f, &req);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK(nat_entry(skel, CONTAINER, 40000, "127.0.0.1", 8088, IPPROTO_TCP, &origin), "no entry");
+	CHECK_EQ(origin.gateway_addr, ip("10.0.0.0"));
+	CHECK_EQ(origin.flags, 0);
+	CHECK_EQ(counters(skel).dropped_reply_no_state, 0);
+}
+
+static void test_reply_without_state_not_guessed(struct dockhost *skel)
+{
+	struct flow syn = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088, .dport = 40000,
+			    .proto = IPPROTO_TCP, .tcp_flags = 0x02 };
+	struct flow remapped = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 9000, .dport = 40000,
+				 .proto = IPPROTO_TCP, .tcp_flags = 0x10 };
+	struct flow other_addr = remapped, udp = remapped, overridden = remapped;
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	add_port(skel, 0, IPPROTO_TCP, 8090, "127.0.0.1", 9000);  /* a port change: not reversible */
+	add_port(skel, 0, IPPROTO_TCP, 8091, "127.0.0.2", 8091);
+	add_port(skel, 0, IPPROTO_UDP, 8092, "127.0.0.1", 8092);
+	add_port(skel, 0, IPPROTO_TCP, 8093, "127.0.0.1", 8093);
+	add_port(skel, LO_IFINDEX, IPPROTO_TCP, 8093, "127.0.0.1", 9093);  /* overrides it here */
+	other_addr.sport = 8091;  /* mapped to 127.0.0.2, sent from 127.0.0.1 */
+	udp.proto = IPPROTO_UDP;
+	udp.sport = 8092;
+	overridden.sport = 8093;
+
+	build_ipv4(&f, &syn);  /* the host opening a connection */
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	build_ipv4(&f, &remapped);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	build_ipv4(&f, &other_addr);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	build_ipv4(&f, &udp);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	build_ipv4(&f, &overridden);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_reply_no_state, 5);
+	CHECK_EQ(counters(skel).replies_guessed, 0);
+}
+
+/* One container starting more new flows than its share is refused; its
+ * neighbours are not. */
+static void test_source_limited_to_its_share(struct dockhost *skel)
+{
+	struct flow syn = { .saddr = CONTAINER, .daddr = GATEWAY, .dport = 8088, .proto = IPPROTO_TCP };
+	struct flow other = syn;
+	int prog = bpf_program__fd(skel->progs.dh_ingress), verdict = TC_ACT_OK;
+	uint32_t i;
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	/* A window may end during the loop: then the drop comes later, but
+	 * no later than two windows' worth. */
+	for (i = 0; i <= 2 * DH_NAT_SOURCE_MAX && verdict == TC_ACT_OK; i++) {
+		syn.sport = 1024 + i % 60000;
+		build_ipv4(&f, &syn);
+		verdict = run(prog, &f);
+	}
+	CHECK_EQ(verdict, TC_ACT_SHOT);
+	CHECK(i > DH_NAT_SOURCE_MAX, "refused after %u flows, the share is %u", i, DH_NAT_SOURCE_MAX);
+	CHECK_EQ(counters(skel).dropped_nat_source_limit, 1);
+	CHECK(!nat_entry(skel, CONTAINER, syn.sport, "127.0.0.1", 8088, IPPROTO_TCP, NULL),
+	      "refused flow recorded");
+	other.saddr = "10.0.0.3";
+	other.sport = 40000;
+	build_ipv4(&f, &other);
+	CHECK_EQ(run(prog, &f), TC_ACT_OK);
+}
+
+/* Connection churn is never limited: a flow the service closed gives its
+ * share back (make bench's CRR opens thousands a second from one source). */
+static void test_closed_flows_give_their_share_back(struct dockhost *skel)
+{
+	struct flow syn = { .saddr = CONTAINER, .daddr = GATEWAY, .dport = 8088, .proto = IPPROTO_TCP };
+	struct flow fin = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088, .proto = IPPROTO_TCP,
+			    .tcp_flags = 0x11 };
+	int in = bpf_program__fd(skel->progs.dh_ingress), out = bpf_program__fd(skel->progs.dh_egress);
+	uint32_t i, refused = 0;
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	for (i = 0; i < DH_NAT_SOURCE_MAX + 256; i++) {
+		syn.sport = fin.dport = 1024 + i;
+		build_ipv4(&f, &syn);
+		refused += run(in, &f) != TC_ACT_OK;
+		build_ipv4(&f, &fin);
+		refused += run(out, &f) != TC_ACT_OK;
+	}
+	CHECK_EQ(refused, 0);
+	/* And a closed flow's ports taken again (after TIME_WAIT) work. */
+	syn.sport = fin.dport = 1024;
+	build_ipv4(&f, &syn);
+	CHECK_EQ(run(in, &f), TC_ACT_OK);
+	CHECK_EQ(counters(skel).dropped_nat_source_limit, 0);
+}
+
+/* Moves a flow's last request @units (about seconds) into the past. */
+static void age_flow(struct dockhost *skel, const char *container, uint16_t container_port,
+		     const char *loopback, uint16_t loopback_port, uint8_t proto, uint32_t units)
+{
+	struct dh_nat_key key = { .ifindex = LO_IFINDEX, .container_addr = ip(container),
+				  .loopback_addr = ip(loopback), .container_port = htons(container_port),
+				  .loopback_port = htons(loopback_port), .proto = proto };
+	struct dh_nat_origin origin;
+
+	CHECK_EQ(bpf_map__lookup_elem(skel->maps.nat_state, &key, sizeof(key), &origin, sizeof(origin), 0), 0);
+	origin.seen -= units;
+	CHECK_EQ(bpf_map__update_elem(skel->maps.nat_state, &key, sizeof(key), &origin, sizeof(origin), 0), 0);
+}
+
+/* One UDP socket talking to two gateway addresses: the second may not
+ * take the flow over while it lives, or the first one's replies would come
+ * from the wrong address. */
+static void test_udp_origin_kept_while_live(struct dockhost *skel)
+{
+	struct flow req = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 5353, .dport = 53,
+			    .proto = IPPROTO_UDP, .payload = "q1" };
+	struct flow reply = { .saddr = "127.0.0.53", .daddr = CONTAINER, .sport = 5300, .dport = 5353,
+			      .proto = IPPROTO_UDP, .payload = "a1" };
+	struct flow other = req, want = reply;
+	struct dh_nat_origin origin;
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_gateway(skel, "172.17.0.1");
+	add_port(skel, 0, IPPROTO_UDP, 53, "127.0.0.53", 5300);
+	build_ipv4(&f, &req);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	other.daddr = "172.17.0.1";
+	build_ipv4(&f, &other);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).flow_origin_conflicts, 1);
+	CHECK_EQ(counters(skel).redirected, 1);
+	build_ipv4(&f, &reply);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	want.saddr = GATEWAY;
+	want.sport = 53;
+	expect_frame(&f, &want);
+
+	/* Idle for longer than the UDP timeout: the flow is over, and the
+	 * next datagram starts it again from wherever it is sent. */
+	age_flow(skel, CONTAINER, 5353, "127.0.0.53", 5300, IPPROTO_UDP, DH_NAT_UDP_IDLE + 1);
+	build_ipv4(&f, &other);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK(nat_entry(skel, CONTAINER, 5353, "127.0.0.53", 5300, IPPROTO_UDP, &origin), "no entry");
+	CHECK_EQ(origin.gateway_addr, ip("172.17.0.1"));
+	CHECK_EQ(counters(skel).flow_origin_conflicts, 1);
+}
+
+/* A SYN for a live TCP flow through another gateway (a neighbour spoofing
+ * the victim's address and port) changes nothing; after the service
+ * closed the flow, the same ports may start a new one anywhere. */
+static void test_tcp_origin_kept_while_live(struct dockhost *skel)
+{
+	struct flow syn = tcp_to_gateway, spoofed = tcp_to_gateway;
+	struct flow reply = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088, .dport = 40000,
+			      .proto = IPPROTO_TCP, .tcp_flags = 0x10 };
+	struct flow fin = reply, ack = tcp_to_gateway, want = reply;
+	struct dh_nat_origin origin;
+	struct frame f;
+
+	add_gateway(skel, GATEWAY);
+	add_gateway(skel, "172.17.0.1");
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&f, &syn);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	spoofed.daddr = "172.17.0.1";
+	build_ipv4(&f, &spoofed);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	ack.daddr = "172.17.0.1";
+	ack.tcp_flags = 0x10;
+	build_ipv4(&f, &ack);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).flow_origin_conflicts, 2);
+	build_ipv4(&f, &reply);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	want.saddr = GATEWAY;
+	expect_frame(&f, &want);
+
+	/* The service closes; the container reuses the ports via docker0's
+	 * address (a new connection after TIME_WAIT). */
+	fin.tcp_flags = 0x11;
+	build_ipv4(&f, &fin);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_OK);
+	build_ipv4(&f, &spoofed);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK(nat_entry(skel, CONTAINER, 40000, "127.0.0.1", 8088, IPPROTO_TCP, &origin), "no entry");
+	CHECK_EQ(origin.gateway_addr, ip("172.17.0.1"));
+	CHECK_EQ(origin.flags, 0);
+
+	/* Silent for longer than DH_NAT_TCP_IDLE: a SYN may move it again,
+	 * but a mid-flow segment never does. */
+	age_flow(skel, CONTAINER, 40000, "127.0.0.1", 8088, IPPROTO_TCP, DH_NAT_TCP_IDLE + 1);
+	ack.daddr = GATEWAY;
+	build_ipv4(&f, &ack);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	build_ipv4(&f, &syn);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+	CHECK(nat_entry(skel, CONTAINER, 40000, "127.0.0.1", 8088, IPPROTO_TCP, &origin), "no entry");
+	CHECK_EQ(origin.gateway_addr, ip(GATEWAY));
+	CHECK_EQ(counters(skel).flow_origin_conflicts, 3);
 }
 
 static void test_remapped_reply_gets_gateway_port(struct dockhost *skel)
@@ -666,6 +965,97 @@ static void test_fragments_untouched(struct dockhost *skel)
 	CHECK_EQ(counters(skel).passed_fragment, 2);
 }
 
+/*
+ * One UDP datagram (header and @len bytes of payload) split as
+ * ip_do_fragment() would, 40 bytes of it per fragment: a whole-datagram
+ * UDP checksum in the first, every IPv4 header checksum computed.
+ */
+#define FRAG_DATA 40
+static int build_udp_fragments(struct frame *frags, const struct flow *fl, const uint8_t *payload,
+			       size_t len)
+{
+	uint8_t datagram[256] = {};
+	struct udphdr *udp = (void *)datagram;
+	struct iphdr pseudo = {};
+	size_t total = sizeof(*udp) + len, off;
+	int n = 0;
+
+	udp->source = htons(fl->sport);
+	udp->dest = htons(fl->dport);
+	udp->len = htons(total);
+	memcpy(datagram + sizeof(*udp), payload, len);
+	inet_pton(AF_INET, fl->saddr, &pseudo.saddr);
+	inet_pton(AF_INET, fl->daddr, &pseudo.daddr);
+	udp->check = htons(csum_fold(csum_add(csum_pseudo_ipv4(&pseudo, IPPROTO_UDP, total), datagram, total)));
+	for (off = 0; off < total; off += FRAG_DATA, n++) {
+		size_t chunk = total - off < FRAG_DATA ? total - off : FRAG_DATA;
+		struct flow part = { .saddr = fl->saddr, .daddr = fl->daddr, .proto = 253 /* raw */ };
+		struct frame *f = &frags[n];
+		struct iphdr *iph_;
+
+		build_ipv4(f, &part);
+		iph_ = (void *)(f->data + f->l3_off);
+		iph_->protocol = IPPROTO_UDP;
+		iph_->frag_off = htons((off / 8) | (off + chunk < total ? 0x2000 : 0));
+		memcpy(f->data + f->l4_off, datagram + off, chunk);
+		f->len = f->l4_off + chunk;
+		iph_->tot_len = htons(f->len - f->l3_off);
+		iph_->check = 0;
+		iph_->check = ip_csum_expected(f);
+	}
+	return n;
+}
+
+/* A reply larger than the MTU reaches tc egress as fragments: the first
+ * gets address and port (its checksum covers the whole datagram), the
+ * others the address, found by IP id. */
+static void test_fragmented_reply_rewritten(struct dockhost *skel)
+{
+	struct flow req = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 5353, .dport = 53,
+			    .proto = IPPROTO_UDP, .payload = "query" };
+	struct flow reply = { .saddr = "127.0.0.53", .daddr = CONTAINER, .sport = 5300, .dport = 5353 };
+	struct flow want = { .saddr = GATEWAY, .daddr = CONTAINER, .sport = 53, .dport = 5353 };
+	struct frame frags[4], expected[4], f;
+	uint8_t payload[100];
+	int n, i;
+
+	for (i = 0; i < (int)sizeof(payload); i++)
+		payload[i] = 'a' + i % 26;
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_UDP, 53, "127.0.0.53", 5300);
+	build_ipv4(&f, &req);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_OK);
+
+	n = build_udp_fragments(frags, &reply, payload, sizeof(payload));
+	CHECK_EQ(n, 3);  /* first, middle, last */
+	CHECK_EQ(build_udp_fragments(expected, &want, payload, sizeof(payload)), n);
+	for (i = 0; i < n; i++) {
+		f = frags[i];
+		CHECK(run(bpf_program__fd(skel->progs.dh_egress), &f) == TC_ACT_OK, "fragment %d dropped", i);
+		CHECK_EQ(f.len, expected[i].len);
+		if (f.len == expected[i].len && memcmp(f.data, expected[i].data, f.len)) {
+			printf("    fragment %d differs; got:\n", i);
+			hex_dump("      ", f.data, f.len);
+			printf("    want:\n");
+			hex_dump("      ", expected[i].data, expected[i].len);
+			failed = true;
+		}
+	}
+	CHECK_EQ(counters(skel).reply_fragments_rewritten, 3);
+
+	/* Later fragments of another datagram (another IP id) whose first was
+	 * not seen, and a first fragment of a flow we do not know: dropped. */
+	f = frags[1];
+	iph(&f)->id = htons(0x4321);
+	iph(&f)->check = 0;
+	iph(&f)->check = ip_csum_expected(&f);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	reply.dport = 5354;
+	build_udp_fragments(frags, &reply, payload, sizeof(payload));
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &frags[0]), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_reply_no_state, 2);
+}
+
 static void test_port_entry_removed_stops_redirect(struct dockhost *skel)
 {
 	struct dh_port_key key = { .ifindex = 0, .port = htons(8088), .proto = IPPROTO_TCP };
@@ -692,7 +1082,13 @@ static const struct test tests[] = {
 	TEST(test_udp_zero_checksum_stays_zero),
 	TEST(test_reply_rewritten_back),
 	TEST(test_remapped_reply_gets_gateway_port),
-	TEST(test_tcp_flow_recorded_by_its_syn),
+	TEST(test_tcp_flow_recreated_by_any_segment),
+	TEST(test_reply_without_state_gets_primary_gateway),
+	TEST(test_reply_without_state_not_guessed),
+	TEST(test_source_limited_to_its_share),
+	TEST(test_closed_flows_give_their_share_back),
+	TEST(test_udp_origin_kept_while_live),
+	TEST(test_tcp_origin_kept_while_live),
 	TEST(test_reply_without_flow_dropped),
 	TEST(test_icmp_error_quote_restored),
 	TEST(test_icmp_error_tcp_quote_restored),
@@ -712,6 +1108,7 @@ static const struct test tests[] = {
 	TEST(test_ipv6_loopback_dropped),
 	TEST(test_ip_options_redirected),
 	TEST(test_fragments_untouched),
+	TEST(test_fragmented_reply_rewritten),
 	TEST(test_port_entry_removed_stops_redirect),
 };
 
