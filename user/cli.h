@@ -50,11 +50,13 @@ struct dh_netdev {
 	char name[DH_IFNAMSIZ];
 };
 int dh_netdev_lookup(const char *name, struct dh_netdev *dev); /* 0, -ENODEV, -errno */
+struct nlmsghdr;
+/* Every link of the caller's netns to @cb (a libmnl mnl_cb_t). */
+int dh_rtnl_link_dump(int (*cb)(const struct nlmsghdr *, void *), void *data);
 /* Fills up to @max bridges of the caller's netns; how many, or -errno. */
 int dh_netdev_bridges(struct dh_netdev *devs, int max);
 /* Fills up to @max IPv4 addresses of @ifindex; returns how many, or -errno. */
 int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max);
-struct nlmsghdr;
 /* One rtnetlink request; every answer goes to @cb (a libmnl mnl_cb_t). */
 int dh_rtnl_talk(struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *), void *data);
 /* A receive buffer that grows to the largest datagram read. */

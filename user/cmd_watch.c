@@ -200,21 +200,10 @@ static int list_link_cb(const struct nlmsghdr *nlh, void *data)
  */
 static int resync(struct watch *w)
 {
-	char req[MNL_SOCKET_BUFFER_SIZE];
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(req);
 	struct link_list list = {};
-	struct ifinfomsg *ifm;
 	int i, j, err;
 
-	nlh->nlmsg_type = RTM_GETLINK;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
-	ifm->ifi_family = AF_UNSPEC;
-	/* Without an extension mask the kernel sizes the dump's datagrams
-	 * for ordinary links and silently leaves out a bigger one (many
-	 * alternative names): with it, each fits its largest link. */
-	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-	err = dh_rtnl_talk(nlh, list_link_cb, &list);
+	err = dh_rtnl_link_dump(list_link_cb, &list);
 	w->resync_pending = err < 0;
 	if (err < 0) {
 		free(list.links);

@@ -182,21 +182,28 @@ static int bridge_dump_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-int dh_netdev_bridges(struct dh_netdev *devs, int max)
+int dh_rtnl_link_dump(int (*cb)(const struct nlmsghdr *, void *), void *data)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	struct bridge_dump dump = { devs, max, 0 };
 	struct ifinfomsg *ifm;
-	int ret;
 
 	nlh->nlmsg_type = RTM_GETLINK;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
 	ifm->ifi_family = AF_UNSPEC;
-	/* Statistics make each message larger for nothing we read. */
+	/* Without an extension mask the kernel sizes the dump's datagrams
+	 * for ordinary links and silently leaves out a bigger one (many
+	 * alternative names): with it, each fits its largest link. */
 	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-	ret = dh_rtnl_talk(nlh, bridge_dump_cb, &dump);
+	return dh_rtnl_talk(nlh, cb, data);
+}
+
+int dh_netdev_bridges(struct dh_netdev *devs, int max)
+{
+	struct bridge_dump dump = { devs, max, 0 };
+	int ret = dh_rtnl_link_dump(bridge_dump_cb, &dump);
+
 	return ret < 0 ? ret : dump.count;
 }
 

@@ -423,21 +423,27 @@ static bool holds_nothing(const struct dh_state *st)
 	return st->bridges_fd < 0 || dh_state_bridge_count(st) == 0;
 }
 
-int dh_state_open(const struct dh_cli *cli, struct dh_state *st, enum dh_open_mode mode)
+/* No fd open yet; the pin dir on bpffs and locked. */
+static int begin_open(const struct dh_cli *cli, struct dh_state *st, bool create)
 {
-	bool create = mode == DH_OPEN_OR_CREATE, has_meta;
 	unsigned int i;
-	int err, found;
+	int err;
 
 	memset(st, 0, sizeof(*st));
 	st->pin_dir = cli->pin_dir;
 	st->dir_fd = -1;
 	for (i = 0; i < N_PINS; i++)
 		*pin_fd(st, &pins[i]) = -1;
-
 	err = ensure_bpffs(st->pin_dir, create);
-	if (!err)
-		err = lock_pin_dir(st, create);
+	return err ? err : lock_pin_dir(st, create);
+}
+
+int dh_state_open(const struct dh_cli *cli, struct dh_state *st, enum dh_open_mode mode)
+{
+	bool create = mode == DH_OPEN_OR_CREATE, has_meta;
+	int err, found;
+
+	err = begin_open(cli, st, create);
 	if (err)
 		return err;
 
@@ -503,18 +509,10 @@ int dh_state_open_older(const struct dh_cli *cli, struct dh_state *st)
 	struct bpf_map_info info = {};
 	__u32 len = sizeof(info), version;
 	char path[4096];
-	unsigned int i;
 	bool present;
 	int err;
 
-	memset(st, 0, sizeof(*st));
-	st->pin_dir = cli->pin_dir;
-	st->dir_fd = -1;
-	for (i = 0; i < N_PINS; i++)
-		*pin_fd(st, &pins[i]) = -1;
-	err = ensure_bpffs(st->pin_dir, false);
-	if (!err)
-		err = lock_pin_dir(st, false);
+	err = begin_open(cli, st, false);
 	if (err)
 		return err;
 	err = read_meta(st, &present, &version);
