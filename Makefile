@@ -103,7 +103,7 @@ $(CHURN_SO): tests/cli/churn_preload.c $(DEPS_STAMP) | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -shared -fPIC $< -lbpf -ldl -o $@
 
-$(RAWFRAME): tests/e2e/rawframe.c | $(OUTPUT)
+$(RAWFRAME): tests/e2e/rawframe.c tests/unit/csum.h | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@
 
@@ -119,11 +119,11 @@ $(OUTPUT)/dockhost-bpf: $(CLI_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(UNIT_BIN): tests/unit/test_datapath.c tests/unit/packet.h $(OUTPUT)/dockhost.skel.h
+$(UNIT_BIN): tests/unit/test_datapath.c tests/unit/packet.h tests/unit/csum.h $(OUTPUT)/dockhost.skel.h
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
 
-$(PROP_BIN): tests/unit/test_property.c tests/unit/packet.h $(OUTPUT)/dockhost.skel.h
+$(PROP_BIN): tests/unit/test_property.c tests/unit/packet.h tests/unit/csum.h $(OUTPUT)/dockhost.skel.h
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $< $(LDLIBS) -o $@
 

@@ -41,6 +41,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../unit/csum.h"
+
 #define FRAME_MAX 2048
 #define MAX_TAGS  8
 #define VXLAN_PORT 4789
@@ -118,26 +120,6 @@ static int parse_addr(const char *text, uint8_t out[16])
 	return 0;
 }
 
-/* One's-complement sum, folded by csum_fold(). */
-static uint32_t csum_add(uint32_t sum, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	size_t i;
-
-	for (i = 0; i + 1 < len; i += 2)
-		sum += (p[i] << 8) | p[i + 1];
-	if (len & 1)
-		sum += p[len - 1] << 8;
-	return sum;
-}
-
-static uint16_t csum_fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return htons(~sum & 0xffff);
-}
-
 static void put16(uint8_t *p, uint16_t v)
 {
 	p[0] = v >> 8;
@@ -199,7 +181,7 @@ static size_t build_l4(uint8_t *l4)
 	put16(pseudo + 2, len);
 	sum = csum_add(sum, pseudo, sizeof(pseudo));
 	sum = csum_add(sum, l4, len);
-	memcpy(l4 + (arg.proto == IPPROTO_TCP ? 16 : 6), &(uint16_t){ csum_fold(sum) }, 2);
+	memcpy(l4 + (arg.proto == IPPROTO_TCP ? 16 : 6), &(uint16_t){ htons(csum_fold(sum)) }, 2);
 	if (arg.proto == IPPROTO_UDP && l4[6] == 0 && l4[7] == 0)
 		l4[6] = l4[7] = 0xff; /* 0 means "no checksum" */
 	return len;
@@ -223,7 +205,7 @@ static size_t build_ipv4(uint8_t *out, const uint8_t src[4], const uint8_t dst[4
 	memcpy(out + 12, src, 4);
 	memcpy(out + 16, dst, 4);
 	memcpy(out + 20, opts, opts_len); /* padded with END (0) */
-	check = csum_fold(csum_add(0, out, hlen));
+	check = htons(csum_fold(csum_add(0, out, hlen)));
 	memcpy(out + 10, &check, 2);
 	memmove(out + hlen, data, len);
 	return hlen + len;

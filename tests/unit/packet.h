@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "csum.h"
+
 struct frame {
 	uint8_t data[256];
 	uint32_t len;
@@ -31,25 +33,6 @@ struct flow {
 	uint8_t tcp_flags;  /* 0: a SYN */
 	const char *payload;
 };
-
-static inline uint32_t csum_add(uint32_t sum, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	size_t i;
-
-	for (i = 0; i + 1 < len; i += 2)
-		sum += (p[i] << 8) | p[i + 1];
-	if (len & 1)
-		sum += p[len - 1] << 8;
-	return sum;
-}
-
-static inline uint16_t csum_fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
 
 /* The IPv4 pseudo header of a TCP or UDP checksum: addresses from @ip. */
 static inline uint32_t csum_pseudo_ipv4(const struct iphdr *ip, uint8_t proto, uint32_t l4_len)
