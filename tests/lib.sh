@@ -146,6 +146,8 @@ setup_pin_dir() {
 	DH_BPFFS=$(mktemp -d /tmp/dh-test-bpffs-XXXXXX)
 	mount -t bpf bpf "$DH_BPFFS"
 	PIN=$DH_BPFFS/pins
+	# Everything else a test writes goes here, and goes with it.
+	DH_SCRATCH=$(mktemp -d /tmp/dh-test-scratch-XXXXXX)
 }
 
 cleanup() {
@@ -161,6 +163,9 @@ cleanup() {
 	if [ -n "${DH_BPFFS:-}" ]; then
 		umount "$DH_BPFFS" 2>/dev/null
 		rmdir "$DH_BPFFS" 2>/dev/null
+	fi
+	if [ -n "${DH_SCRATCH:-}" ]; then
+		rm -rf "$DH_SCRATCH"
 	fi
 	return 0
 }

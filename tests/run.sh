@@ -23,6 +23,10 @@ fi
 
 results=$(mktemp /tmp/dh-test-results-XXXXXX)
 trap 'rm -f "$results" "$results.suite"' EXIT
+# Every test removes what it wrote under /tmp, even on failure: what was
+# there before the run is not ours to judge.
+tmp_left() { compgen -G '/tmp/dh-*' | grep -v -x -F -e "$results" -e "$results.suite" -e "${DH_SANITIZER_LOGS:-}" | sort; }
+tmp_before=$(tmp_left)
 
 # One suite: its lines go to the screen and the results; a suite that dies
 # without reporting a failure (a crash, a syntax error) counts as one.
@@ -49,6 +53,13 @@ wanted fuzz && run_suite fuzz bash "$root/tests/fuzz/run_fuzz.sh"
 # Under tests/sanitizer/run.sh: each ASan/UBSan/LSan report is a failure.
 [ -n "${DH_SANITIZER_LOGS:-}" ] && wanted sanitizer &&
 	run_suite sanitizer bash "$root/tests/sanitizer/check_reports.sh" "$DH_SANITIZER_LOGS"
+
+tmp_new=$(comm -13 <(printf '%s\n' "$tmp_before") <(tmp_left) | grep . | tr '\n' ' ')
+if [ -n "$tmp_new" ]; then
+	echo "FAIL run/nothing_left_in_tmp: $tmp_new" | tee -a "$results"
+else
+	echo "PASS run/nothing_left_in_tmp" | tee -a "$results"
+fi
 
 passed=$(grep -c '^PASS ' "$results")
 failed=$(grep -c '^FAIL ' "$results")

@@ -286,7 +286,7 @@ test_json_everywhere() {
 test_docker_network_names() {
 	# A fake Docker API on a unix socket: names resolve to bridges as
 	# dockerd would say, with no daemon on the machine.
-	local sock=$DH_BPFFS.docker.sock
+	local sock=$DH_SCRATCH/docker.sock
 	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
 	local i
 	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
@@ -317,7 +317,7 @@ test_docker_network_names() {
 }
 
 test_docker_answers_with_null_fields() {
-	local sock=$DH_BPFFS.docker.sock
+	local sock=$DH_SCRATCH/docker.sock
 	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
 	local i
 	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
@@ -345,7 +345,7 @@ test_docker_answers_with_null_fields() {
 }
 
 test_docker_host_gateway_ip_from_daemon_json() {
-	local conf=$DH_BPFFS.daemon.json
+	local conf=$DH_SCRATCH/daemon.json
 	echo '{"host-gateway-ip": "10.201.0.99", "bip": "172.30.0.1/16"}' >"$conf"
 	DOCKHOST_DOCKER_DAEMON_JSON=$conf dh attach br0
 	expect_contains "$(dh status)" "10.201.0.99     (host-gateway-ip)" "configured host-gateway"
@@ -507,9 +507,9 @@ test_detach_ends_with_a_full_nat_state_under_churn() {
 		for (i = 0; i < 65536; i++)
 			printf "map update pinned %s key %d 0 0 0 10 201 %d %d 127 0 0 1 31 144 31 144 6 0 0 0 value 10 201 0 1 31 144 0 0 0 0 0 0\n",
 				pin, i % 2 ? b : a, int(i / 256), i % 256
-	}' >"$DH_BPFFS.batch"
-	bpftool batch file "$DH_BPFFS.batch" >/dev/null
-	rm -f "$DH_BPFFS.batch"
+	}' >"$DH_SCRATCH/batch"
+	bpftool batch file "$DH_SCRATCH/batch" >/dev/null
+	rm -f "$DH_SCRATCH/batch"
 	n0=$(nat_count "$if0")
 	n1=$(nat_count "$if1")
 	# An LRU may evict a little before it is full.
@@ -533,7 +533,7 @@ test_detach_ends_with_a_full_nat_state_under_churn() {
 }
 
 test_docker_daemon_json_with_null_fields() {
-	local conf=$DH_BPFFS.daemon.json
+	local conf=$DH_SCRATCH/daemon.json
 	# Null or wrong-typed values are ignored with a warning; the valid ones count.
 	echo '{"host-gateway-ip": null, "host-gateway-ips": [null, 5, {}, "10.201.0.97", "fd00::1"]}' >"$conf"
 	DOCKHOST_DOCKER_DAEMON_JSON=$conf expect_exit 0 dh attach br0
@@ -553,7 +553,7 @@ test_docker_daemon_json_with_null_fields() {
 
 test_systemd_unit_verifies() {
 	command -v systemd-analyze >/dev/null || skip "systemd-analyze (systemd) not installed"
-	local unit=$DH_BPFFS.unit/dockhost-bpf.service
+	local unit=$DH_SCRATCH/unit/dockhost-bpf.service
 	mkdir -p "${unit%/*}"
 	# As make install writes it, pointing at this build.
 	sed "s|@SBINDIR@|$(dirname "$DH_BIN")|" "$DH_ROOT/user/dockhost-bpf.service" >"$unit"

@@ -146,7 +146,7 @@ syn_received() {  # PORT: half-open connections on the host's listener
 test_guard_blocks_crafted_loopback_destination() {
 	# The CVE-2020-8558 attack: a container with NET_ADMIN routes 127.0.0.1
 	# via its gateway to reach host services that were never mapped.
-	local port leaked=/tmp/dh-leak-$H
+	local port leaked=$DH_SCRATCH/leak
 	for port in 9997 9999; do
 		in_host socat "TCP4-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" SYSTEM:"echo secret" &
 		in_host socat -u "UDP4-RECVFROM:$port,bind=127.0.0.1,fork" "OPEN:$leaked-$port,creat,append" &
@@ -361,7 +361,7 @@ send_udp_7777() {
 test_other_programs_still_see_traffic() {
 	# What is not ours goes on to the next program: with TC_ACT_OK the
 	# tcx chain ended at our program and no clsact filter ran.
-	local got=/tmp/dh-7777-$H
+	local got=$DH_SCRATCH/7777
 	serve_udp_7777_log "$got"
 	send_udp_7777
 	[ -s "$got" ] || fail "control: the service on $GW:7777 got nothing"
@@ -404,7 +404,7 @@ test_guard_survives_a_lost_pin_dir() {
 	# The pins go (a removed pin dir; likewise the end of a bpffs, as
 	# with ip netns exec's private one): the guard must not go with them
 	# while route_localnet=1 stays.
-	local got=/tmp/dh-leak-$H
+	local got=$DH_SCRATCH/leak
 	in_host socat -u "UDP4-RECVFROM:9999,bind=127.0.0.1,fork" "OPEN:$got,creat,append" &
 	wait_listening udp 9999
 	in_ctr ip route del 127.0.0.0/8 dev lo table local
@@ -456,7 +456,7 @@ nat_flush() {
 # the service's next segment still reaches it (sent from the bridge's
 # primary gateway) instead of being dropped until the connection hangs.
 test_tcp_reply_after_lost_state_arrives() {
-	local go=/tmp/dh-go-$H line
+	local go=$DH_SCRATCH/go line
 	rm -f "$go"
 	in_host socat TCP4-LISTEN:8088,bind=127.0.0.1,reuseaddr,fork \
 		SYSTEM:"read -r _; echo first; while [ ! -e $go ]; do sleep 0.05; done; echo late" &

@@ -14,7 +14,7 @@ wait_for() {  # WHAT CMD
 }
 
 start_watch() {  # ARGS...
-	WATCH_LOG=$DH_BPFFS.watch.log
+	WATCH_LOG=$DH_SCRATCH/watch.log
 	ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" watch "$@" >"$WATCH_LOG" 2>&1 &
 	WATCH_PID=$!
 	wait_for "watch to start" "grep -q following '$WATCH_LOG'"
@@ -81,7 +81,7 @@ sigterm_taken() {  # PID
 # wait (a test-only delay), where a signal used to be missed: watch then
 # slept in recvfrom until the next netlink event, and here none comes.
 test_sigterm_at_any_moment() {
-	local i pid rc delay log=$DH_BPFFS.watch.log
+	local i pid rc delay log=$DH_SCRATCH/watch.log
 	for i in $(seq 20); do
 		delay=0.0$((RANDOM % 10))$((RANDOM % 10))
 		if (( i % 2 )); then
@@ -136,7 +136,7 @@ test_detach_on_exit() {
 # Watch must read them whole (its initial listing, the attach's lookup and
 # later events), not die of a truncated read.
 test_oversized_link_messages() {
-	local batch=$DH_BPFFS.altnames k i line
+	local batch=$DH_SCRATCH/altnames k i line
 	for k in $(seq 40); do
 		line="link property add dev br0"
 		for i in $(seq 7); do
@@ -163,7 +163,7 @@ test_oversized_link_messages() {
 # one burst creates 120 bridges outside the match, two bridges with addresses, deletes a
 # watched bridge and adds an address to another: watch must end up right.
 test_resync_after_overrun() {
-	local batch=$DH_BPFFS.batch i
+	local batch=$DH_SCRATCH/batch i
 	make_bridge "$H" br9 10.209.0.1
 	DH_TEST_WATCH_RCVBUF=1 start_watch --match 'br*'
 	wait_for "br0 attached" "attached br0"
