@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * dockhost-bpf datapath: tc programs on a bridge device.
+ * dockhost-bpf datapath: tc programs on a bridge device, and one cgroup
+ * program for socket mode's UDP replies.
  *
  * ingress (container -> host): drop anything carrying a loopback address
- *   (CVE-2020-8558), then rewrite TCP/UDP aimed at a gateway address and a
- *   mapped port toward its loopback target, remembering the flow.
- * egress (host -> container): turn replies from a loopback target back into
- *   the gateway address and port the container used; any other packet with
- *   a loopback source is dropped so loopback never leaks onto the bridge.
+ *   (CVE-2020-8558), then, for TCP/UDP aimed at a gateway address and a
+ *   mapped port, per the bridge's mode (the modes map):
+ *   - NAT mode: rewrite toward its loopback target, remembering the flow;
+ *   - socket mode: hand it to the target's socket (lib/steer.bpf.h).
+ * egress (host -> container), NAT mode: turn replies from a loopback target
+ *   back into the gateway address and port the container used; any other
+ *   packet with a loopback source is dropped so loopback never leaks onto
+ *   the bridge. Socket mode's replies leave from the gateway already.
+ * cgroup/sendmsg4 (socket mode): a UDP socket bound to loopback answering
+ *   a container sends from the gateway the container used.
  *
  * Bridged container-to-container frames never reach the bridge device's own
  * hooks, so they cost nothing.
@@ -105,6 +111,25 @@ struct {
 	__type(key, __u32);
 	__type(value, struct dh_bridge);
 } bridges SEC(".maps");
+
+/* Socket mode's per-bridge switch, read by ifindex: see dh_bridge_mode(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DH_MAX_BRIDGES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct dh_bridge_mode);
+} modes SEC(".maps");
+
+/* Socket mode's UDP flows, for dh_sendmsg4. Bounded and LRU like
+ * nat_state: a flow evicted under load costs its next reply's source
+ * until the container's next datagram writes it again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DH_SOCK_FLOWS);
+	__type(key, struct dh_sock_flow_key);
+	__type(value, struct dh_sock_flow);
+} sock_flows SEC(".maps");
 
 #define DH_COUNT(field)                                                    \
 	({                                                                 \
@@ -254,6 +279,8 @@ static __always_inline void dh_count_port(struct __sk_buff *skb, const struct dh
 	}
 }
 
+#include "lib/steer.bpf.h"
+
 /*
  * The loopback guard, for everything from the bridge that the kernel could
  * hand to ip_rcv or ipv6_rcv there: tag stacks are walked to the inner
@@ -330,6 +357,9 @@ int dh_ingress(struct __sk_buff *skb)
 		return DH_PASS(passed);
 	/* Copy: the CLI may change the entry while we rewrite. */
 	target = *found;
+
+	if (dh_bridge_mode(skb->ifindex) == DH_MODE_SOCKET)
+		return dh_steer(skb, &pkt, &target, &port_key);
 
 	verdict = dh_remember_flow(skb, &pkt, &target);
 	if (verdict)
@@ -553,6 +583,11 @@ int dh_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	if (pkt.vlan_tags)
 		return DH_DROP(dropped_reply_no_state);
+	/* Socket mode rewrites nothing: its replies leave from the gateway,
+	 * and with route_localnet=0 nothing leaves from loopback. Should
+	 * something, it is no reply of ours: never guessed, never rewritten. */
+	if (dh_bridge_mode(skb->ifindex) == DH_MODE_SOCKET)
+		return DH_DROP(dropped_reply_no_state);
 
 	/* Only replies of flows we redirected may leave with a loopback
 	 * source: route_localnet=1 would otherwise let any loopback-sourced
@@ -580,6 +615,45 @@ int dh_egress(struct __sk_buff *skb)
 		dh_egress_first_fragment(skb, &pkt, origin.gateway_addr);
 	DH_COUNT(replies_rewritten);
 	return TC_ACT_OK;
+}
+
+/*
+ * Socket mode's UDP replies. A socket bound to 127.0.0.1 that answers a
+ * container with sendto() fails with EINVAL: a loopback source may not
+ * leave on the bridge. Its source becomes the gateway address the
+ * container sent the request to, from the flow ingress noted, so the
+ * container's socket matches the reply. Attached at the cgroup v2 root,
+ * it runs for every unconnected UDP send on the host: it acts only on a
+ * flow of ours, in the network namespace of that flow's bridge (the
+ * cookie attach recorded), and leaves a source the server chose itself
+ * (IP_PKTINFO with a non-loopback address) alone. Always allows the send.
+ */
+SEC("cgroup/sendmsg4")
+int dh_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct dh_sock_flow_key key;
+	struct dh_bridge_mode *mode;
+	struct dh_sock_flow *flow;
+	__u32 src = ctx->msg_src_ip4;
+
+	if (ctx->type != DH_SOCK_DGRAM || (src && !dh_is_loopback(src)))
+		return 1;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.container_addr = ctx->user_ip4;
+	key.container_port = (__u16)ctx->user_port;
+	key.sock_addr = sk->src_ip4;
+	key.sock_port = bpf_htons(sk->src_port);
+	key.proto = IPPROTO_UDP;
+	flow = bpf_map_lookup_elem(&sock_flows, &key);
+	if (!flow)
+		return 1;
+	mode = bpf_map_lookup_elem(&modes, &flow->ifindex);
+	if (!mode || mode->mode != DH_MODE_SOCKET || mode->netns_cookie != bpf_get_netns_cookie(ctx))
+		return 1;
+	ctx->msg_src_ip4 = flow->gateway_addr;
+	DH_COUNT(udp_replies_sourced);
+	return 1;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

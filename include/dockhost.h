@@ -19,6 +19,7 @@
 /* Pin names under the pin directory (bpffs refuses names with a '.'). */
 #define DH_PIN_PROG_INGRESS "prog_ingress"
 #define DH_PIN_PROG_EGRESS  "prog_egress"
+#define DH_PIN_PROG_SENDMSG4 "prog_sendmsg4"  /* socket mode's UDP reply source */
 /* Maps are pinned under the names of their definitions in bpf/dockhost.bpf.c. */
 #define DH_MAP_PORTS      "ports"
 #define DH_MAP_PORT_STATS "port_stats"
@@ -26,6 +27,8 @@
 #define DH_MAP_NAT_STATE  "nat_state"
 #define DH_MAP_COUNTERS   "counters"
 #define DH_MAP_BRIDGES    "bridges"
+#define DH_MAP_MODES      "modes"
+#define DH_MAP_SOCK_FLOWS "sock_flows"
 
 /*
  * The pin set's version, in the style of libxdp's dispatcher: a one-entry
@@ -41,7 +44,7 @@
  */
 #define DH_PIN_META     "meta"
 #define DH_ABI_MAGIC    0x66626864  /* "dhbf" in memory on little endian */
-#define DH_ABI_VERSION  3  /* 3: nat_state flags and seen, new counters */
+#define DH_ABI_VERSION  4  /* 4: socket mode: modes, sock_flows, bridge mode, counters */
 
 struct dh_meta {
 	__u32 magic;        /* DH_ABI_MAGIC */
@@ -58,6 +61,7 @@ struct dh_meta {
 #define DH_MAX_GATEWAYS 1024
 #define DH_MAX_BRIDGES  256
 #define DH_NAT_ENTRIES  65536
+#define DH_SOCK_FLOWS   65536
 /* New flows one container address may start per window (see nat_sources
  * in bpf/dockhost.bpf.c): a quarter of nat_state per window of
  * 2^DH_NAT_WINDOW_SHIFT ns (about 4.3 s). Flows that close give theirs back. */
@@ -177,11 +181,52 @@ enum dh_bridge_flags {
 	DH_BRIDGE_TCX            = 1 << 1, /* attached with tcx links, not clsact */
 };
 
+/* What the datapath does with a packet for a mapped port on a gateway. */
+enum dh_mode {
+	DH_MODE_NAT    = 0, /* rewrite to loopback, route_localnet=1, flow state */
+	DH_MODE_SOCKET = 1, /* bpf_sk_assign to the loopback socket, no rewrite */
+};
+
 struct dh_bridge {
 	char name[DH_IFNAMSIZ];
 	__s32 saved_route_localnet; /* value before attach */
 	__u32 flags;                /* enum dh_bridge_flags */
 	__u64 attached_at;          /* seconds since the epoch */
+	__u32 mode;                 /* enum dh_mode */
+	__u32 pad;
+	__u64 netns_cookie;         /* the bridge's netns (SO_NETNS_COOKIE) */
+};
+
+/* modes: what the datapath reads of a bridge, by ifindex. No entry is NAT
+ * mode (what a bridge runs while attach has not written its entry yet). A
+ * bridge changes mode by changing this entry, never by reloading the
+ * programs other bridges use. */
+struct dh_bridge_mode {
+	__u32 mode;          /* enum dh_mode */
+	__u32 pad;
+	__u64 netns_cookie;  /* for cgroup/sendmsg4: act only in this netns */
+};
+
+/*
+ * sock_flows: socket mode's UDP flows, written at ingress for each datagram
+ * handed to a socket, read by cgroup/sendmsg4 when that socket answers: a
+ * socket bound to loopback cannot send to a container (EINVAL), so the
+ * reply's source becomes the gateway the container used. The key is what
+ * the sending socket sees: its own bound address and port (the target's,
+ * or 0.0.0.0 for a wildcard socket) and the container's.
+ */
+struct dh_sock_flow_key {
+	__u32 container_addr;
+	__u32 sock_addr;
+	__u16 container_port;
+	__u16 sock_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct dh_sock_flow {
+	__u32 gateway_addr;
+	__u32 ifindex;  /* its bridge: the netns check goes through modes */
 };
 
 /* counters: one per-CPU struct, a field per outcome and per drop reason.
@@ -201,6 +246,10 @@ struct dh_bridge {
 	X(flows_recreated)        /* TCP flow state lost, rebuilt from a packet */ \
 	X(dropped_nat_source_limit) /* the source started too many flows */    \
 	X(flow_origin_conflicts)  /* live flow sent to another gateway: dropped */ \
+	X(assigned)               /* socket mode: handed to a loopback socket */ \
+	X(passed_no_socket)       /* socket mode: nothing at the target */      \
+	X(passed_assign_failed)   /* socket mode: bpf_sk_assign refused it */   \
+	X(udp_replies_sourced)    /* socket mode: sendmsg4 set the gateway */   \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \
 	X(icmp_errors_rewritten)  /* ICMP error about a redirected flow */     \

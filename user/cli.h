@@ -110,7 +110,8 @@ struct dh_state {
 	const char *pin_dir;
 	int dir_fd;  /* holds the flock */
 	int ports_fd, port_stats_fd, gateways_fd, nat_state_fd, counters_fd, bridges_fd;
-	int prog_ingress_fd, prog_egress_fd;
+	int modes_fd, sock_flows_fd;
+	int prog_ingress_fd, prog_egress_fd, prog_sendmsg4_fd;
 	bool created;  /* this process loaded and pinned everything */
 };
 enum dh_open_mode { DH_OPEN_EXISTING, DH_OPEN_OR_CREATE };
@@ -118,6 +119,8 @@ int dh_state_open(const struct dh_cli *cli, struct dh_state *st, enum dh_open_mo
 void dh_state_close(struct dh_state *st);
 int dh_state_remove_pins(struct dh_state *st);
 int dh_state_bridge_count(const struct dh_state *st);
+/* Bridges recorded in socket mode, but @except (an ifindex, or 0). */
+int dh_state_socket_bridges(const struct dh_state *st, __u32 except);
 /* Finds an attached bridge by name; fills key and value. */
 bool dh_state_find_bridge(const struct dh_state *st, const char *name, __u32 *ifindex,
 			  struct dh_bridge *bridge);
@@ -138,6 +141,19 @@ int dh_state_remove_older(struct dh_state *st);
 void dh_state_older_unlink(const struct dh_state *st, __u32 ifindex);
 /* Test only: SIGKILLs the CLI at @step if DH_TEST_KILL_AT names it. */
 void dh_test_kill_point(const char *step);
+
+/* cgroup.c: socket mode's cgroup/sendmsg4 at the cgroup v2 root (mounted
+ * in a private directory for the call where no cgroup2 is mounted). It is
+ * attached without a link, like tcx, so it never depends on a pin. */
+int dh_cgroup_sendmsg_attach(const struct dh_state *st);
+int dh_cgroup_sendmsg_detach(const struct dh_state *st);
+int dh_cgroup_sendmsg_attached(const struct dh_state *st); /* 1, 0 or -errno */
+/* Can this kernel run socket mode? NULL, or what it lacks. */
+const char *dh_socket_mode_unsupported(void);
+/* The caller's network namespace cookie (SO_NETNS_COOKIE), or 0. */
+__u64 dh_netns_cookie(void);
+const char *dh_mode_name(__u32 mode);
+bool dh_parse_mode(const char *text, __u32 *mode);  /* spec.c */
 
 /* docker.c: Docker's API socket ($DOCKER_HOST unix:// or /var/run/docker.sock) */
 /* A bridge network's device name; -ENOENT (no such network), -EINVAL (not a
@@ -165,6 +181,8 @@ int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSI
 struct dh_attach_opts {
 	char bridge[DH_IFNAMSIZ];
 	enum dh_hook hook;
+	bool mode_given;  /* --mode: else a new bridge is NAT, an attached one keeps its mode */
+	__u32 mode;       /* enum dh_mode */
 	__u32 gateways[DH_MAX_ARGS];
 	int n_gateways;
 	struct dh_port_spec ports[DH_MAX_ARGS];

@@ -34,6 +34,10 @@ struct undo {
 	int n_ports;
 	bool bridge_entry, hooked, sysctl;
 	int saved_route_localnet;
+	bool mode_entry;   /* the modes entry is this attach's */
+	bool mode_changed; /* a conversion: old_mode is what to put back */
+	__u32 old_mode;
+	bool cgroup;       /* attached sendmsg4 */
 };
 
 static void add_gateway(struct gateway *gws, int *n, __u32 addr, __u32 origin)
@@ -107,10 +111,26 @@ static void undo_attach(const struct dh_state *st, const char *name, int ifindex
 {
 	int i;
 
+	__u32 key = ifindex;
+
 	if (u->sysctl)
 		dh_route_localnet_set(name, u->saved_route_localnet);
+	if (u->mode_changed) {
+		/* Back to the old mode before anything else moves: a bridge
+		 * going back to NAT mode gets its sysctl back below. */
+		struct dh_bridge_mode old = { .mode = u->old_mode, .netns_cookie = dh_netns_cookie() };
+		struct dh_bridge record;
+
+		bpf_map_update_elem(st->modes_fd, &key, &old, BPF_ANY);
+		if (bpf_map_lookup_elem(st->bridges_fd, &key, &record) == 0) {
+			record.mode = u->old_mode;
+			bpf_map_update_elem(st->bridges_fd, &key, &record, BPF_ANY);
+		}
+	}
 	if (u->hooked)
 		dh_hook_detach(st, ifindex, bridge);
+	if (u->mode_entry)
+		bpf_map_delete_elem(st->modes_fd, &key);
 	for (i = u->n_ports - 1; i >= 0; i--) {
 		if (u->ports[i].existed) {
 			bpf_map_update_elem(st->ports_fd, &u->ports[i].key, &u->ports[i].old, BPF_ANY);
@@ -121,11 +141,10 @@ static void undo_attach(const struct dh_state *st, const char *name, int ifindex
 	}
 	for (i = 0; i < u->n_gateways; i++)
 		bpf_map_delete_elem(st->gateways_fd, &u->gateways[i]);
-	if (u->bridge_entry) {
-		__u32 key = ifindex;
-
+	if (u->bridge_entry)
 		bpf_map_delete_elem(st->bridges_fd, &key);
-	}
+	if (u->cgroup && dh_state_socket_bridges(st, 0) == 0)
+		dh_cgroup_sendmsg_detach(st);
 }
 
 /* Fail closed: route_localnet=1 on a bridge without our programs is
@@ -147,12 +166,13 @@ static void close_exposure(const char *name)
 /* With br_netfilter calling iptables, conntrack sees a redirected flow
  * before our rewrite (as gateway:port) and its reply after it: the flow is
  * INVALID to it, and ufw or firewalld drop INVALID. */
-static void warn_bridge_netfilter(const char *name)
+static void warn_bridge_netfilter(const char *name, bool socket)
 {
 	int on;
 
-	if (dh_bridge_nf_call_iptables(&on) == 0 && on)
-		dh_warn("%s: net.bridge.bridge-nf-call-iptables=1: conntrack sees redirected flows before the rewrite, so a firewall that drops INVALID packets (ufw, firewalld) breaks redirected TCP; set it to 0 if nothing needs it",
+	/* Socket mode rewrites nothing: conntrack sees one flow. */
+	if (!socket && dh_bridge_nf_call_iptables(&on) == 0 && on)
+		dh_warn("%s: net.bridge.bridge-nf-call-iptables=1: conntrack sees redirected flows before the rewrite, so a firewall that drops INVALID packets (ufw, firewalld) breaks redirected TCP; set it to 0 if nothing needs it, or use --mode socket",
 			name);
 }
 
@@ -246,6 +266,7 @@ static int parse_attach_args(int argc, char **argv, struct dh_attach_opts *args)
 		{ "gateway", required_argument, NULL, 'g' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "hook", required_argument, NULL, 'k' },
+		{ "mode", required_argument, NULL, 'm' },
 		{}
 	};
 	int opt;
@@ -277,6 +298,11 @@ static int parse_attach_args(int argc, char **argv, struct dh_attach_opts *args)
 		case 'k':
 			if (!dh_parse_hook(optarg, &args->hook))
 				return dh_usage_error("attach: --hook '%s': not auto, tcx or clsact", optarg);
+			break;
+		case 'm':
+			if (!dh_parse_mode(optarg, &args->mode))
+				return dh_usage_error("attach: --mode '%s': not socket or nat", optarg);
+			args->mode_given = true;
 			break;
 		case ':':
 			return dh_usage_error("attach: option '%s' needs a value", argv[optind - 1]);
@@ -321,11 +347,12 @@ static void report_attach(const struct dh_cli *cli, const char *name, int ifinde
 		json_object_object_add(obj, "gateways", list);
 		json_object_object_add(obj, "saved_route_localnet", json_object_new_int(saved));
 		json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
+		json_object_object_add(obj, "mode", json_object_new_string(dh_mode_name(bridge->mode)));
 		dh_print_json(obj);
 		return;
 	}
-	printf("%s: %s (ifindex %d, %s, route_localnet was %d, gateways", name, result, ifindex,
-	       dh_hook_name(bridge), saved);
+	printf("%s: %s (ifindex %d, %s mode, %s, route_localnet was %d, gateways", name, result, ifindex,
+	       dh_mode_name(bridge->mode), dh_hook_name(bridge), saved);
 	for (i = 0; i < n_gws; i++)
 		printf(" %s", dh_ipv4_str(gws[i].addr));
 	printf("%s)\n", n_gws ? "" : " none");
@@ -340,6 +367,73 @@ int dh_cmd_attach(const struct dh_cli *cli, int argc, char **argv)
 	return err ? err : dh_attach(cli, &opts);
 }
 
+/*
+ * Socket mode maps a UDP port only to the same port: the reply leaves
+ * from the socket's own port (sendmsg4 can set the source address, not
+ * the port), and the container would not match it. Returns 0, or an exit
+ * code after naming the first entry that @ifindex would use against it.
+ */
+static int check_socket_ports(const struct dh_state *st, const char *name, __u32 ifindex)
+{
+	struct dh_port_key key, *prev = NULL;
+	struct dh_port_target target;
+
+	while (bpf_map_get_next_key(st->ports_fd, prev, &key) == 0) {
+		prev = &key;
+		if ((key.ifindex && key.ifindex != ifindex) || key.proto != IPPROTO_UDP ||
+		    bpf_map_lookup_elem(st->ports_fd, &key, &target) || target.port == key.port)
+			continue;
+		return dh_runtime_error("attach: %s: port %u/udp goes to %s:%u: socket mode cannot answer a UDP port from another port; map it to the same port, or use --mode nat",
+					name, ntohs(key.port), dh_ipv4_str(target.addr), ntohs(target.port));
+	}
+	return 0;
+}
+
+/*
+ * Puts @bridge's mode in place for the datapath: socket mode's sendmsg4
+ * program first (replies must work from the first datagram), then the
+ * modes entry, then the record. A bridge leaving socket mode takes the
+ * program with it when it was the last one.
+ */
+static int set_mode(const struct dh_state *st, const char *name, __u32 ifindex, struct dh_bridge *bridge,
+		    __u32 mode, bool existed, struct undo *u)
+{
+	struct dh_bridge_mode entry = { .mode = mode, .netns_cookie = bridge->netns_cookie };
+	struct dh_bridge_mode old;
+	__u32 key = ifindex;
+	int err;
+
+	if (mode == DH_MODE_SOCKET) {
+		err = dh_cgroup_sendmsg_attach(st);
+		if (err)
+			return dh_runtime_error("attach: %s: cannot attach cgroup/sendmsg4 at the cgroup v2 root: %s",
+						name, strerror(-err));
+		u->cgroup = true;
+	}
+	if (bpf_map_lookup_elem(st->modes_fd, &key, &old) == 0) {
+		if (old.mode == mode && old.netns_cookie == entry.netns_cookie)
+			goto record;
+		u->mode_changed = true;
+		u->old_mode = old.mode;
+	} else {
+		u->mode_entry = true;
+	}
+	if (bpf_map_update_elem(st->modes_fd, &key, &entry, BPF_ANY))
+		return dh_runtime_error("attach: %s: cannot set its mode: %s", name, strerror(errno));
+record:
+	if (bridge->mode != mode && existed && !u->mode_changed) {
+		u->mode_changed = true;
+		u->old_mode = bridge->mode;
+	}
+	bridge->mode = mode;
+	if (bpf_map_update_elem(st->bridges_fd, &key, bridge, BPF_ANY))
+		return dh_runtime_error("attach: %s: cannot record state: %s", name, strerror(errno));
+	if (mode == DH_MODE_NAT && u->mode_changed && u->old_mode == DH_MODE_SOCKET &&
+	    dh_state_socket_bridges(st, 0) == 0)
+		dh_cgroup_sendmsg_detach(st);
+	return 0;
+}
+
 int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 {
 	struct gateway gws[MAX_GATEWAYS];
@@ -347,8 +441,9 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 	struct undo u = {};
 	struct dh_netdev dev;
 	struct dh_state st;
-	const char *result = "attached", *failed = NULL;
-	__u32 key;
+	const char *result = "attached", *failed = NULL, *lacks;
+	bool existed = false, need_hook = true, socket;
+	__u32 key, mode;
 	int err, n_gws, addr_err, n_pruned = 0;
 
 	err = dh_require_root();
@@ -356,6 +451,9 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 		err = resolve_bridge("attach", opts->bridge, &dev);
 	if (err)
 		return err;
+	if (opts->mode_given && opts->mode == DH_MODE_SOCKET && (lacks = dh_socket_mode_unsupported()))
+		return dh_runtime_error("attach: %s: socket mode needs %s, which this kernel lacks: use --mode nat",
+					opts->bridge, lacks);
 	/* A failed read is not "no addresses": pruning by it would drop every
 	 * gateway the bridge has, so its gateways stay until a read works. */
 	addr_err = collect_gateways(opts->bridge, &dev, opts->gateways, opts->n_gateways, gws, &n_gws,
@@ -376,10 +474,12 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 	    !strncmp(bridge.name, opts->bridge, DH_IFNAMSIZ)) {
 		bool hooked = dh_hook_attached(&st, dev.ifindex, &bridge);
 
+		existed = true;
 		/* Attached before: keep the saved sysctl, the original one.
 		 * Programs gone, or a tcx program put before our guard since:
 		 * attach again, guard first. */
-		result = hooked && guard_first(dev.ifindex, &bridge) ? "already attached" : "re-attached";
+		need_hook = !(hooked && guard_first(dev.ifindex, &bridge));
+		result = need_hook ? "re-attached" : "already attached";
 		/* Our programs are gone: no route_localnet=1 until they are back. */
 		if (!hooked)
 			close_exposure(opts->bridge);
@@ -401,6 +501,8 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 			bridge.saved_route_localnet = 0;
 		}
 		bridge.attached_at = time(NULL);
+		bridge.mode = DH_MODE_NAT;
+		bridge.netns_cookie = dh_netns_cookie();
 		if (bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY)) {
 			err = dh_runtime_error("attach: %s: cannot record state: %s", opts->bridge,
 					       strerror(errno));
@@ -408,6 +510,14 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 		}
 		u.bridge_entry = true;
 		dh_test_kill_point("attach-recorded");
+	}
+	/* A plain attach keeps the bridge's mode; --mode converts it. */
+	mode = opts->mode_given ? opts->mode : bridge.mode;
+	socket = mode == DH_MODE_SOCKET;
+	if (socket) {
+		err = check_socket_ports(&st, opts->bridge, dev.ifindex);
+		if (err)
+			goto fail;
 	}
 
 	err = insert_gateways(&st, dev.ifindex, gws, n_gws, &u);
@@ -419,7 +529,17 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 		goto fail;
 	dh_test_kill_point("attach-ports");
 
-	if (strcmp(result, "already attached")) {
+	/* The mode before the programs: the first packet they see is
+	 * handled as this bridge's mode says. */
+	if (existed && bridge.mode != mode)
+		result = socket ? "converted to socket mode" : "converted to nat mode";
+	bridge.netns_cookie = dh_netns_cookie();
+	err = set_mode(&st, opts->bridge, dev.ifindex, &bridge, mode, existed, &u);
+	if (err)
+		goto fail;
+	dh_test_kill_point("attach-mode");
+
+	if (need_hook) {
 		/* Programs before the sysctl: route_localnet=1 without the
 		 * loopback guard in place is exactly CVE-2020-8558. */
 		err = dh_hook_attach(&st, dev.ifindex, opts->hook, &bridge);
@@ -446,27 +566,36 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 			goto fail;
 		}
 		dh_test_kill_point("attach-hook-recorded");
-		u.sysctl = u.bridge_entry;
-		if (dh_route_localnet_set(opts->bridge, 1)) {
+	}
+	if (!socket) {
+		/* NAT mode: route_localnet=1 under our programs. Also repairs
+		 * an attach killed before its sysctl, or a detach killed after
+		 * it, that left 0 with the programs in place. */
+		int now;
+
+		u.sysctl = u.bridge_entry || u.mode_changed;
+		if ((dh_route_localnet_get(opts->bridge, &now) || now != 1) &&
+		    dh_route_localnet_set(opts->bridge, 1)) {
 			err = dh_runtime_error("attach: %s: cannot set route_localnet: %s", opts->bridge,
 					       strerror(errno));
 			goto fail;
 		}
 		dh_test_kill_point("attach-sysctl");
 	} else {
-		/* Programs in place: an attach killed before its sysctl, or a
-		 * detach killed after it, left route_localnet at 0. */
+		/* Socket mode never sets a sysctl. It only puts back what a
+		 * NAT mode attach changed, once the socket-mode entry is in
+		 * place (above): until then the NAT datapath needed it. */
 		int now;
 
-		if (dh_route_localnet_get(opts->bridge, &now) == 0 && now != 1 &&
-		    dh_route_localnet_set(opts->bridge, 1)) {
-			err = dh_runtime_error("attach: %s: cannot set route_localnet: %s", opts->bridge,
-					       strerror(errno));
+		if (dh_route_localnet_get(opts->bridge, &now) == 0 && now != bridge.saved_route_localnet &&
+		    dh_route_localnet_set(opts->bridge, bridge.saved_route_localnet)) {
+			err = dh_runtime_error("attach: %s: cannot restore route_localnet=%d: %s", opts->bridge,
+					       bridge.saved_route_localnet, strerror(errno));
 			goto fail;
 		}
 	}
-	if (strcmp(result, "already attached"))
-		warn_bridge_netfilter(opts->bridge);
+	if (need_hook || u.mode_changed)
+		warn_bridge_netfilter(opts->bridge, socket);
 	if (!addr_err)
 		n_pruned = prune_gateways(&st, dev.ifindex, gws, n_gws);
 	else
@@ -651,8 +780,14 @@ int dh_detach(const struct dh_cli *cli, const char *name)
 		return err;
 	}
 	if (device_present) {
-		/* Sysctl first: closes the loopback exposure before the guard goes. */
-		if (dh_route_localnet_set(name, bridge.saved_route_localnet))
+		int now;
+
+		/* Sysctl first: closes the loopback exposure before the guard
+		 * goes. Socket mode set none: it only repairs what a killed
+		 * conversion from NAT mode left. */
+		if ((bridge.mode != DH_MODE_SOCKET ||
+		     (dh_route_localnet_get(name, &now) == 0 && now != bridge.saved_route_localnet)) &&
+		    dh_route_localnet_set(name, bridge.saved_route_localnet))
 			err = dh_runtime_error("detach: %s: cannot restore route_localnet=%d: %s", name,
 					       bridge.saved_route_localnet, strerror(errno));
 		if (!err)
@@ -671,6 +806,10 @@ int dh_detach(const struct dh_cli *cli, const char *name)
 	}
 	dh_state_forget_bridge(&st, ifindex);
 	dh_test_kill_point("detach-forgotten");
+	/* The last socket-mode bridge takes sendmsg4 off the cgroup root. */
+	if (bridge.mode == DH_MODE_SOCKET && dh_state_socket_bridges(&st, 0) == 0 &&
+	    (err = dh_cgroup_sendmsg_detach(&st)))
+		dh_warn("%s: cannot detach cgroup/sendmsg4 from the cgroup v2 root: %s", name, strerror(-err));
 
 	if (dh_state_bridge_count(&st) == 0 && dh_state_remove_pins(&st))
 		dh_warn("%s: cannot remove all pins: %s", st.pin_dir, strerror(errno));

@@ -232,6 +232,13 @@ static int parse_port_args(int argc, char **argv, struct port_args *args)
 	return 0;
 }
 
+static bool socket_mode(const struct dh_state *st, __u32 ifindex)
+{
+	struct dh_bridge bridge;
+
+	return bpf_map_lookup_elem(st->bridges_fd, &ifindex, &bridge) == 0 && bridge.mode == DH_MODE_SOCKET;
+}
+
 /* ifindex of an attached bridge, by name (the entry, not the device: a
  * bridge gone since attach can still have its entries deleted). */
 static int attached_ifindex(const struct dh_state *st, const char *name, __u32 *ifindex)
@@ -420,6 +427,14 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 	}
 	if (!args.to)
 		target = (struct dh_port_target){ .addr = htonl(INADDR_LOOPBACK), .port = htons(args.spec.port) };
+	/* Socket mode answers UDP from the socket's own port: a reply from
+	 * another port than the one the container used would not match. */
+	if (args.spec.proto == IPPROTO_UDP && target.port != htons(args.spec.port) &&
+	    (ifindex ? socket_mode(&st, ifindex) : dh_state_socket_bridges(&st, 0) > 0)) {
+		err = dh_runtime_error("port add: %u/udp --to %s: socket mode cannot answer a UDP port from another port (%s in socket mode); map it to the same port, or attach with --mode nat",
+				       args.spec.port, args.to, ifindex ? args.bridge_name : "a bridge is");
+		goto out;
+	}
 	err = dh_port_apply(&st, ifindex, &args.spec, &target, &result);
 	if (err)
 		goto out;

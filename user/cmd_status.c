@@ -75,6 +75,10 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 			json_object_object_add(obj, "before_guard_first_id", json_object_new_int64(first));
 	}
 	json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
+	json_object_object_add(obj, "mode", json_object_new_string(dh_mode_name(bridge->mode)));
+	if (bridge->mode == DH_MODE_SOCKET)
+		json_object_object_add(obj, "udp_reply_source",
+				       json_object_new_boolean(dh_cgroup_sendmsg_attached(st) == 1));
 	json_object_object_add(obj, "route_localnet", json_object_new_int(now));
 	json_object_object_add(obj, "saved_route_localnet", json_object_new_int(bridge->saved_route_localnet));
 	json_object_object_add(obj, "attached_at", json_object_new_int64(bridge->attached_at));
@@ -128,7 +132,11 @@ static void bridges_print(struct json_object *list)
 		json_object_object_get_ex(b, "attached", &v);
 		printf(": programs %s", json_object_get_boolean(v) ? "attached" : "MISSING (attach again)");
 		json_object_object_get_ex(b, "hook", &v);
-		printf(" (%s)", json_object_get_string(v));
+		printf(" (%s", json_object_get_string(v));
+		json_object_object_get_ex(b, "mode", &v);
+		printf(", %s mode)", json_object_get_string(v));
+		if (json_object_object_get_ex(b, "udp_reply_source", &v) && !json_object_get_boolean(v))
+			printf(", UDP reply source MISSING (attach again)");
 		if (json_object_object_get_ex(b, "before_guard", &v) && json_object_get_int(v) > 0) {
 			int n = json_object_get_int(v);
 

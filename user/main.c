@@ -17,9 +17,13 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "attach", dh_cmd_attach, "attach BRIDGE [--gateway ADDR]... [--port SPEC]... [--hook auto|tcx|clsact]",
-	  "Attach the programs to BRIDGE's ingress and egress and set its route_localnet\n"
-	  "to 1 (the old value is saved and restored by detach). Gateways are the bridge's\n"
+	{ "attach", dh_cmd_attach,
+	  "attach BRIDGE [--gateway ADDR]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode nat|socket]",
+	  "Attach the programs to BRIDGE's ingress and egress. --mode nat (the default\n"
+	  "for a new bridge) rewrites to loopback and sets route_localnet to 1 (the old\n"
+	  "value is saved and restored by detach); --mode socket hands the packets to the\n"
+	  "loopback socket unchanged and never sets a sysctl. An attached bridge keeps its\n"
+	  "mode unless --mode converts it, with the guard on throughout. Gateways are the bridge's\n"
 	  "own IPv4 addresses, docker0's (Docker's host-gateway) and each --gateway ADDR.\n"
 	  "--port maps SPEC on this bridge, as 'port add SPEC --bridge BRIDGE'. --hook:\n"
 	  "tcx (kernel 6.6+), clsact filters, or auto (tcx if the kernel has it).\n"

@@ -91,3 +91,23 @@ bool dh_parse_hook(const char *text, enum dh_hook *hook)
 	}
 	return false;
 }
+
+static const char *const mode_names[] = { [DH_MODE_NAT] = "nat", [DH_MODE_SOCKET] = "socket" };
+
+bool dh_parse_mode(const char *text, __u32 *mode)
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++) {
+		if (!strcmp(text, mode_names[i])) {
+			*mode = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+const char *dh_mode_name(__u32 mode)
+{
+	return mode < sizeof(mode_names) / sizeof(mode_names[0]) ? mode_names[mode] : "unknown";
+}

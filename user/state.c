@@ -46,8 +46,12 @@ static const struct pinned pins[] = {
 		struct dh_nat_origin),
 	MAP_PIN(DH_MAP_COUNTERS, counters_fd, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct dh_counters),
 	MAP_PIN(DH_MAP_BRIDGES, bridges_fd, BPF_MAP_TYPE_HASH, __u32, struct dh_bridge),
+	MAP_PIN(DH_MAP_MODES, modes_fd, BPF_MAP_TYPE_HASH, __u32, struct dh_bridge_mode),
+	MAP_PIN(DH_MAP_SOCK_FLOWS, sock_flows_fd, BPF_MAP_TYPE_LRU_HASH, struct dh_sock_flow_key,
+		struct dh_sock_flow),
 	{ DH_PIN_PROG_INGRESS, offsetof(struct dh_state, prog_ingress_fd), "dh_ingress", 0, 0, 0 },
 	{ DH_PIN_PROG_EGRESS, offsetof(struct dh_state, prog_egress_fd), "dh_egress", 0, 0, 0 },
+	{ DH_PIN_PROG_SENDMSG4, offsetof(struct dh_state, prog_sendmsg4_fd), "dh_sendmsg4", 0, 0, 0 },
 };
 #define N_PINS (sizeof(pins) / sizeof(pins[0]))
 
@@ -656,6 +660,23 @@ int dh_state_bridge_count(const struct dh_state *st)
 	return count;
 }
 
+int dh_state_socket_bridges(const struct dh_state *st, __u32 except)
+{
+	struct dh_bridge bridge;
+	__u32 key, next;
+	void *prev = NULL;
+	int count = 0;
+
+	while (bpf_map_get_next_key(st->bridges_fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (key != except && bpf_map_lookup_elem(st->bridges_fd, &key, &bridge) == 0 &&
+		    bridge.mode == DH_MODE_SOCKET)
+			count++;
+	}
+	return count;
+}
+
 bool dh_state_find_bridge(const struct dh_state *st, const char *name, __u32 *ifindex,
 			  struct dh_bridge *bridge)
 {
@@ -793,6 +814,9 @@ void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex)
 	delete_keys_of_bridge(st->port_stats_fd, ifindex);
 	delete_keys_of_bridge(st->gateways_fd, ifindex);
 	delete_keys_of_bridge(st->nat_state_fd, ifindex);
+	/* sock_flows is keyed without the bridge: its entries for this one
+	 * are inert without the modes entry, and age out of the LRU. */
+	bpf_map_delete_elem(st->modes_fd, &ifindex);
 	bpf_map_delete_elem(st->bridges_fd, &ifindex);
 }
 

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * Socket mode: a packet for a mapped port on a gateway is handed to the
+ * loopback socket behind the port with bpf_sk_assign(), untouched. Its
+ * destination stays the gateway's address, which the kernel delivers
+ * locally like any packet to the bridge's address: route_localnet stays
+ * 0, and the kernel's martian check stays the barrier for everything that
+ * is not ours. An accepted TCP socket's local address and port are the
+ * gateway's, so its replies need nothing; a UDP socket bound to loopback
+ * gets its reply source from dh_sendmsg4 (sock_flows). No socket at the
+ * target: the packet goes on as it came, and the kernel answers it from
+ * the gateway (RST, port unreachable) as for any closed port.
+ *
+ * Included by dockhost.bpf.c after its maps and counter macros.
+ */
+#ifndef DH_STEER_BPF_H
+#define DH_STEER_BPF_H
+
+#include <bpf/bpf_core_read.h>
+
+#define DH_F_CURRENT_NETNS (-1L)  /* BPF_F_CURRENT_NETNS, a macro in uapi */
+#define DH_SOCK_STREAM 1
+#define DH_SOCK_DGRAM  2
+
+static __always_inline __u32 dh_bridge_mode(__u32 ifindex)
+{
+	struct dh_bridge_mode *mode = bpf_map_lookup_elem(&modes, &ifindex);
+
+	return mode ? mode->mode : DH_MODE_NAT;
+}
+
+/* Hands the packet to @sk and releases it, whatever the outcome. */
+static __always_inline int dh_assign(struct __sk_buff *skb, struct bpf_sock *sk,
+				     const struct dh_port_key *port_key)
+{
+	long err = bpf_sk_assign(skb, sk, 0);
+
+	bpf_sk_release(sk);
+	/* A reuseport group before about 6.5 (-ESOCKTNOSUPPORT), a socket
+	 * going away: the packet goes on unassigned, to be answered as a
+	 * closed port. */
+	if (err)
+		return DH_PASS(passed_assign_failed);
+	dh_count_port(skb, port_key);
+	DH_COUNT(assigned);
+	return TC_ACT_OK;
+}
+
+/* The gateway a UDP flow's container used, for its replies (dh_sendmsg4).
+ * One lookup per datagram; an update only when the flow is new or moved. */
+static __always_inline void dh_sock_flow_note(struct __sk_buff *skb, const struct dh_packet *pkt,
+					      struct bpf_sock *sk)
+{
+	struct dh_sock_flow flow = { .gateway_addr = pkt->daddr, .ifindex = skb->ifindex };
+	struct dh_sock_flow_key key;
+	struct dh_sock_flow *known;
+
+	__builtin_memset(&key, 0, sizeof(key));
+	key.container_addr = pkt->saddr;
+	key.container_port = pkt->sport;
+	key.sock_addr = sk->src_ip4;
+	key.sock_port = bpf_htons(sk->src_port);
+	key.proto = IPPROTO_UDP;
+	known = bpf_map_lookup_elem(&sock_flows, &key);
+	if (known && known->gateway_addr == flow.gateway_addr && known->ifindex == flow.ifindex)
+		return;
+	bpf_map_update_elem(&sock_flows, &key, &flow, BPF_ANY);
+}
+
+/*
+ * TCP: first the flow's own socket, by the packet's real tuple (a request,
+ * established or timewait socket: its local address is the gateway's).
+ * Assigning the listener to every packet would make the handshake's final
+ * ACK draw a RST. A listener found there (0.0.0.0:P, say) is not ours to
+ * use: only the target's listener may take a new connection. UDP: the
+ * target socket itself, never by the real tuple, which would find a
+ * wildcard socket on the gateway port and bypass the mapping.
+ */
+static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packet *pkt,
+				    const struct dh_port_target *target, const struct dh_port_key *port_key)
+{
+	struct bpf_sock_tuple tuple;
+	struct bpf_sock *sk;
+
+	/* Kernels without tc bpf_sk_assign (before 5.7) load the object
+	 * with this branch dead; attach refuses socket mode there. */
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_sk_assign))
+		return DH_PASS(passed_assign_failed);
+
+	__builtin_memset(&tuple, 0, sizeof(tuple));
+	tuple.ipv4.saddr = pkt->saddr;
+	tuple.ipv4.sport = pkt->sport;
+	if (pkt->proto == IPPROTO_TCP) {
+		tuple.ipv4.daddr = pkt->daddr;
+		tuple.ipv4.dport = pkt->dport;
+		sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), DH_F_CURRENT_NETNS, 0);
+		if (sk) {
+			if (sk->state != BPF_TCP_LISTEN)
+				return dh_assign(skb, sk, port_key);
+			bpf_sk_release(sk);
+		}
+		tuple.ipv4.daddr = target->addr;
+		tuple.ipv4.dport = target->port;
+		sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), DH_F_CURRENT_NETNS, 0);
+		if (sk && sk->state != BPF_TCP_LISTEN) {
+			bpf_sk_release(sk);
+			sk = NULL;
+		}
+	} else {
+		tuple.ipv4.daddr = target->addr;
+		tuple.ipv4.dport = target->port;
+		sk = bpf_sk_lookup_udp(skb, &tuple, sizeof(tuple.ipv4), DH_F_CURRENT_NETNS, 0);
+		if (sk)
+			dh_sock_flow_note(skb, pkt, sk);
+	}
+	if (!sk)
+		return DH_PASS(passed_no_socket);
+	return dh_assign(skb, sk, port_key);
+}
+
+#endif /* DH_STEER_BPF_H */
