@@ -227,6 +227,9 @@ struct dh_sock_flow_key {
 struct dh_sock_flow {
 	__u32 gateway_addr;
 	__u32 ifindex;  /* its bridge: the netns check goes through modes */
+	__u32 seen;     /* last datagram, like dh_nat_origin's: a live flow
+			 * keeps its gateway for DH_NAT_UDP_IDLE */
+	__u32 pad;
 };
 
 /* counters: one per-CPU struct, a field per outcome and per drop reason.

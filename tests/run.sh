@@ -46,7 +46,16 @@ wanted unit && run_suite unit "$root/.output/test_datapath"
 wanted unit && run_suite unit/property "$root/.output/test_property"
 for suite in "$root"/tests/e2e/test_*.sh "$root"/tests/cli/test_*.sh "$root"/tests/docker/test_*.sh; do
 	name=${suite#"$root"/tests/}
-	wanted "${name%%/*}" && run_suite "$name" bash "$suite"
+	wanted "${name%%/*}" || continue
+	case $name in
+	e2e/test_datapath.sh | e2e/test_security.sh)
+		# The datapath's cases, once per mode (tests/lib.sh: DH_MODE).
+		for mode in nat socket; do
+			run_suite "$name[$mode]" env DH_MODE=$mode DH_SUITE="${name%.sh}[$mode]" bash "$suite"
+		done
+		;;
+	*) run_suite "$name" bash "$suite" ;;
+	esac
 done
 # libFuzzer targets, FUZZ_SECONDS each (make builds them into .output/fuzz).
 wanted fuzz && run_suite fuzz bash "$root/tests/fuzz/run_fuzz.sh"

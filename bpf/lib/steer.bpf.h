@@ -46,12 +46,19 @@ static __always_inline int dh_assign(struct __sk_buff *skb, struct bpf_sock *sk,
 	return TC_ACT_OK;
 }
 
-/* The gateway a UDP flow's container used, for its replies (dh_sendmsg4).
- * One lookup per datagram; an update only when the flow is new or moved. */
-static __always_inline void dh_sock_flow_note(struct __sk_buff *skb, const struct dh_packet *pkt,
+/*
+ * The gateway a UDP flow's container used, for its replies (dh_sendmsg4).
+ * One lookup per datagram; an update only when the flow is new, moved, or
+ * `seen` changes unit. As in NAT mode, a live flow keeps its first gateway
+ * (a reply cannot say which one it answers, and a neighbour spoofing the
+ * flow's source must not move its replies): false for a datagram naming
+ * another one, which is dropped.
+ */
+static __always_inline bool dh_sock_flow_note(struct __sk_buff *skb, const struct dh_packet *pkt,
 					      struct bpf_sock *sk)
 {
-	struct dh_sock_flow flow = { .gateway_addr = pkt->daddr, .ifindex = skb->ifindex };
+	__u32 now = bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT;
+	struct dh_sock_flow flow = { .gateway_addr = pkt->daddr, .ifindex = skb->ifindex, .seen = now };
 	struct dh_sock_flow_key key;
 	struct dh_sock_flow *known;
 
@@ -62,9 +69,15 @@ static __always_inline void dh_sock_flow_note(struct __sk_buff *skb, const struc
 	key.sock_port = bpf_htons(sk->src_port);
 	key.proto = IPPROTO_UDP;
 	known = bpf_map_lookup_elem(&sock_flows, &key);
-	if (known && known->gateway_addr == flow.gateway_addr && known->ifindex == flow.ifindex)
-		return;
+	if (known && known->gateway_addr == flow.gateway_addr && known->ifindex == flow.ifindex) {
+		if (known->seen != now)
+			known->seen = now;
+		return true;
+	}
+	if (known && known->ifindex == flow.ifindex && now - known->seen <= DH_NAT_UDP_IDLE)
+		return false;
 	bpf_map_update_elem(&sock_flows, &key, &flow, BPF_ANY);
+	return true;
 }
 
 /*
@@ -110,8 +123,10 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 		tuple.ipv4.daddr = target->addr;
 		tuple.ipv4.dport = target->port;
 		sk = bpf_sk_lookup_udp(skb, &tuple, sizeof(tuple.ipv4), DH_F_CURRENT_NETNS, 0);
-		if (sk)
-			dh_sock_flow_note(skb, pkt, sk);
+		if (sk && !dh_sock_flow_note(skb, pkt, sk)) {
+			bpf_sk_release(sk);
+			return DH_DROP(flow_origin_conflicts);
+		}
 	}
 	if (!sk)
 		return DH_PASS(passed_no_socket);

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # End to end: a "host" namespace with a bridge, "containers" on veths, and
-# services bound to 127.0.0.1 only in the host namespace.
+# services bound to 127.0.0.1 only in the host namespace. The runner runs
+# this file once per mode (DH_MODE=nat, DH_MODE=socket: see tests/lib.sh);
+# cases say where the modes differ.
 . "$(dirname "$0")/../lib.sh"
+
+# What each mode counts for a packet handed on, and for a UDP reply.
+redirect_counter() { if [ "$(mode)" = nat ]; then echo redirected; else echo assigned; fi; }
+reply_counter() { if [ "$(mode)" = nat ]; then echo replies_rewritten; else echo udp_replies_sourced; fi; }
+# route_localnet on an attached bridge: NAT mode sets 1, socket mode never sets it.
+attached_route_localnet() { if [ "$(mode)" = nat ]; then echo 1; else echo 0; fi; }
 
 test_tcp_port_lifecycle() {
 	serve_tcp 8088 127.0.0.1 pong
@@ -23,7 +31,7 @@ test_udp_port_lifecycle() {
 	expect_not_contains "$(udp_get $GW 8089)" upong "after port del"
 	dh port add 8089/udp
 	expect_eq "$(udp_get $GW 8089)" upong "after port add"
-	[ "$(counter replies_rewritten)" -ge 2 ] || fail "replies_rewritten: $(counter replies_rewritten)"
+	[ "$(counter "$(reply_counter)")" -ge 2 ] || fail "$(reply_counter): $(counter "$(reply_counter)")"
 }
 
 # attach --port maps on the bridge; a plain port del must unmap it there
@@ -84,7 +92,13 @@ test_refused_when_nothing_listens() {
 	dh attach br0 --port 8090 --port 8090/udp
 	expect_refused "TCP: the loopback RST, rewritten" tcp_get $GW 8090
 	expect_refused "UDP: the loopback ICMP port unreachable, rewritten" udp_get $GW 8090
-	[ "$(counter icmp_errors_rewritten)" -ge 1 ] || fail "icmp_errors_rewritten: $(counter icmp_errors_rewritten)"
+	if [ "$(mode)" = nat ]; then
+		[ "$(counter icmp_errors_rewritten)" -ge 1 ] || fail "icmp_errors_rewritten: $(counter icmp_errors_rewritten)"
+	else
+		# No socket at the target: the packet goes on untouched, and
+		# the kernel itself refuses it from the gateway.
+		[ "$(counter passed_no_socket)" -ge 2 ] || fail "passed_no_socket: $(counter passed_no_socket)"
+	fi
 }
 
 test_remap_with_to() {
@@ -93,9 +107,20 @@ test_remap_with_to() {
 	serve_udp 9001 127.0.0.2 uremapped
 	dh attach br0
 	dh port add 8088 --to 127.0.0.2:9000
-	dh port add 8089/udp --to 127.0.0.2:9001
+	if [ "$(mode)" = nat ]; then
+		dh port add 8089/udp --to 127.0.0.2:9001
+		expect_eq "$(udp_get $GW 8089)" uremapped "udp remapped"
+	else
+		# Socket mode answers UDP from the socket's own port: another
+		# port is refused, another loopback address on the same port is not.
+		expect_exit 1 dh port add 8089/udp --to 127.0.0.2:9001
+		expect_contains "$OUT" "socket mode cannot answer a UDP port from another port" "udp --to another port"
+		expect_exit 1 dh port add 8089/udp --to 127.0.0.2:9001 --bridge br0
+		serve_udp 9001 127.0.0.2 uremapped
+		dh port add 9001/udp --to 127.0.0.2:9001
+		expect_eq "$(udp_get $GW 9001)" uremapped "udp to another loopback address"
+	fi
 	expect_eq "$(tcp_get $GW 8088)" remapped "tcp remapped"
-	expect_eq "$(udp_get $GW 8089)" uremapped "udp remapped"
 	expect_not_contains "$(tcp_get $GW 9000)" remapped "the target port itself is not exposed"
 	# Same port, other loopback address: PORT alone keeps 127.0.0.1.
 	serve_tcp 8091 127.0.0.1 plain
@@ -125,7 +150,7 @@ test_second_bridge() {
 
 	dh detach br0
 	expect_eq "$(tcp_get $gw1 8092 "$c2")" only-br1 "br1 after br0's detach"
-	expect_eq "$(in_host sysctl -n net.ipv4.conf.br1.route_localnet)" 1 "br1 route_localnet"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br1.route_localnet)" "$(attached_route_localnet)" "br1 route_localnet"
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "br0 route_localnet"
 	expect_not_contains "$(dh port list)" 8088 "br0's ports forgotten"
 	dh detach br1
@@ -166,7 +191,7 @@ test_guard_blocks_crafted_loopback_destination() {
 	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=0
 
 	dh attach br0 --port 8088 --port 9997/udp
-	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 1 "attach sets route_localnet"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" "$(attached_route_localnet)" "route_localnet after attach"
 	attack_loopback 9997
 	expect_eq "$(syn_received 9997)" "" "TCP SYN to 127.0.0.1:9997 via the gateway"
 	[ ! -s "$leaked-9997" ] || fail "UDP reached 127.0.0.1:9997: $(cat "$leaked-9997")"
@@ -219,6 +244,7 @@ test_detach_restores_everything() {
 }
 
 test_route_localnet_fails_closed() {
+	nat_only "socket mode never sets route_localnet (test_modes.sh checks it stays 0)"
 	# Already 1 with no record of ours (an attach killed before it saved,
 	# another pin dir, or set by hand): attach says so, detach sets 0.
 	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
@@ -298,7 +324,7 @@ test_counters_have_field_names_in_bpftool() {
 	expect_contains "$dump" '"proto": 6' "ports dump"
 	dump=$(bpftool map dump pinned "$PIN/bridges")
 	expect_contains "$dump" '"saved_route_localnet": 0' "bridges dump"
-	[ "$(counter redirected)" -ge 3 ] || fail "redirected: $(counter redirected)"
+	[ "$(counter "$(redirect_counter)")" -ge 3 ] || fail "$(redirect_counter): $(counter "$(redirect_counter)")"
 	dh --json port list | grep -q '"packets":[1-9]' || fail "no per-port packets: $(dh --json port list)"
 }
 
@@ -401,6 +427,7 @@ test_status_shows_programs_before_the_guard() {
 }
 
 test_guard_survives_a_lost_pin_dir() {
+	nat_only "the exposure it guards is route_localnet=1, which socket mode never sets"
 	# The pins go (a removed pin dir; likewise the end of a bpffs, as
 	# with ip netns exec's private one): the guard must not go with them
 	# while route_localnet=1 stays.
@@ -456,6 +483,7 @@ nat_flush() {
 # the service's next segment still reaches it (sent from the bridge's
 # primary gateway) instead of being dropped until the connection hangs.
 test_tcp_reply_after_lost_state_arrives() {
+	nat_only "socket mode keeps no TCP flow state to lose"
 	local go=$DH_SCRATCH/go line
 	rm -f "$go"
 	in_host socat TCP4-LISTEN:8088,bind=127.0.0.1,reuseaddr,fork \
@@ -478,6 +506,7 @@ test_tcp_reply_after_lost_state_arrives() {
 # The same when the container speaks first, on a port whose target cannot
 # be guessed (--to changes the port): its own segment records the flow again.
 test_tcp_flow_recreated_after_lost_state() {
+	nat_only "socket mode keeps no TCP flow state to lose"
 	local line
 	serve_tcp_echo 9000 127.0.0.1
 	dh attach br0
@@ -566,8 +595,14 @@ try:
 except socket.timeout:
     print("timeout")
 ' $GW)" "3000 True" "the 3000-byte reply"
-	[ "$(counter reply_fragments_rewritten)" -ge 3 ] ||
-		fail "reply_fragments_rewritten: $(counter reply_fragments_rewritten)"
+	# NAT mode rewrites each fragment; socket mode's reply leaves from
+	# the gateway before it is fragmented.
+	if [ "$(mode)" = nat ]; then
+		[ "$(counter reply_fragments_rewritten)" -ge 3 ] ||
+			fail "reply_fragments_rewritten: $(counter reply_fragments_rewritten)"
+	else
+		[ "$(counter udp_replies_sourced)" -ge 1 ] || fail "udp_replies_sourced: $(counter udp_replies_sourced)"
+	fi
 }
 
 run_tests
