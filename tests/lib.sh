@@ -176,14 +176,18 @@ setup_pin_dir() {
 # Socket mode's cgroup/sendmsg4 hangs on the host-wide cgroup v2 root: a
 # test that failed before its detach must not leave it there. Only the
 # program of this test's pin set is taken off.
+# A test that removes the pins first writes the id to sendmsg4_ids.
 cgroup_cleanup() {
-	local id dir
+	local ids id dir
 	[ -n "${PIN:-}" ] || return 0
-	id=$(bpftool prog show pinned "$PIN/prog_sendmsg4" 2>/dev/null | sed -n 's/^\([0-9]*\): .*/\1/p')
-	[ -n "$id" ] || return 0
+	ids=$(bpftool prog show pinned "$PIN/prog_sendmsg4" 2>/dev/null | sed -n 's/^\([0-9]*\): .*/\1/p')
+	[ -n "${DH_SCRATCH:-}" ] && [ -e "$DH_SCRATCH/sendmsg4_ids" ] && ids="$ids $(cat "$DH_SCRATCH/sendmsg4_ids")"
+	[ -n "${ids// /}" ] || return 0
 	dir=$(mktemp -d /tmp/dh-test-cgroup2-XXXXXX)
 	if mount -t cgroup2 none "$dir"; then
-		bpftool cgroup detach "$dir" sendmsg4 id "$id" 2>/dev/null
+		for id in $ids; do
+			bpftool cgroup detach "$dir" sendmsg4 id "$id" 2>/dev/null
+		done
 		umount "$dir"
 	fi
 	rmdir "$dir"

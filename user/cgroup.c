@@ -160,3 +160,73 @@ __u64 dh_netns_cookie(void)
 	close(fd);
 	return cookie;
 }
+
+/*
+ * A lost pin set (see detach_unrecorded) leaves its sendmsg4 program on
+ * the cgroup root with nothing recording it. Ours for @ifindex is the
+ * dh_sendmsg4 whose own modes map holds @ifindex in socket mode with this
+ * namespace's cookie: that entry goes, and the program with its last one.
+ * Another pin set's program (another netns, another pin dir) is left alone.
+ */
+int dh_cgroup_remove_unrecorded(__u32 ifindex)
+{
+	__u32 ids[64], count = 64, flags = 0, i, j;
+	__u64 cookie = dh_netns_cookie();
+	int cg_fd, removed = 0;
+
+	cg_fd = open_cgroup2_root();
+	if (cg_fd < 0)
+		return cg_fd;
+	if (bpf_prog_query(cg_fd, BPF_CGROUP_UDP4_SENDMSG, 0, &flags, ids, &count))
+		count = 0;
+	for (i = 0; i < count && i < 64; i++) {
+		__u32 map_ids[16] = {}, key, next, *prev = NULL;
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		struct dh_bridge_mode mode;
+		int prog_fd, modes_fd = -1;
+		bool ours = false, others = false;
+
+		prog_fd = bpf_prog_get_fd_by_id(ids[i]);
+		if (prog_fd < 0)
+			continue;
+		info.nr_map_ids = 16;
+		info.map_ids = (__u64)(unsigned long)map_ids;
+		if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) || strcmp(info.name, "dh_sendmsg4")) {
+			close(prog_fd);
+			continue;
+		}
+		for (j = 0; j < info.nr_map_ids && j < 16 && modes_fd < 0; j++) {
+			struct bpf_map_info map_info = {};
+			__u32 map_len = sizeof(map_info);
+			int fd = bpf_map_get_fd_by_id(map_ids[j]);
+
+			if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &map_info, &map_len) == 0 &&
+			    !strcmp(map_info.name, DH_MAP_MODES) && map_info.key_size == sizeof(__u32) &&
+			    map_info.value_size == sizeof(mode))
+				modes_fd = fd;
+			else if (fd >= 0)
+				close(fd);
+		}
+		while (modes_fd >= 0 && bpf_map_get_next_key(modes_fd, prev, &next) == 0) {
+			key = next;
+			prev = &key;
+			if (bpf_map_lookup_elem(modes_fd, &key, &mode) || mode.mode != DH_MODE_SOCKET)
+				continue;
+			if (key == ifindex && mode.netns_cookie == cookie)
+				ours = true;
+			else
+				others = true;
+		}
+		if (ours) {
+			bpf_map_delete_elem(modes_fd, &ifindex);
+			if (!others && bpf_prog_detach2(prog_fd, cg_fd, BPF_CGROUP_UDP4_SENDMSG) == 0)
+				removed++;
+		}
+		if (modes_fd >= 0)
+			close(modes_fd);
+		close(prog_fd);
+	}
+	close(cg_fd);
+	return removed;
+}

@@ -148,6 +148,8 @@ void dh_test_kill_point(const char *step);
 int dh_cgroup_sendmsg_attach(const struct dh_state *st);
 int dh_cgroup_sendmsg_detach(const struct dh_state *st);
 int dh_cgroup_sendmsg_attached(const struct dh_state *st); /* 1, 0 or -errno */
+/* A lost pin set's program for @ifindex: how many were removed, or -errno. */
+int dh_cgroup_remove_unrecorded(__u32 ifindex);
 /* Can this kernel run socket mode? NULL, or what it lacks. */
 const char *dh_socket_mode_unsupported(void);
 /* The caller's network namespace cookie (SO_NETNS_COOKIE), or 0. */

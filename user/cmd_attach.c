@@ -737,6 +737,8 @@ static int detach_unrecorded(const struct dh_cli *cli, const char *name)
 		return dh_runtime_error("detach: %s: cannot set route_localnet=0: %s", name, strerror(errno));
 	if (dh_hook_remove_unrecorded(dev.ifindex))
 		return dh_runtime_error("detach: %s: cannot remove the programs: %s", name, strerror(errno));
+	if (dh_cgroup_remove_unrecorded(dev.ifindex) < 0)
+		dh_warn("%s: cannot look for socket mode's cgroup/sendmsg4 at the cgroup v2 root", name);
 	if (cli->json) {
 		struct json_object *obj = json_object_new_object();
 

@@ -7,7 +7,7 @@
 # Steps on the way of 'attach br0 --port 8088' (a first attach: loads and
 # pins), of 'detach br0' (the last one: removes the pins), of port edits.
 ATTACH_STEPS="meta-pinned maps-pinned prog-pinned attach-recorded attach-gateways port-stats-added
-	port-added attach-ports attach-hooked attach-hook-recorded attach-sysctl"
+	port-added attach-ports attach-mode attach-hooked attach-hook-recorded attach-sysctl"
 DETACH_STEPS="detach-sysctl detach-unhooked detach-forgetting detach-forgotten pins-removing"
 
 route_localnet() { in_host sysctl -n net.ipv4.conf.br0.route_localnet; }
