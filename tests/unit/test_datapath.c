@@ -661,6 +661,83 @@ static void test_unmapped_port_untouched(struct dockhost *skel)
 	CHECK_EQ(counters(skel).redirected, 0);
 }
 
+static void set_mode(struct dockhost *skel, __u32 mode)
+{
+	__u32 key = LO_IFINDEX;
+	struct dh_bridge_mode value = { .mode = mode };
+
+	CHECK_EQ(bpf_map__update_elem(skel->maps.modes, &key, sizeof(key), &value, sizeof(value), 0), 0);
+}
+
+/* Socket mode with nothing listening at the target: the packet goes on as
+ * it came (the kernel refuses it from the gateway), no rewrite, no flow
+ * state; TCP and UDP. */
+static void test_socket_mode_no_socket_untouched(struct dockhost *skel)
+{
+	struct flow fl = tcp_to_gateway;
+	struct frame f;
+
+	set_mode(skel, DH_MODE_SOCKET);
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	add_port(skel, 0, IPPROTO_UDP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&f, &fl);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	fl.proto = IPPROTO_UDP;
+	build_ipv4(&f, &fl);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	CHECK_EQ(counters(skel).passed_no_socket, 2);
+	CHECK_EQ(counters(skel).redirected, 0);
+	CHECK_EQ(counters(skel).assigned, 0);
+	{
+		struct dh_nat_key key, next;
+
+		CHECK(bpf_map__get_next_key(skel->maps.nat_state, NULL, &next, sizeof(key)) != 0,
+		      "socket mode wrote nat_state");
+	}
+}
+
+/* The guard runs first in socket mode too. */
+static void test_socket_mode_guard_first(struct dockhost *skel)
+{
+	struct flow fl = { .saddr = CONTAINER, .daddr = "127.0.0.1", .sport = 1, .dport = 8088,
+			   .proto = IPPROTO_TCP };
+	struct frame f;
+
+	set_mode(skel, DH_MODE_SOCKET);
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&f, &fl);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	fl.saddr = "127.0.0.1";
+	fl.daddr = GATEWAY;
+	build_ipv4(&f, &fl);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_loopback_dst, 1);
+	CHECK_EQ(counters(skel).dropped_loopback_src, 1);
+}
+
+/* Socket mode's egress rewrites nothing: a loopback-sourced segment that
+ * NAT mode would guess a gateway for is dropped. */
+static void test_socket_mode_egress_never_rewrites(struct dockhost *skel)
+{
+	struct flow fl = { .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088, .dport = 40000,
+			   .proto = IPPROTO_TCP, .tcp_flags = 0x10 /* ACK */ };
+	struct frame f;
+
+	set_mode(skel, DH_MODE_SOCKET);
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	build_ipv4(&f, &fl);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).replies_guessed, 0);
+	CHECK_EQ(counters(skel).dropped_reply_no_state, 1);
+	/* A reply from the gateway (what socket mode sends) is not ours. */
+	fl.saddr = GATEWAY;
+	build_ipv4(&f, &fl);
+	expect_untouched(bpf_program__fd(skel->progs.dh_egress), &f);
+}
+
 static void test_non_gateway_destination_untouched(struct dockhost *skel)
 {
 	struct flow fl = tcp_to_gateway;
@@ -1095,6 +1172,9 @@ static const struct test tests[] = {
 	TEST(test_icmp_error_for_unknown_flow_dropped),
 	TEST(test_egress_non_loopback_untouched),
 	TEST(test_unmapped_port_untouched),
+	TEST(test_socket_mode_no_socket_untouched),
+	TEST(test_socket_mode_guard_first),
+	TEST(test_socket_mode_egress_never_rewrites),
 	TEST(test_non_gateway_destination_untouched),
 	TEST(test_gateway_of_other_bridge_untouched),
 	TEST(test_bridge_entry_overrides_global),
