@@ -501,7 +501,9 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 			bridge.saved_route_localnet = 0;
 		}
 		bridge.attached_at = time(NULL);
-		bridge.mode = DH_MODE_NAT;
+		/* The mode first: an attach killed before the modes entry
+		 * is finished by the next plain attach in this mode. */
+		bridge.mode = opts->mode_given ? opts->mode : DH_MODE_NAT;
 		bridge.netns_cookie = dh_netns_cookie();
 		if (bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY)) {
 			err = dh_runtime_error("attach: %s: cannot record state: %s", opts->bridge,

@@ -126,6 +126,8 @@ test_unknown_commands_and_options() {
 	expect_error 2 "unknown action 'move'" port move 80
 	expect_error 2 "needs a value" attach br0 --gateway
 	expect_error 2 "--hook 'xdp'" attach br0 --hook xdp
+	expect_error 2 "attach: --mode 'sockets': not socket or nat" attach br0 --mode sockets
+	expect_error 2 "needs a value" attach br0 --mode
 	expect_error 2 "must be an absolute path" --pin-dir relative/dir status
 	expect_exit 2 dh
 	expect_contains "$OUT" "Usage:" "no command"
