@@ -198,4 +198,34 @@ test_socket_mode_detach_of_a_lost_pin_set() {
 	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 0 "sendmsg4 removed"
 }
 
+# kill -9 at every step of a socket-mode attach: route_localnet is never
+# 1, and the next attach or detach converges; after the detach nothing of
+# ours is left, on the bridge, in the pins or on the host-wide cgroup root.
+test_socket_mode_kill_at_every_step() {
+	local step next rc id
+	for step in meta-pinned maps-pinned prog-pinned attach-recorded attach-gateways port-stats-added \
+		port-added attach-ports attach-mode attach-hooked attach-hook-recorded; do
+		for next in attach detach; do
+			rc=0
+			DH_TEST_KILL_AT=$step dh attach br0 --mode socket --port 8088 >/dev/null 2>&1 || rc=$?
+			expect_eq "$rc" 137 "killed at $step"
+			expect_eq "$(route_localnet br0)" 0 "killed at $step: route_localnet"
+			id=$(our_sendmsg4_id 2>/dev/null || true)
+			[ -z "$id" ] || echo "$id" >>"$DH_SCRATCH/sendmsg4_ids"
+			if [ $next = attach ]; then
+				expect_exit 0 dh attach br0 --mode socket --port 8088
+				expect_contains "$(dh --json status)" '"mode":"socket"' "killed at $step, attach again"
+				expect_eq "$(route_localnet br0)" 0 "killed at $step, attach again: route_localnet"
+			fi
+			OUT=$(dh detach br0 2>&1) || expect_contains "$OUT" "'br0': not attached" "killed at $step, $next, detach"
+			[ ! -e "$PIN" ] || fail "killed at $step, $next: pins left: $(ls "$PIN")"
+			expect_eq "$(in_host tc filter show dev br0 ingress)$(in_host "$DH_TCXCTL" list br0 | grep dh_)" "" \
+				"killed at $step, $next: programs left"
+			[ -z "$id" ] || expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 0 \
+				"killed at $step, $next: sendmsg4 left on the cgroup root"
+			expect_eq "$(route_localnet br0)" 0 "killed at $step, $next: route_localnet"
+		done
+	done
+}
+
 run_tests
