@@ -564,6 +564,10 @@ static __always_inline int dh_egress_later_fragment(struct __sk_buff *skb, const
 	if (!found)
 		return DH_DROP(dropped_reply_no_state);
 	gateway_addr = *found;
+	/* Gone with the datagram's last fragment: once the IP id wraps, a
+	 * stale entry would match an unrelated datagram's fragments. */
+	if (pkt->last_fragment)
+		bpf_map_delete_elem(&nat_fragments, &key);
 	if (dh_rewrite_ip_addr(skb, DH_IP_SADDR_OFF, pkt->saddr, gateway_addr))
 		return DH_DROP(dropped_reply_rewrite_failed);
 	DH_COUNT(reply_fragments_rewritten);
@@ -578,8 +582,20 @@ int dh_egress(struct __sk_buff *skb)
 	struct dh_packet pkt;
 
 	/* The host's own traffic: only a loopback source is our business,
-	 * in any frame shape. A tagged one is never a reply of ours. */
-	if (dh_parse(skb, &pkt) != DH_L3_IPV4 || !dh_is_loopback(pkt.saddr))
+	 * in any frame shape. A tagged one is never a reply of ours, and a
+	 * frame whose source cannot be read might be one of those: the host's
+	 * stack makes neither, so neither leaves. */
+	switch (dh_parse(skb, &pkt)) {
+	case DH_L3_MALFORMED:
+		return DH_DROP(dropped_malformed);
+	case DH_L3_TOO_DEEP:
+		return DH_DROP(dropped_vlan_too_deep);
+	case DH_L3_IPV4:
+		break;
+	default:
+		return TC_ACT_UNSPEC;
+	}
+	if (!dh_is_loopback(pkt.saddr))
 		return TC_ACT_UNSPEC;
 	if (pkt.vlan_tags)
 		return DH_DROP(dropped_reply_no_state);

@@ -166,11 +166,11 @@ setup_topology() {
 }
 
 setup_pin_dir() {
-	DH_BPFFS=$(mktemp -d /tmp/dh-test-bpffs-XXXXXX)
+	DH_BPFFS=$(mktemp -d "${TMPDIR:-/tmp}"/dh-test-bpffs-XXXXXX)
 	mount -t bpf bpf "$DH_BPFFS"
 	PIN=$DH_BPFFS/pins
 	# Everything else a test writes goes here, and goes with it.
-	DH_SCRATCH=$(mktemp -d /tmp/dh-test-scratch-XXXXXX)
+	DH_SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}"/dh-test-scratch-XXXXXX)
 }
 
 # Socket mode's cgroup/sendmsg4 hangs on the host-wide cgroup v2 root: a
@@ -218,7 +218,7 @@ cleanup() {
 # DH_TEST_FILTER=substring runs only the matching ones.
 run_tests() {
 	local name rc log
-	DH_TEST_DIR=$(mktemp -d /tmp/dh-test-log-XXXXXX)
+	DH_TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}"/dh-test-log-XXXXXX)
 	for name in $(declare -F | awk '{print $3}' | grep '^test_'); do
 		if [ -n "${DH_TEST_FILTER:-}" ] && [[ $name != *$DH_TEST_FILTER* ]]; then
 			continue

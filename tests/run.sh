@@ -22,11 +22,12 @@ if [ -z "${DH_TEST_UNSHARED:-}" ]; then
 fi
 
 results=$(mktemp /tmp/dh-test-results-XXXXXX)
-trap 'rm -f "$results" "$results.suite"' EXIT
-# Every test removes what it wrote under /tmp, even on failure: what was
-# there before the run is not ours to judge.
-tmp_left() { compgen -G '/tmp/dh-*' | grep -v -x -F -e "$results" -e "$results.suite" -e "${DH_SANITIZER_LOGS:-}" | sort; }
-tmp_before=$(tmp_left)
+# Every test removes what it writes, even on failure. They write under
+# TMPDIR, this run's own directory, so that a run next to this one (another
+# checkout's) cannot be mistaken for a leak; it must be empty at the end.
+DH_RUN_TMP=$(mktemp -d /tmp/dh-run-XXXXXX)
+export TMPDIR=$DH_RUN_TMP
+trap 'rm -f "$results" "$results.suite"; rm -rf --one-file-system "$DH_RUN_TMP"' EXIT
 
 # One suite: its lines go to the screen and the results; a suite that dies
 # without reporting a failure (a crash, a syntax error) counts as one.
@@ -63,9 +64,9 @@ wanted fuzz && run_suite fuzz bash "$root/tests/fuzz/run_fuzz.sh"
 [ -n "${DH_SANITIZER_LOGS:-}" ] && wanted sanitizer &&
 	run_suite sanitizer bash "$root/tests/sanitizer/check_reports.sh" "$DH_SANITIZER_LOGS"
 
-tmp_new=$(comm -13 <(printf '%s\n' "$tmp_before") <(tmp_left) | grep . | tr '\n' ' ')
-if [ -n "$tmp_new" ]; then
-	echo "FAIL run/nothing_left_in_tmp: $tmp_new" | tee -a "$results"
+tmp_left=$(find "$DH_RUN_TMP" -mindepth 1 -maxdepth 1 | tr '\n' ' ')
+if [ -n "$tmp_left" ]; then
+	echo "FAIL run/nothing_left_in_tmp: $tmp_left" | tee -a "$results"
 else
 	echo "PASS run/nothing_left_in_tmp" | tee -a "$results"
 fi

@@ -114,7 +114,7 @@ static void undo_attach(const struct dh_state *st, const char *name, int ifindex
 	__u32 key = ifindex;
 
 	if (u->sysctl)
-		dh_route_localnet_set(name, u->saved_route_localnet);
+		dh_route_localnet_set(name, bridge->saved_route_localnet);
 	if (u->mode_changed) {
 		/* Back to the old mode before anything else moves: a bridge
 		 * going back to NAT mode gets its sysctl back below. */
@@ -542,6 +542,18 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 	dh_test_kill_point("attach-mode");
 
 	if (need_hook) {
+		/* Hooking replaces any program of ours on the bridge (a guard
+		 * no longer first, a lost pin set's): route_localnet stays 0
+		 * until the new one is in, whatever set it to 1. With no guard
+		 * there at all, a 1 was an open door: say so. */
+		if (!dh_hook_unrecorded_present(dev.ifindex))
+			close_exposure(opts->bridge);
+		else if (dh_route_localnet_set(opts->bridge, 0)) {
+			err = dh_runtime_error("attach: %s: cannot set route_localnet=0 before hooking: %s",
+					       opts->bridge, strerror(errno));
+			goto fail;
+		}
+		dh_test_kill_point("attach-sysctl-closed");
 		/* Programs before the sysctl: route_localnet=1 without the
 		 * loopback guard in place is exactly CVE-2020-8558. */
 		err = dh_hook_attach(&st, dev.ifindex, opts->hook, &bridge);
@@ -732,13 +744,15 @@ int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv)
 static int detach_unrecorded(const struct dh_cli *cli, const char *name)
 {
 	struct dh_netdev dev;
+	int err;
 
 	if (dh_netdev_lookup(name, &dev) || !dh_hook_unrecorded_present(dev.ifindex))
 		return dh_runtime_error("detach: '%s': not attached", name);
 	if (dh_route_localnet_set(name, 0))
 		return dh_runtime_error("detach: %s: cannot set route_localnet=0: %s", name, strerror(errno));
-	if (dh_hook_remove_unrecorded(dev.ifindex))
-		return dh_runtime_error("detach: %s: cannot remove the programs: %s", name, strerror(errno));
+	err = dh_hook_remove_unrecorded(dev.ifindex);
+	if (err)
+		return dh_runtime_error("detach: %s: cannot remove the programs: %s", name, strerror(-err));
 	if (dh_cgroup_remove_unrecorded(dev.ifindex) < 0)
 		dh_warn("%s: cannot look for socket mode's cgroup/sendmsg4 at the cgroup v2 root", name);
 	if (cli->json) {

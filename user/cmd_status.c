@@ -160,19 +160,28 @@ static void bridges_print(struct json_object *list)
 }
 
 /*
- * Bridges of this netns that no record of ours covers and that have
- * route_localnet=1: with no guard of ours, the host's loopback is open to
- * the bridge (CVE-2020-8558); with one, its pin set was lost. (Programs of
- * a lost pin set on a bridge with route_localnet=0 expose nothing; they
- * go at the next attach or detach.) The sysctl is read first, so hosts
- * with many bridges pay one file read each. @st may be NULL (no pin dir).
+ * Bridges of this netns that no record of ours covers and where
+ * route_localnet is on (the kernel ORs the bridge's value with
+ * conf/all's): with no guard of ours, the host's loopback is open to the
+ * bridge (CVE-2020-8558); with one, its pin set was lost. (Programs of a
+ * lost pin set on a bridge with route_localnet off expose nothing; they go
+ * at the next attach or detach.) The sysctl is read first, so hosts with
+ * many bridges pay one file read each. @st may be NULL (no pin dir).
  */
 static struct json_object *unrecorded_json(const struct dh_state *st)
 {
 	struct json_object *list = json_object_new_array();
 	struct dh_netdev devs[DH_MAX_BRIDGES];
 	struct dh_bridge bridge;
-	int n = dh_netdev_bridges(devs, DH_MAX_BRIDGES), i, route_localnet;
+	int n = dh_netdev_bridges(devs, DH_MAX_BRIDGES), i, route_localnet, all = 0;
+
+	if (n < 0)
+		dh_warn("status: cannot list the bridges to look for unguarded ones: %s", strerror(-n));
+	else if (n == DH_MAX_BRIDGES)
+		dh_warn("status: only the first %d bridges were looked at for unguarded ones", n);
+	if (dh_route_localnet_get("all", &all) == 0 && all)
+		dh_warn("net.ipv4.conf.all.route_localnet=%d: every interface, not only attached bridges, "
+			"lets 127/8 in (CVE-2020-8558): set it to 0", all);
 
 	for (i = 0; i < n; i++) {
 		__u32 key = devs[i].ifindex;
@@ -181,7 +190,10 @@ static struct json_object *unrecorded_json(const struct dh_state *st)
 
 		if (st && bpf_map_lookup_elem(st->bridges_fd, &key, &bridge) == 0)
 			continue;
-		if (dh_route_localnet_get(devs[i].name, &route_localnet) || route_localnet != 1)
+		if (dh_route_localnet_get(devs[i].name, &route_localnet))
+			continue;
+		route_localnet |= all;
+		if (!route_localnet)
 			continue;
 		programs = dh_hook_unrecorded_present(devs[i].ifindex);
 		obj = json_object_new_object();
@@ -205,7 +217,7 @@ static void unrecorded_print(struct json_object *list)
 		json_object_object_get_ex(b, "bridge", &name);
 		json_object_object_get_ex(b, "exposed", &exposed);
 		if (json_object_get_boolean(exposed))
-			printf("WARNING %s: route_localnet=1 and no dockhost guard: the host's loopback is open "
+			printf("WARNING %s: route_localnet on and no dockhost guard: the host's loopback is open "
 			       "to this bridge (CVE-2020-8558); 'attach %s' guards it\n",
 			       json_object_get_string(name), json_object_get_string(name));
 		else

@@ -15,6 +15,7 @@
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,14 @@ struct watch {
 /* How often, with no event, watch checks that its bridges still have
  * their programs (and pins): a removed program sends no event. */
 #define DH_WATCH_CHECK_MS 5000
+
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
 
 static bool matches(const struct watch *w, const char *name)
 {
@@ -268,6 +277,7 @@ static int run(struct watch *w, int sig_fd)
 	struct mnl_socket *events;
 	struct dh_rtnl_buf buf;
 	struct pollfd fds[2];
+	long long next_check;
 	long ret;
 	int err = 0;
 
@@ -295,16 +305,24 @@ static int run(struct watch *w, int sig_fd)
 
 	fds[0] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
 	fds[1] = (struct pollfd){ .fd = mnl_socket_get_fd(events), .events = POLLIN };
+	next_check = monotonic_ms() + DH_WATCH_CHECK_MS;
 	for (;;) {
-		test_wait_delay();
-		ret = poll(fds, 2, w->resync_pending ? 1000 : DH_WATCH_CHECK_MS);
-		if (ret == 0) {
+		long long left = next_check - monotonic_ms();
+
+		if (left <= 0) {
 			/* Removing a program or the pins sends no event: look
-			 * again now and then, and put back what went. */
+			 * again now and then, however busy events keep us, and
+			 * put back what went. */
+			if (!w->resync_pending)
+				refresh_all(w);
+			next_check = monotonic_ms() + DH_WATCH_CHECK_MS;
+			continue;
+		}
+		test_wait_delay();
+		ret = poll(fds, 2, w->resync_pending && left > 1000 ? 1000 : (int)left);
+		if (ret == 0) {
 			if (w->resync_pending)
 				resync(w);
-			else
-				refresh_all(w);
 			continue;
 		}
 		if (ret < 0) {

@@ -17,18 +17,27 @@ int dh_hook_attach(const struct dh_state *st, int ifindex, enum dh_hook hook, st
 	if (hook != DH_HOOK_CLSACT) {
 		err = dh_tcx_attach(st, ifindex);
 		if (!err) {
-			bridge->flags |= DH_BRIDGE_TCX;
-			return dh_clsact_detach(ifindex, false);
+			err = dh_clsact_detach(ifindex, false);
+			if (err)  /* all or nothing: the caller undoes nothing it did not record */
+				dh_tcx_detach(ifindex);
+			else
+				bridge->flags |= DH_BRIDGE_TCX;
+			return err;
 		}
 		if (hook == DH_HOOK_TCX || err != -EOPNOTSUPP)
 			return err;
 		dh_debug("no tcx on this kernel: attaching with clsact");
 	}
 	err = dh_clsact_attach(ifindex, st->prog_ingress_fd, st->prog_egress_fd, &created_clsact);
-	if (!err && created_clsact)
-		bridge->flags |= DH_BRIDGE_CREATED_CLSACT;
-	if (!err && dh_tcx_detach(ifindex) == -EINVAL)
+	if (err)
+		return err;
+	err = dh_tcx_detach(ifindex);
+	if (err == -EINVAL)
 		err = 0;  /* no tcx on this kernel: nothing there */
+	if (err)
+		dh_clsact_detach(ifindex, created_clsact);
+	else if (created_clsact)
+		bridge->flags |= DH_BRIDGE_CREATED_CLSACT;
 	return err;
 }
 

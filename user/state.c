@@ -89,12 +89,37 @@ static bool on_bpffs(const char *path)
 	return statfs(path, &fs) == 0 && fs.f_type == BPF_FS_MAGIC;
 }
 
+/* True if @pid is this process or one of its ancestors. */
+static bool is_ancestor(int pid)
+{
+	int at = getpid(), hops;
+
+	for (hops = 0; at > 1 && hops < 64; hops++) {
+		char path[64], line[128];
+		FILE *f;
+
+		if (at == pid)
+			return true;
+		snprintf(path, sizeof(path), "/proc/%d/status", at);
+		f = fopen(path, "r");
+		if (!f)
+			return false;
+		at = 0;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "PPid: %d", &at) == 1)
+				break;
+		fclose(f);
+	}
+	return false;
+}
+
 /*
  * True if a bpffs mounted by this process would outlive it. It would not
- * in a mount namespace of its own with nobody else in it, which is what
- * `ip netns exec` makes (it also hides the host's /sys/fs/bpf): the pins
- * and the state would vanish when we exit. The host's own namespace (pid
- * 1's) always outlives us; any other one only while another process is in it.
+ * in a mount namespace of its own, which is what `ip netns exec` makes (it
+ * also hides the host's /sys/fs/bpf): the pins and the state would vanish
+ * with it, or with the shell it was started from (`ip netns exec NS bash`).
+ * The host's own namespace (pid 1's) always outlives us; any other one
+ * only while a process that is not one of our ancestors is in it too.
  */
 static bool mount_ns_outlives_us(void)
 {
@@ -114,7 +139,7 @@ static bool mount_ns_outlives_us(void)
 	while (!shared && (ent = readdir(proc))) {
 		int pid = atoi(ent->d_name);
 
-		if (pid <= 0 || pid == getpid())
+		if (pid <= 0 || is_ancestor(pid))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/ns/mnt", pid);
 		shared = stat(path, &other) == 0 && other.st_ino == self.st_ino && other.st_dev == self.st_dev;

@@ -172,6 +172,7 @@ int dh_tcx_attach(const struct dh_state *st, int ifindex)
 	err = dh_tcx_detach(ifindex);
 	if (err)
 		return err == -EINVAL ? -EOPNOTSUPP : err;
+	dh_test_kill_point("tcx-old-removed");  /* no guard of ours until the next one */
 	for (dir = 0; dir < 2; dir++) {
 		/* BPF_F_BEFORE with no anchor: first in line, so the loopback
 		 * guard runs before any other tcx program. */
@@ -188,8 +189,9 @@ int dh_tcx_attach(const struct dh_state *st, int ifindex)
 }
 
 /* How many programs run before our guard in @ifindex's tcx ingress chain
- * (with clsact, every tcx program does). @first_foreign gets the first
- * one's id. -errno if the chain cannot be read. */
+ * (with clsact, every tcx program does); 0 if our guard is not in the
+ * chain at all (status says MISSING for that). @first_foreign gets the
+ * first one's id. -errno if the chain cannot be read. */
 int dh_tcx_before_guard(int ifindex, bool guard_in_tcx, __u32 *first_foreign)
 {
 	__u32 ids[DH_TCX_MAX_PROGS];
@@ -203,5 +205,5 @@ int dh_tcx_before_guard(int ifindex, bool guard_in_tcx, __u32 *first_foreign)
 		if (i == 0)
 			*first_foreign = ids[0];
 	}
-	return i;
+	return guard_in_tcx && i == n ? 0 : i;
 }

@@ -60,6 +60,7 @@ struct dh_packet {
 	__u8 vlan_tags;  /* in the frame, not counting an offloaded outer tag */
 	bool fragment;
 	bool later_fragment;  /* offset above 0: no L4 header */
+	bool last_fragment;   /* offset above 0, no more fragments */
 	__u16 ip_id;
 	bool ip_options;
 	bool tcp_syn;  /* a TCP SYN without ACK: a new connection */
@@ -148,6 +149,7 @@ static __always_inline bool dh_parse_ipv4(struct __sk_buff *skb, struct dh_packe
 	pkt->proto = ip->protocol;
 	pkt->fragment = (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
 	pkt->later_fragment = (ip->frag_off & bpf_htons(IP_OFFSET)) != 0;
+	pkt->last_fragment = pkt->later_fragment && !(ip->frag_off & bpf_htons(IP_MF));
 	pkt->ip_id = ip->id;
 	pkt->ip_options = ihl_bytes > IPV4_MIN_HLEN;
 	return true;

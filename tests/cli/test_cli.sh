@@ -180,7 +180,7 @@ test_test_runners_fail_when_not_root() {
 
 test_pin_dir_not_on_bpffs() {
 	local dir
-	dir=$(mktemp -d /tmp/dh-notbpf-XXXXXX)
+	dir=$(mktemp -d "${TMPDIR:-/tmp}"/dh-notbpf-XXXXXX)
 	expect_exit 1 dh --pin-dir "$dir/pins" attach br0
 	expect_contains "$OUT" "'$dir/pins': $dir is not a bpf filesystem" "message"
 	expect_exit 1 dh --pin-dir "$dir/pins" status
@@ -194,9 +194,13 @@ test_default_pin_dir_mounts_bpffs() {
 	# A private mount namespace with no bpffs on /sys/fs/bpf: attach mounts
 	# it there, as it would on a host where systemd did not.
 	local out
+	# A process that is not the CLI's ancestor holds the namespace (as a
+	# long-lived one would), so the bpffs attach mounts outlives the call.
 	out=$(in_host unshare --mount --propagation private sh -c "
 		umount /sys/fs/bpf 2>/dev/null
 		mkdir -p /sys/fs/bpf
+		sleep 60 & holder=\$!
+		trap 'kill \$holder' EXIT
 		$DH_BIN attach br0 >/dev/null || exit 1
 		stat -f -c %T /sys/fs/bpf
 		ls /sys/fs/bpf/dockhost-bpf
@@ -213,6 +217,9 @@ test_refuses_a_bpffs_that_dies_with_it() {
 	expect_exit 1 in_host "$DH_BIN" attach br0
 	expect_contains "$OUT" "would vanish with this process" "message"
 	expect_contains "$OUT" "nsenter --net" "the way out"
+	# Nor from a shell there ('ip netns exec NS bash'): the shell is the
+	# CLI's ancestor and goes with the namespace.
+	expect_exit 1 in_host sh -c "$DH_BIN attach br0; exit \$?"
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet"
 	expect_eq "$(in_host "$DH_BIN" status | grep -c WARNING)" 0 "status: nothing exposed"
 }
@@ -220,10 +227,16 @@ test_refuses_a_bpffs_that_dies_with_it() {
 test_status_warns_of_an_unguarded_bridge() {
 	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
 	expect_exit 0 dh status
-	expect_contains "$OUT" "WARNING br0: route_localnet=1 and no dockhost guard" "status"
+	expect_contains "$OUT" "WARNING br0: route_localnet on and no dockhost guard" "status"
 	expect_contains "$(dh --json status)" '"exposed":true' "status --json"
 	dh attach br0
 	expect_not_contains "$(dh status)" WARNING "attached"
+	# The kernel ORs the bridge's value with conf/all's.
+	in_host sysctl -qw net.ipv4.conf.all.route_localnet=1
+	expect_exit 0 dh status
+	expect_contains "$OUT" "net.ipv4.conf.all.route_localnet=1: every interface" "all"
+	make_bridge "$H" br1 10.202.0.1
+	expect_contains "$(dh status 2>/dev/null)" "WARNING br1: route_localnet on" "br1 through conf/all"
 }
 
 test_failed_attach_changes_nothing() {

@@ -261,7 +261,7 @@ finish() {
 	rm -rf --one-file-system "$state"
 	local left
 	left=$(
-		[ "$(compgen -G '/tmp/dh-docker-*' || true)" = "$tmp_before" ] || echo "directories: $(ls -d /tmp/dh-docker-*)"
+		[ "$(compgen -G "${TMPDIR:-/tmp}/dh-docker-*" || true)" = "$tmp_before" ] || echo "directories: $(ls -d "${TMPDIR:-/tmp}"/dh-docker-*)"
 		mounts_under_state | sed 's/^/mount: /'
 		[ -z "$started_dockerd" ] || daemon_leftovers | xargs -r ps -o pid=,args= -p | sed 's/^ */process: /'
 	)
@@ -274,8 +274,8 @@ finish() {
 }
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root"
-tmp_before=$(compgen -G '/tmp/dh-docker-*' || true)  # what earlier runs left, not ours to judge
-state=$(mktemp -d /tmp/dh-docker-XXXXXX)
+tmp_before=$(compgen -G "${TMPDIR:-/tmp}/dh-docker-*" || true)  # what earlier runs left, not ours to judge
+state=$(mktemp -d "${TMPDIR:-/tmp}"/dh-docker-XXXXXX)
 trap finish EXIT INT TERM
 setup_docker
 # One test, run like the others (own bpffs pin dir, cleanup on exit), but

@@ -7,7 +7,7 @@
 # Steps on the way of 'attach br0 --port 8088' (a first attach: loads and
 # pins), of 'detach br0' (the last one: removes the pins), of port edits.
 ATTACH_STEPS="meta-pinned maps-pinned prog-pinned attach-recorded attach-gateways port-stats-added
-	port-added attach-ports attach-mode attach-hooked attach-hook-recorded attach-sysctl"
+	port-added attach-ports attach-mode attach-sysctl-closed attach-hooked attach-hook-recorded attach-sysctl"
 DETACH_STEPS="detach-sysctl detach-unhooked detach-forgetting detach-forgotten pins-removing"
 
 route_localnet() { in_host sysctl -n net.ipv4.conf.br0.route_localnet; }
@@ -115,6 +115,20 @@ test_kill_at_every_step_tcx() {
 
 test_kill_at_every_step_clsact() {
 	kill_everywhere clsact
+}
+
+# Re-attaching replaces our programs (here: a foreign tcx program now runs
+# before the guard): between taking the old ones out and putting the new
+# ones in, route_localnet must already be 0.
+test_kill_while_replacing_the_guard() {
+	dh attach br0 --hook tcx --port 8088 >/dev/null 2>&1
+	in_host "$DH_TCXCTL" attach br0 ingress "$DH_USER_FILTER" user_filter first
+	expect_eq "$(route_localnet)" 1 "attached"
+	killed_at tcx-old-removed attach br0 --hook tcx
+	expect_exit 0 dh attach br0 --hook tcx
+	expect_attached "attach after the kill"
+	dh detach br0 >/dev/null
+	expect_clean "detach"
 }
 
 run_tests

@@ -34,7 +34,7 @@ SRC6=fd00:201::99
 sec_setup() {
 	local port
 	[ -x "$RAWFRAME" ] || fail "$RAWFRAME missing: run make"
-	SEC_DIR=$(mktemp -d /tmp/dh-sec-XXXXXX)
+	SEC_DIR=$(mktemp -d "${TMPDIR:-/tmp}"/dh-sec-XXXXXX)
 	trap 'cleanup; rm -rf "$SEC_DIR"' EXIT
 	ip -n "$H" addr add $GW6/64 dev br0 nodad
 	ip -n "$C" addr add $CTR6/64 dev eth0 nodad

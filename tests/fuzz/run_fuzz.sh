@@ -25,7 +25,7 @@ for src in "$root"/tests/fuzz/fuzz_*.c; do
 		status=1
 		continue
 	fi
-	work=$(mktemp -d /tmp/dh-fuzz-XXXXXX)
+	work=$(mktemp -d "${TMPDIR:-/tmp}"/dh-fuzz-XXXXXX)
 	dirs=("$root/tests/fuzz/corpus/$target")
 	[ -d "$root/tests/fuzz/regressions/$target" ] && dirs+=("$root/tests/fuzz/regressions/$target")
 	# New inputs go to the first directory, a scratch one: the committed

@@ -938,6 +938,18 @@ static void test_vlan_tag_stacks(struct dockhost *skel)
 	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
 	CHECK_EQ(counters(skel).dropped_malformed, 1);
 
+	/* Nor a stack deeper than walked, or a header that cannot be read:
+	 * its source might be loopback, and the host's stack makes neither. */
+	build_ipv4(&f, &fl);
+	push_vlan_tags(&f, (uint16_t[]){ 0x8100, 0x8100, 0x8100, 0x8100, 0x8100 },
+		       (uint16_t[]){ 0, 0, 0, 0, 0 }, 5);
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_vlan_too_deep, 2);
+	build_ipv4(&f, &fl);
+	iph(&f)->ihl = 4;
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
+	CHECK_EQ(counters(skel).dropped_malformed, 2);
+
 	/* A tagged loopback-sourced frame never leaves: replies are untagged. */
 	fl = (struct flow){ .saddr = "127.0.0.1", .daddr = CONTAINER, .sport = 8088, .dport = 40000,
 			    .proto = IPPROTO_TCP };
@@ -1119,6 +1131,10 @@ static void test_fragmented_reply_rewritten(struct dockhost *skel)
 		}
 	}
 	CHECK_EQ(counters(skel).reply_fragments_rewritten, 3);
+	/* The last fragment took the datagram's entry with it: a later
+	 * datagram that reuses the IP id (it wraps) cannot match it. */
+	f = frags[1];
+	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &f), TC_ACT_SHOT);
 
 	/* Later fragments of another datagram (another IP id) whose first was
 	 * not seen, and a first fragment of a flow we do not know: dropped. */
@@ -1130,7 +1146,7 @@ static void test_fragmented_reply_rewritten(struct dockhost *skel)
 	reply.dport = 5354;
 	build_udp_fragments(frags, &reply, payload, sizeof(payload));
 	CHECK_EQ(run(bpf_program__fd(skel->progs.dh_egress), &frags[0]), TC_ACT_SHOT);
-	CHECK_EQ(counters(skel).dropped_reply_no_state, 2);
+	CHECK_EQ(counters(skel).dropped_reply_no_state, 3);
 }
 
 static void test_port_entry_removed_stops_redirect(struct dockhost *skel)
