@@ -198,6 +198,30 @@ test_socket_mode_detach_of_a_lost_pin_set() {
 	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 0 "sendmsg4 removed"
 }
 
+# A server that answers with IP_PKTINFO (as dnsmasq does): it names the
+# source itself (the gateway, from the request's own pktinfo), which
+# sendmsg4 leaves alone; it must keep working.
+test_socket_mode_udp_pktinfo_server() {
+	in_host python3 -c '
+import socket, struct
+IP_PKTINFO = 8  # linux/in.h; Python 3.11 has no name for it
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+s.bind(("127.0.0.1", 8089))
+while True:
+    data, anc, flags, addr = s.recvmsg(100, 256)
+    pkt = [a for a in anc if a[0] == socket.IPPROTO_IP and a[1] == IP_PKTINFO][0][2]
+    ifindex, spec_dst, dst = struct.unpack("I4s4s", pkt)
+    reply = struct.pack("I4s4s", 0, dst, dst)  # from the address it came to
+    s.sendmsg([b"pktinfo " + socket.inet_ntoa(dst).encode() + b"\n"],
+              [(socket.IPPROTO_IP, IP_PKTINFO, reply)], 0, addr)
+' &
+	wait_listening udp 8089
+	dh attach br0 --mode socket --port 8089/udp
+	expect_eq "$(udp_get $GW 8089)" "pktinfo $GW" "reply with IP_PKTINFO"
+	expect_eq "$(counter udp_replies_sourced)" 0 "sendmsg4 left the server's own source alone"
+}
+
 # kill -9 at every step of a socket-mode attach: route_localnet is never
 # 1, and the next attach or detach converges; after the detach nothing of
 # ours is left, on the bridge, in the pins or on the host-wide cgroup root.
