@@ -72,9 +72,11 @@ dh() {
 # The mode this run attaches in: DH_MODE, else the CLI's default.
 mode() { echo "${DH_MODE:-nat}"; }
 
-# Skips a case that tests what only NAT mode does.
+# Ends a case that tests what only NAT mode does, in another mode. It is
+# not a skip (the machine can run it; the mode has nothing to test there),
+# so the run does not count it at all. WHY stays in the code for readers.
 nat_only() {  # WHY
-	[ "$(mode)" = nat ] || skip "NAT mode only: $1"
+	[ "$(mode)" = nat ] || exit 78
 }
 
 # NS IFNAME: a bridge with ADDR/24 in namespace NS.
@@ -237,6 +239,7 @@ run_tests() {
 		case $rc in
 		0) echo "PASS $DH_SUITE/${name#test_}" ;;
 		77) echo "SKIP $DH_SUITE/${name#test_}: $(cat "$DH_TEST_DIR/skip")" ;;
+		78) ;;  # not for this mode (nat_only)
 		*)
 			echo "FAIL $DH_SUITE/${name#test_}"
 			sed 's/^/    /' "$log"
