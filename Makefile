@@ -164,7 +164,7 @@ $(LOADGEN): scripts/loadgen.c | $(OUTPUT)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< -lpthread -o $@
 
 # QUICK=1 for a run under a minute; REPS=, SECONDS_PER=, THREADS= to tune.
-bench: $(OUTPUT)/dockhost-bpf $(LOADGEN) $(TEST_BPF)
+bench: $(OUTPUT)/dockhost-bpf $(LOADGEN) $(TEST_BPF) $(TCXCTL)
 	$(Q)missing=""; \
 	for t in $(BENCH_REQUIRED); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then echo "  DEPS    missing:$$missing"; scripts/install-deps.sh bench; fi
