@@ -10,7 +10,7 @@
 # starting from a different mode each time; ratios are taken within a
 # repetition, then the median over repetitions is reported.
 #
-#   make bench (about 12 minutes)    QUICK=1 make bench (about a minute)
+#   make bench (about 10 minutes)    QUICK=1 make bench (about a minute)
 #   REPS=9 SECONDS_PER=3 MODES="native native-aa dockhost" make bench
 set -euo pipefail
 
