@@ -53,11 +53,10 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 				       const struct dh_bridge *bridge)
 {
 	struct json_object *obj = json_object_new_object(), *gws = json_object_new_array();
-	struct dh_gateway_key key, *prev = NULL;
+	struct dh_gateway_entry have[DH_MAX_GATEWAYS];
 	struct dh_netdev dev;
-	struct dh_gateway gw;
 	bool present;
-	int now = -1;
+	int now = -1, n, i;
 
 	present = dh_netdev_lookup(bridge->name, &dev) == 0 && dev.ifindex == (int)ifindex;
 	if (present)
@@ -82,14 +81,12 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 	json_object_object_add(obj, "route_localnet", json_object_new_int(now));
 	json_object_object_add(obj, "saved_route_localnet", json_object_new_int(bridge->saved_route_localnet));
 	json_object_object_add(obj, "attached_at", json_object_new_int64(bridge->attached_at));
-	while (bpf_map_get_next_key(st->gateways_fd, prev, &key) == 0) {
-		prev = &key;
-		if (key.ifindex != ifindex || bpf_map_lookup_elem(st->gateways_fd, &key, &gw))
-			continue;
+	n = dh_gateways_of(st, ifindex, have, DH_MAX_GATEWAYS);
+	for (i = 0; i < n; i++) {
 		struct json_object *g = json_object_new_object();
 
-		json_object_object_add(g, "addr", json_object_new_string(dh_ipv4_str(key.addr)));
-		json_object_object_add(g, "origin", json_object_new_string(origin_text(gw.origin)));
+		json_object_object_add(g, "addr", json_object_new_string(dh_ip_str(&have[i].addr)));
+		json_object_object_add(g, "origin", json_object_new_string(origin_text(have[i].origin)));
 		json_object_array_add(gws, g);
 	}
 	json_object_object_add(obj, "gateways", gws);
