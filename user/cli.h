@@ -84,6 +84,14 @@ int dh_netdev_bridges(struct dh_netdev *devs, int max);
 int dh_netdev_addrs(int ifindex, struct dh_ip *addrs, int max);
 /* One rtnetlink request; every answer goes to @cb (a libmnl mnl_cb_t). */
 int dh_rtnl_talk(struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *), void *data);
+/* The same on another netlink bus (NETLINK_NETFILTER, say). */
+int dh_netlink_talk(int bus, struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *), void *data);
+
+/* netfilter.c: NAT chains in the caller's netns, which socket mode cannot
+ * live with; 0 or -errno. */
+int dh_netns_nat_chains(bool *ipv4, bool *ipv6);
+/* The families with such a chain, as words ("IPv4"), or NULL. */
+const char *dh_socket_mode_blocked(void);
 /* A receive buffer that grows to the largest datagram read. */
 struct dh_rtnl_buf {
 	char *data;

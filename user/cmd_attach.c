@@ -447,9 +447,14 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 		err = resolve_bridge("attach", opts->bridge, &dev);
 	if (err)
 		return err;
-	if (opts->mode_given && opts->mode == DH_MODE_SOCKET && (lacks = dh_socket_mode_unsupported()))
-		return dh_runtime_error("attach: %s: socket mode needs %s, which this kernel lacks: use --mode nat",
-					opts->bridge, lacks);
+	if (opts->mode_given && opts->mode == DH_MODE_SOCKET) {
+		if ((lacks = dh_socket_mode_unsupported()))
+			return dh_runtime_error("attach: %s: socket mode needs %s, which this kernel lacks: use --mode nat",
+						opts->bridge, lacks);
+		if ((lacks = dh_socket_mode_blocked()))
+			return dh_runtime_error("attach: %s: socket mode cannot work here: this network namespace has an %s NAT chain (Docker's MASQUERADE makes one), whose LOCAL_IN hook drops the socket socket mode assigns: use --mode nat",
+						opts->bridge, lacks);
+	}
 	/* A failed read is not "no addresses": pruning by it would drop every
 	 * gateway the bridge has, so its gateways stay until a read works. */
 	addr_err = collect_gateways(opts->bridge, &dev, opts->gateways, opts->n_gateways, gws, &n_gws,

@@ -70,6 +70,11 @@ void dh_rtnl_buf_free(struct dh_rtnl_buf *buf)
 /* One request, answers handed to @cb until done. Returns 0 or -errno. */
 int dh_rtnl_talk(struct nlmsghdr *req, mnl_cb_t cb, void *data)
 {
+	return dh_netlink_talk(NETLINK_ROUTE, req, cb, data);
+}
+
+int dh_netlink_talk(int bus, struct nlmsghdr *req, mnl_cb_t cb, void *data)
+{
 	struct dh_rtnl_buf buf;
 	struct mnl_socket *nl;
 	unsigned int portid, seq;
@@ -77,7 +82,7 @@ int dh_rtnl_talk(struct nlmsghdr *req, mnl_cb_t cb, void *data)
 
 	if (dh_rtnl_buf_init(&buf))
 		return -ENOMEM;
-	nl = mnl_socket_open(NETLINK_ROUTE);
+	nl = mnl_socket_open(bus);
 	if (!nl) {
 		ret = -errno;
 		dh_rtnl_buf_free(&buf);

@@ -355,4 +355,26 @@ while True:
 	expect_eq "$(counter udp_replies_sourced)" 0 "sendmsg6 left the server's own source alone"
 }
 
+# Any NAT chain in the netns (Docker's MASQUERADE makes one on every
+# Docker host) registers netfilter's NAT hook at LOCAL_IN, which drops the
+# listener or UDP socket socket mode assigns (its remote port differs from
+# the flow's): the connection is refused. Control first: it really breaks;
+# then attach refuses socket mode there, and status says a bridge attached
+# before the chain came is not working.
+test_socket_mode_refused_with_a_nat_chain() {
+	serve_tcp 8088 127.0.0.1 pong
+	dh attach br0 --mode socket --port 8088
+	expect_eq "$(tcp_get $GW 8088)" pong "socket mode before the NAT chain"
+	in_host iptables -t nat -A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE
+	expect_not_contains "$(tcp_get $GW 8088)" pong "control: socket mode with a NAT chain"
+	expect_contains "$(dh status)" "NOT WORKING: an IPv4 NAT chain" "status"
+	expect_contains "$(dh --json status)" '"socket_mode_blocked_by_nat":"IPv4"' "status --json"
+	dh detach br0
+	expect_exit 1 dh attach br0 --mode socket --port 8088
+	expect_contains "$OUT" "this network namespace has an IPv4 NAT chain" "attach --mode socket"
+	[ ! -e "$PIN" ] || fail "pins left by the refused attach"
+	dh attach br0 --mode nat --port 8088
+	expect_eq "$(tcp_get $GW 8088)" pong "NAT mode with the NAT chain"
+}
+
 run_tests
