@@ -6,14 +6,17 @@
  * ingress (container -> host): drop anything carrying a loopback address
  *   (CVE-2020-8558), then, for TCP/UDP aimed at a gateway address and a
  *   mapped port, per the bridge's mode (the modes map):
- *   - NAT mode: rewrite toward its loopback target, remembering the flow;
- *   - socket mode: hand it to the target's socket (lib/steer.bpf.h).
+ *   - NAT mode: rewrite toward its loopback target, remembering the flow
+ *     (IPv4 only: the kernel never routes ::1 off lo, so IPv6 is guarded
+ *     and left alone);
+ *   - socket mode, IPv4 and IPv6: hand it to the target's socket
+ *     (lib/steer.bpf.h).
  * egress (host -> container), NAT mode: turn replies from a loopback target
  *   back into the gateway address and port the container used; any other
  *   packet with a loopback source is dropped so loopback never leaks onto
  *   the bridge. Socket mode's replies leave from the gateway already.
- * cgroup/sendmsg4 (socket mode): a UDP socket bound to loopback answering
- *   a container sends from the gateway the container used.
+ * cgroup/sendmsg4, sendmsg6 (socket mode): a UDP socket bound to loopback
+ *   answering a container sends from the gateway the container used.
  *
  * Bridged container-to-container frames never reach the bridge device's own
  * hooks, so they cost nothing.
@@ -62,6 +65,14 @@ struct {
 	__type(key, struct dh_gateway_key);
 	__type(value, struct dh_gateway);
 } gateways SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DH_MAX_GATEWAYS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dh_gateway6_key);
+	__type(value, struct dh_gateway);
+} gateways6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -121,7 +132,7 @@ struct {
 	__type(value, struct dh_bridge_mode);
 } modes SEC(".maps");
 
-/* Socket mode's UDP flows, for dh_sendmsg4. Bounded and LRU like
+/* Socket mode's UDP flows, for dh_sendmsg4/6. Bounded and LRU like
  * nat_state: a flow evicted under load costs its next reply's source
  * until the container's next datagram writes it again. */
 struct {
@@ -298,8 +309,10 @@ static __always_inline int dh_guard(struct __sk_buff *skb, struct dh_packet *pkt
 	case DH_L3_TOO_DEEP:
 		return DH_DROP(dropped_vlan_too_deep);
 	case DH_L3_IPV6:
-		if (!dh_ipv6_loopback_addrs(skb, pkt, &src, &dst))
-			return DH_DROP(dropped_malformed);
+		/* ipv6_rcv drops both on a device that is not loopback, but
+		 * the guard does not lean on that: it is the promise. */
+		src = dh_ipv6_is_loopback(pkt->saddr6);
+		dst = dh_ipv6_is_loopback(pkt->daddr6);
 		break;
 	case DH_L3_IPV4:
 		src = dh_is_loopback(pkt->saddr);
@@ -314,8 +327,6 @@ static __always_inline int dh_guard(struct __sk_buff *skb, struct dh_packet *pkt
 		return DH_DROP(dropped_loopback_dst);
 	if (l3 == DH_L3_IPV4 && pkt->ip_options && dh_ipv4_options_unsafe(skb, pkt))
 		return DH_DROP(dropped_ip_options);
-	if (l3 != DH_L3_IPV4)
-		return DH_PASS(passed);
 	/* Only frames the kernel delivers on the bridge itself are ours to
 	 * redirect: untagged, or with an offloaded priority tag (VID 0). */
 	if (pkt->vlan_tags || (skb->vlan_tci & VLAN_VID_MASK))
@@ -323,22 +334,39 @@ static __always_inline int dh_guard(struct __sk_buff *skb, struct dh_packet *pkt
 	return 0;
 }
 
+/* Is the destination one of the bridge's gateways? One map per family:
+ * the IPv4 key stays 8 bytes. */
+static __always_inline bool dh_to_gateway(struct __sk_buff *skb, const struct dh_packet *pkt, bool v6)
+{
+	struct dh_gateway6_key key6 = { .ifindex = skb->ifindex };
+	struct dh_gateway_key key = { .ifindex = skb->ifindex, .addr = pkt->daddr };
+
+	if (!v6)
+		return bpf_map_lookup_elem(&gateways, &key) != NULL;
+	__builtin_memcpy(key6.addr, pkt->daddr6, sizeof(key6.addr));
+	return bpf_map_lookup_elem(&gateways6, &key6) != NULL;
+}
+
+static __always_inline bool dh_ipv6_unset(const __u32 addr[4])
+{
+	return !(addr[0] | addr[1] | addr[2] | addr[3]);
+}
+
 SEC("tc")
 int dh_ingress(struct __sk_buff *skb)
 {
 	struct dh_port_target *found, target;
-	struct dh_gateway_key gw_key;
 	struct dh_port_key port_key;
 	struct dh_packet pkt;
+	enum dh_l3 l3;
 	int verdict;
 
-	verdict = dh_guard(skb, &pkt, dh_parse(skb, &pkt));
+	l3 = dh_parse(skb, &pkt);
+	verdict = dh_guard(skb, &pkt, l3);
 	if (verdict)
 		return verdict;
 
-	gw_key.ifindex = skb->ifindex;
-	gw_key.addr = pkt.daddr;
-	if (!bpf_map_lookup_elem(&gateways, &gw_key))
+	if (!dh_to_gateway(skb, &pkt, l3 == DH_L3_IPV6))
 		return DH_PASS(passed);
 	if (pkt.fragment) {
 		/* Later fragments carry no ports: we cannot tell whether the
@@ -358,8 +386,18 @@ int dh_ingress(struct __sk_buff *skb)
 	/* Copy: the CLI may change the entry while we rewrite. */
 	target = *found;
 
+	if (l3 == DH_L3_IPV6) {
+		/* NAT mode cannot redirect IPv6 (the kernel never routes ::1
+		 * off lo): its packets go on to the gateway as they came. */
+		if (dh_ipv6_unset(target.addr6) || dh_bridge_mode(skb->ifindex) != DH_MODE_SOCKET)
+			return DH_PASS(passed);
+		return dh_steer(skb, &pkt, &target, &port_key, true);
+	}
+	/* A mapping for IPv6 only. */
+	if (!target.addr)
+		return DH_PASS(passed);
 	if (dh_bridge_mode(skb->ifindex) == DH_MODE_SOCKET)
-		return dh_steer(skb, &pkt, &target, &port_key);
+		return dh_steer(skb, &pkt, &target, &port_key, false);
 
 	verdict = dh_remember_flow(skb, &pkt, &target);
 	if (verdict)
@@ -635,40 +673,89 @@ int dh_egress(struct __sk_buff *skb)
 
 /*
  * Socket mode's UDP replies. A socket bound to 127.0.0.1 that answers a
- * container with sendto() fails with EINVAL: a loopback source may not
- * leave on the bridge. Its source becomes the gateway address the
- * container sent the request to, from the flow ingress noted, so the
- * container's socket matches the reply. Attached at the cgroup v2 root,
- * it runs for every unconnected UDP send on the host: it acts only on a
- * flow of ours, in the network namespace of that flow's bridge (the
- * cookie attach recorded), and leaves a source the server chose itself
- * (IP_PKTINFO with a non-loopback address) alone. Always allows the send.
+ * container with sendto() fails with EINVAL (a loopback source may not
+ * leave on the bridge); one bound to ::1 sends from ::1, which the
+ * container drops. Its source becomes the gateway address the container
+ * sent the request to, from the flow ingress noted, so the container's
+ * socket matches the reply. Attached at the cgroup v2 root, these run for
+ * every unconnected UDP send on the host: they act only on a flow of ours,
+ * in the network namespace of that flow's bridge (the cookie attach
+ * recorded), and leave a source the server chose itself (IP_PKTINFO,
+ * IPV6_PKTINFO with a non-loopback address) alone. They always allow the
+ * send.
  */
+static __always_inline struct dh_sock_flow *dh_sock_flow_ours(struct bpf_sock_addr *ctx,
+							       struct dh_sock_flow_key *key)
+{
+	struct dh_bridge_mode *mode;
+	struct dh_sock_flow *flow;
+
+	key->container_port = (__u16)ctx->user_port;
+	key->sock_port = bpf_htons(ctx->sk->src_port);
+	key->proto = IPPROTO_UDP;
+	flow = bpf_map_lookup_elem(&sock_flows, key);
+	if (!flow)
+		return NULL;
+	mode = bpf_map_lookup_elem(&modes, &flow->ifindex);
+	if (!mode || mode->mode != DH_MODE_SOCKET || mode->netns_cookie != bpf_get_netns_cookie(ctx))
+		return NULL;
+	DH_COUNT(udp_replies_sourced);
+	return flow;
+}
+
 SEC("cgroup/sendmsg4")
 int dh_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	struct bpf_sock *sk = ctx->sk;
 	struct dh_sock_flow_key key;
-	struct dh_bridge_mode *mode;
 	struct dh_sock_flow *flow;
 	__u32 src = ctx->msg_src_ip4;
 
 	if (ctx->type != DH_SOCK_DGRAM || (src && !dh_is_loopback(src)))
 		return 1;
 	__builtin_memset(&key, 0, sizeof(key));
-	key.container_addr = ctx->user_ip4;
-	key.container_port = (__u16)ctx->user_port;
-	key.sock_addr = sk->src_ip4;
-	key.sock_port = bpf_htons(sk->src_port);
-	key.proto = IPPROTO_UDP;
-	flow = bpf_map_lookup_elem(&sock_flows, &key);
-	if (!flow)
+	key.family = DH_AF_INET;
+	key.container_addr[0] = ctx->user_ip4;
+	key.sock_addr[0] = ctx->sk->src_ip4;
+	flow = dh_sock_flow_ours(ctx, &key);
+	if (flow)
+		ctx->msg_src_ip4 = flow->gateway_addr[0];
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int dh_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct dh_sock_flow_key key;
+	struct dh_sock_flow *flow;
+	__u32 src[4];
+
+	if (ctx->type != DH_SOCK_DGRAM)
 		return 1;
-	mode = bpf_map_lookup_elem(&modes, &flow->ifindex);
-	if (!mode || mode->mode != DH_MODE_SOCKET || mode->netns_cookie != bpf_get_netns_cookie(ctx))
+	/* One word at a time: the context takes no wider loads. */
+	src[0] = ctx->msg_src_ip6[0];
+	src[1] = ctx->msg_src_ip6[1];
+	src[2] = ctx->msg_src_ip6[2];
+	src[3] = ctx->msg_src_ip6[3];
+	if (!dh_ipv6_unset(src) && !dh_ipv6_is_loopback(src))
 		return 1;
-	ctx->msg_src_ip4 = flow->gateway_addr;
-	DH_COUNT(udp_replies_sourced);
+	__builtin_memset(&key, 0, sizeof(key));
+	key.family = DH_AF_INET6;
+	key.container_addr[0] = ctx->user_ip6[0];
+	key.container_addr[1] = ctx->user_ip6[1];
+	key.container_addr[2] = ctx->user_ip6[2];
+	key.container_addr[3] = ctx->user_ip6[3];
+	key.sock_addr[0] = sk->src_ip6[0];
+	key.sock_addr[1] = sk->src_ip6[1];
+	key.sock_addr[2] = sk->src_ip6[2];
+	key.sock_addr[3] = sk->src_ip6[3];
+	flow = dh_sock_flow_ours(ctx, &key);
+	if (flow) {
+		ctx->msg_src_ip6[0] = flow->gateway_addr[0];
+		ctx->msg_src_ip6[1] = flow->gateway_addr[1];
+		ctx->msg_src_ip6[2] = flow->gateway_addr[2];
+		ctx->msg_src_ip6[3] = flow->gateway_addr[3];
+	}
 	return 1;
 }
 

@@ -20,10 +20,12 @@
 #define DH_PIN_PROG_INGRESS "prog_ingress"
 #define DH_PIN_PROG_EGRESS  "prog_egress"
 #define DH_PIN_PROG_SENDMSG4 "prog_sendmsg4"  /* socket mode's UDP reply source */
+#define DH_PIN_PROG_SENDMSG6 "prog_sendmsg6"  /* the same for IPv6 */
 /* Maps are pinned under the names of their definitions in bpf/dockhost.bpf.c. */
 #define DH_MAP_PORTS      "ports"
 #define DH_MAP_PORT_STATS "port_stats"
 #define DH_MAP_GATEWAYS   "gateways"
+#define DH_MAP_GATEWAYS6  "gateways6"
 #define DH_MAP_NAT_STATE  "nat_state"
 #define DH_MAP_COUNTERS   "counters"
 #define DH_MAP_BRIDGES    "bridges"
@@ -44,7 +46,7 @@
  */
 #define DH_PIN_META     "meta"
 #define DH_ABI_MAGIC    0x66626864  /* "dhbf" in memory on little endian */
-#define DH_ABI_VERSION  4  /* 4: socket mode: modes, sock_flows, bridge mode, counters */
+#define DH_ABI_VERSION  5  /* 5: IPv6: gateways6, sendmsg6, port targets and sock_flows hold IPv6 */
 
 struct dh_meta {
 	__u32 magic;        /* DH_ABI_MAGIC */
@@ -80,10 +82,21 @@ struct dh_port_key {
 	__u8 pad;
 };
 
+/* Address families as the kernel numbers them (macros, so not in vmlinux.h). */
+#define DH_AF_INET  2
+#define DH_AF_INET6 10
+
+/*
+ * One mapping serves both families: IPv4 packets go to addr, IPv6 packets
+ * (socket mode only) to addr6, both on port. An address left zero leaves
+ * that family unmapped: `--to 127.0.0.2:Q` names IPv4 only, `--to
+ * [::1]:Q` IPv6 only, a bare PORT (or none) both.
+ */
 struct dh_port_target {
-	__u32 addr;  /* loopback address, 127.0.0.0/8 */
+	__u32 addr;      /* IPv4 loopback address, 127.0.0.0/8, or 0 */
 	__u16 port;
 	__u16 pad;
+	__u32 addr6[4];  /* IPv6 loopback address (only ::1), or all zero */
 };
 
 /* port_stats: per-CPU traffic for one ports entry, same key. */
@@ -96,6 +109,14 @@ struct dh_port_stats {
 struct dh_gateway_key {
 	__u32 ifindex;
 	__u32 addr;
+};
+
+/* gateways6: the same for IPv6, same values. A map of its own so that the
+ * IPv4 lookup stays an 8-byte key. Never link-local (fe80::/10): see
+ * README "IPv6". */
+struct dh_gateway6_key {
+	__u32 ifindex;
+	__u32 addr[4];
 };
 
 enum dh_gateway_origin {
@@ -204,32 +225,34 @@ struct dh_bridge {
 struct dh_bridge_mode {
 	__u32 mode;          /* enum dh_mode */
 	__u32 pad;
-	__u64 netns_cookie;  /* for cgroup/sendmsg4: act only in this netns */
+	__u64 netns_cookie;  /* for cgroup/sendmsg4/6: act only in this netns */
 };
 
 /*
  * sock_flows: socket mode's UDP flows, written at ingress for each datagram
- * handed to a socket, read by cgroup/sendmsg4 when that socket answers: a
- * socket bound to loopback cannot send to a container (EINVAL), so the
- * reply's source becomes the gateway the container used. The key is what
- * the sending socket sees: its own bound address and port (the target's,
- * or 0.0.0.0 for a wildcard socket) and the container's.
+ * handed to a socket, read by cgroup/sendmsg4/6 when that socket answers: a
+ * socket bound to loopback cannot send to a container (IPv4: EINVAL; IPv6:
+ * it leaves from ::1 and the container drops it), so the reply's source
+ * becomes the gateway the container used. The key is what the sending
+ * socket sees: its own bound address and port (the target's, or the
+ * wildcard) and the container's. Addresses of either family: an IPv4 one
+ * in the first word, the rest zero, told apart by family.
  */
 struct dh_sock_flow_key {
-	__u32 container_addr;
-	__u32 sock_addr;
+	__u32 container_addr[4];
+	__u32 sock_addr[4];
 	__u16 container_port;
 	__u16 sock_port;
 	__u8 proto;
-	__u8 pad[3];
+	__u8 family;  /* DH_AF_INET or DH_AF_INET6 */
+	__u8 pad[2];
 };
 
 struct dh_sock_flow {
-	__u32 gateway_addr;
+	__u32 gateway_addr[4];
 	__u32 ifindex;  /* its bridge: the netns check goes through modes */
 	__u32 seen;     /* last datagram, like dh_nat_origin's: a live flow
 			 * keeps its gateway for DH_NAT_UDP_IDLE */
-	__u32 pad;
 };
 
 /* counters: one per-CPU struct, a field per outcome and per drop reason.
@@ -252,7 +275,7 @@ struct dh_sock_flow {
 	X(assigned)               /* socket mode: handed to a loopback socket */ \
 	X(passed_no_socket)       /* socket mode: nothing at the target */      \
 	X(passed_assign_failed)   /* socket mode: bpf_sk_assign refused it */   \
-	X(udp_replies_sourced)    /* socket mode: sendmsg4 set the gateway */   \
+	X(udp_replies_sourced)    /* socket mode: sendmsg4/6 set the gateway */ \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \
 	X(icmp_errors_rewritten)  /* ICMP error about a redirected flow */     \

@@ -18,6 +18,8 @@ export DOCKER_HOST=${DH_TEST_DOCKER_HOST:-unix:///nonexistent/docker.sock}
 # Addresses live only inside the namespaces a test creates.
 GW=10.201.0.1
 CTR=10.201.0.2
+GW6=fd42:201::1
+CTR6=fd42:201::2
 
 fail() {
 	echo "FAILED: $*" >&2
@@ -99,6 +101,13 @@ make_container() {  # NS BRIDGE ADDR GATEWAY
 	ip -n "$1" route add default via "$4"
 }
 
+# IPv6 on br0 and the container's eth0 (before attach: attach reads the
+# bridge's addresses). nodad: usable at once, no DAD wait.
+add_ipv6() {
+	in_host ip addr add "$GW6/64" dev br0 nodad
+	in_ctr ip addr add "$CTR6/64" dev eth0 nodad
+}
+
 # Background servers in the host namespace. They answer REPLY to anything.
 # The reply script reads the request line first: a plain 'echo' may exit
 # before socat hands it the request, and socat's EPIPE then loses the reply.
@@ -118,6 +127,16 @@ serve_tcp_echo() {  # PORT ADDR
 	wait_listening tcp "$1"
 }
 
+serve_tcp6() {  # PORT ADDR REPLY (ADDR without brackets)
+	in_host socat "TCP6-LISTEN:$1,bind=[$2],reuseaddr,fork" "SYSTEM:read -r _; echo $3" &
+	wait_listening tcp "$1"
+}
+
+serve_udp6() {  # PORT ADDR REPLY
+	in_host socat "UDP6-RECVFROM:$1,bind=[$2],fork" "SYSTEM:read -r _; echo $3" &
+	wait_listening udp "$1"
+}
+
 wait_listening() {  # tcp|udp PORT [NS]
 	local flag=-lnt i
 	[ "$1" = udp ] && flag=-lnu
@@ -135,6 +154,14 @@ tcp_get() {  # ADDR PORT [NS]
 
 udp_get() {  # ADDR PORT [NS]
 	echo ping | ip netns exec "${3:-$C}" timeout 4 socat -T1 - "UDP4:$1:$2" 2>&1
+}
+
+tcp6_get() {  # ADDR PORT [NS]
+	ip netns exec "${3:-$C}" timeout 4 socat -T2 - "TCP6:[$1]:$2,connect-timeout=2" </dev/null 2>&1
+}
+
+udp6_get() {  # ADDR PORT [NS]
+	echo ping | ip netns exec "${3:-$C}" timeout 4 socat -T1 - "UDP6:[$1]:$2" 2>&1
 }
 
 # What attach configured (bridges, gateways, ports), without anything
@@ -175,20 +202,27 @@ setup_pin_dir() {
 	DH_SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}"/dh-test-scratch-XXXXXX)
 }
 
-# Socket mode's cgroup/sendmsg4 hangs on the host-wide cgroup v2 root: a
-# test that failed before its detach must not leave it there. Only the
-# program of this test's pin set is taken off.
-# A test that removes the pins first writes the id to sendmsg4_ids.
+# Socket mode's cgroup/sendmsg4 and sendmsg6 hang on the host-wide cgroup
+# v2 root: a test that failed before its detach must not leave them there.
+# Only the programs of this test's pin set are taken off. A test that
+# removes the pins first writes the ids to sendmsg4_ids and sendmsg6_ids.
 cgroup_cleanup() {
-	local ids id dir
+	local ids id dir hook all=
 	[ -n "${PIN:-}" ] || return 0
-	ids=$(bpftool prog show pinned "$PIN/prog_sendmsg4" 2>/dev/null | sed -n 's/^\([0-9]*\): .*/\1/p')
-	[ -n "${DH_SCRATCH:-}" ] && [ -e "$DH_SCRATCH/sendmsg4_ids" ] && ids="$ids $(cat "$DH_SCRATCH/sendmsg4_ids")"
-	[ -n "${ids// /}" ] || return 0
+	for hook in sendmsg4 sendmsg6; do
+		ids=$(bpftool prog show pinned "$PIN/prog_$hook" 2>/dev/null | sed -n 's/^\([0-9]*\): .*/\1/p')
+		[ -n "${DH_SCRATCH:-}" ] && [ -e "$DH_SCRATCH/${hook}_ids" ] && ids="$ids $(cat "$DH_SCRATCH/${hook}_ids")"
+		all="$all $ids"
+	done
+	[ -n "${all// /}" ] || return 0
 	dir=$(mktemp -d /tmp/dh-test-cgroup2-XXXXXX)
 	if mount -t cgroup2 none "$dir"; then
-		for id in $ids; do
-			bpftool cgroup detach "$dir" sendmsg4 id "$id" 2>/dev/null
+		for hook in sendmsg4 sendmsg6; do
+			ids=$(bpftool prog show pinned "$PIN/prog_$hook" 2>/dev/null | sed -n 's/^\([0-9]*\): .*/\1/p')
+			[ -n "${DH_SCRATCH:-}" ] && [ -e "$DH_SCRATCH/${hook}_ids" ] && ids="$ids $(cat "$DH_SCRATCH/${hook}_ids")"
+			for id in $ids; do
+				bpftool cgroup detach "$dir" "$hook" id "$id" 2>/dev/null
+			done
 		done
 		umount "$dir"
 	fi

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * Socket mode's cgroup/sendmsg4 program at the cgroup v2 root, and what
- * socket mode needs of the kernel.
+ * Socket mode's cgroup/sendmsg4 and sendmsg6 programs at the cgroup v2
+ * root, and what socket mode needs of the kernel. The two go on and off
+ * together: "the sendmsg programs" below.
  *
  * The root holds every process of the host, whatever its hierarchy: on a
  * cgroup v1 host (no cgroup2 mounted) it is mounted for the call in a
  * private directory, opened, and unmounted at once; the attachment lives
- * in the kernel, not in the mount. The program is attached without a link
- * (BPF_F_ALLOW_MULTI), like our tcx programs: it stays until detach
- * removes it, found by the id of the pinned program.
+ * in the kernel, not in the mount. The programs are attached without a
+ * link (BPF_F_ALLOW_MULTI), like our tcx programs: they stay until detach
+ * removes them, found by the ids of the pinned programs.
  */
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -66,6 +67,20 @@ static int open_cgroup2_root(void)
 	return fd;
 }
 
+static const struct {
+	enum bpf_attach_type type;
+	const char *name;  /* the function in dockhost.bpf.c */
+} hooks[] = {
+	{ BPF_CGROUP_UDP4_SENDMSG, "dh_sendmsg4" },
+	{ BPF_CGROUP_UDP6_SENDMSG, "dh_sendmsg6" },
+};
+#define N_HOOKS (sizeof(hooks) / sizeof(hooks[0]))
+
+static int hook_prog_fd(const struct dh_state *st, unsigned int i)
+{
+	return i == 0 ? st->prog_sendmsg4_fd : st->prog_sendmsg6_fd;
+}
+
 static int prog_id(int fd, __u32 *id)
 {
 	struct bpf_prog_info info = {};
@@ -77,11 +92,11 @@ static int prog_id(int fd, __u32 *id)
 	return 0;
 }
 
-static int attached_on(int cg_fd, __u32 id)
+static int attached_on(int cg_fd, enum bpf_attach_type type, __u32 id)
 {
 	__u32 ids[64], count = 64, flags = 0, i;
 
-	if (bpf_prog_query(cg_fd, BPF_CGROUP_UDP4_SENDMSG, 0, &flags, ids, &count))
+	if (bpf_prog_query(cg_fd, type, 0, &flags, ids, &count))
 		return -errno;
 	for (i = 0; i < count && i < 64; i++)
 		if (ids[i] == id)
@@ -89,49 +104,69 @@ static int attached_on(int cg_fd, __u32 id)
 	return 0;
 }
 
+/* 1 if both are attached, 0 if either is missing, or -errno. */
 int dh_cgroup_sendmsg_attached(const struct dh_state *st)
 {
-	int cg_fd, ret;
+	int cg_fd, ret = 1;
+	unsigned int i;
 	__u32 id;
 
-	ret = prog_id(st->prog_sendmsg4_fd, &id);
-	if (ret)
-		return ret;
 	cg_fd = open_cgroup2_root();
 	if (cg_fd < 0)
 		return cg_fd;
-	ret = attached_on(cg_fd, id);
+	for (i = 0; i < N_HOOKS && ret == 1; i++) {
+		ret = prog_id(hook_prog_fd(st, i), &id);
+		if (!ret)
+			ret = attached_on(cg_fd, hooks[i].type, id);
+	}
 	close(cg_fd);
 	return ret;
 }
 
+/* Both or neither: sendmsg4 comes off again if sendmsg6 fails. */
 int dh_cgroup_sendmsg_attach(const struct dh_state *st)
 {
-	int cg_fd, ret;
+	bool added[N_HOOKS] = {};
+	int cg_fd, ret = 0;
+	unsigned int i;
 	__u32 id;
 
-	ret = prog_id(st->prog_sendmsg4_fd, &id);
-	if (ret)
-		return ret;
 	cg_fd = open_cgroup2_root();
 	if (cg_fd < 0)
 		return cg_fd;
-	ret = attached_on(cg_fd, id);
-	if (ret == 0 && bpf_prog_attach(st->prog_sendmsg4_fd, cg_fd, BPF_CGROUP_UDP4_SENDMSG, BPF_F_ALLOW_MULTI))
-		ret = -errno;
+	for (i = 0; i < N_HOOKS && ret == 0; i++) {
+		int fd = hook_prog_fd(st, i);
+
+		ret = prog_id(fd, &id);
+		if (!ret)
+			ret = attached_on(cg_fd, hooks[i].type, id);
+		if (ret == 0) {
+			if (bpf_prog_attach(fd, cg_fd, hooks[i].type, BPF_F_ALLOW_MULTI))
+				ret = -errno;
+			else
+				added[i] = true;
+		}
+		if (ret == 1)
+			ret = 0;
+	}
+	for (i = 0; ret < 0 && i < N_HOOKS; i++)
+		if (added[i])
+			bpf_prog_detach2(hook_prog_fd(st, i), cg_fd, hooks[i].type);
 	close(cg_fd);
-	return ret < 0 ? ret : 0;
+	return ret;
 }
 
 int dh_cgroup_sendmsg_detach(const struct dh_state *st)
 {
 	int cg_fd, ret = 0;
+	unsigned int i;
 
 	cg_fd = open_cgroup2_root();
 	if (cg_fd < 0)
 		return cg_fd;
-	if (bpf_prog_detach2(st->prog_sendmsg4_fd, cg_fd, BPF_CGROUP_UDP4_SENDMSG) && errno != ENOENT)
-		ret = -errno;
+	for (i = 0; i < N_HOOKS; i++)
+		if (bpf_prog_detach2(hook_prog_fd(st, i), cg_fd, hooks[i].type) && errno != ENOENT && !ret)
+			ret = -errno;
 	close(cg_fd);
 	return ret;
 }
@@ -141,7 +176,7 @@ const char *dh_socket_mode_unsupported(void)
 	if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_sk_assign, NULL) != 1)
 		return "bpf_sk_assign at tc (Linux 5.7+)";
 	if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_get_netns_cookie, NULL) != 1)
-		return "bpf_get_netns_cookie in cgroup/sendmsg4 (Linux 5.7+)";
+		return "bpf_get_netns_cookie in cgroup/sendmsg4/6 (Linux 5.7+)";
 	if (dh_netns_cookie() == 0)
 		return "SO_NETNS_COOKIE (Linux 5.14+)";
 	return NULL;
@@ -162,22 +197,20 @@ __u64 dh_netns_cookie(void)
 }
 
 /*
- * A lost pin set (see detach_unrecorded) leaves its sendmsg4 program on
- * the cgroup root with nothing recording it. Ours for @ifindex is the
- * dh_sendmsg4 whose own modes map holds @ifindex in socket mode with this
- * namespace's cookie: that entry goes, and the program with its last one.
- * Another pin set's program (another netns, another pin dir) is left alone.
+ * A lost pin set (see detach_unrecorded) leaves its sendmsg programs on
+ * the cgroup root with nothing recording them. Ours for @ifindex is the
+ * dh_sendmsg4 (dh_sendmsg6) whose own modes map holds @ifindex in socket
+ * mode with this namespace's cookie: the program goes with the last such
+ * entry, and the entry once both hooks were looked at. Another pin set's
+ * program (another netns, another pin dir) is left alone.
  */
-int dh_cgroup_remove_unrecorded(__u32 ifindex)
+static int remove_unrecorded(int cg_fd, unsigned int hook, __u32 ifindex)
 {
 	__u32 ids[64], count = 64, flags = 0, i, j;
 	__u64 cookie = dh_netns_cookie();
-	int cg_fd, removed = 0;
+	int removed = 0;
 
-	cg_fd = open_cgroup2_root();
-	if (cg_fd < 0)
-		return cg_fd;
-	if (bpf_prog_query(cg_fd, BPF_CGROUP_UDP4_SENDMSG, 0, &flags, ids, &count))
+	if (bpf_prog_query(cg_fd, hooks[hook].type, 0, &flags, ids, &count))
 		count = 0;
 	for (i = 0; i < count && i < 64; i++) {
 		__u32 map_ids[16] = {}, key, next, *prev = NULL;
@@ -192,7 +225,7 @@ int dh_cgroup_remove_unrecorded(__u32 ifindex)
 			continue;
 		info.nr_map_ids = 16;
 		info.map_ids = (__u64)(unsigned long)map_ids;
-		if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) || strcmp(info.name, "dh_sendmsg4")) {
+		if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) || strcmp(info.name, hooks[hook].name)) {
 			close(prog_fd);
 			continue;
 		}
@@ -219,14 +252,29 @@ int dh_cgroup_remove_unrecorded(__u32 ifindex)
 				others = true;
 		}
 		if (ours) {
-			bpf_map_delete_elem(modes_fd, &ifindex);
-			if (!others && bpf_prog_detach2(prog_fd, cg_fd, BPF_CGROUP_UDP4_SENDMSG) == 0)
+			if (!others && bpf_prog_detach2(prog_fd, cg_fd, hooks[hook].type) == 0)
 				removed++;
+			/* Cleared with the last hook: the one before must find it too. */
+			if (hook == N_HOOKS - 1)
+				bpf_map_delete_elem(modes_fd, &ifindex);
 		}
 		if (modes_fd >= 0)
 			close(modes_fd);
 		close(prog_fd);
 	}
+	return removed;
+}
+
+int dh_cgroup_remove_unrecorded(__u32 ifindex)
+{
+	int cg_fd, removed = 0;
+	unsigned int i;
+
+	cg_fd = open_cgroup2_root();
+	if (cg_fd < 0)
+		return cg_fd;
+	for (i = 0; i < N_HOOKS; i++)
+		removed += remove_unrecorded(cg_fd, i, ifindex);
 	close(cg_fd);
 	return removed;
 }

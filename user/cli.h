@@ -28,7 +28,19 @@ void dh_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void dh_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void dh_set_verbose(bool verbose);
 void dh_print_json(struct json_object *obj); /* prints and releases */
-const char *dh_ipv4_str(__u32 addr_be);      /* static buffer per call site is not needed: rotates */
+const char *dh_ipv4_str(__u32 addr_be);      /* spec.c; static buffer per call site is not needed: rotates */
+const char *dh_ipv6_str(const __u32 addr[4]); /* rotates like dh_ipv4_str */
+
+/* An address of either family, as gateways are handled in the CLI. */
+struct dh_ip {
+	int family;  /* AF_INET or AF_INET6 */
+	union {
+		__u32 v4;     /* network order */
+		__u32 v6[4];
+	};
+};
+const char *dh_ip_str(const struct dh_ip *ip);
+bool dh_ip_equal(const struct dh_ip *a, const struct dh_ip *b);
 
 /* spec.c: parsing of user input, no side effects */
 struct dh_port_spec {
@@ -38,6 +50,18 @@ struct dh_port_spec {
 bool dh_parse_port_spec(const char *text, struct dh_port_spec *spec);
 bool dh_parse_port_number(const char *text, __u16 *port);
 bool dh_parse_ipv4(const char *text, __u32 *addr_be);
+/* An IPv4 dotted quad or an IPv6 address (no brackets, no scope). */
+bool dh_parse_ip(const char *text, struct dh_ip *ip);
+/* NULL if @ip may be a gateway, else why not (loopback, link-local, ...). */
+const char *dh_gateway_unusable(const struct dh_ip *ip);
+/* --to: PORT, ADDR, ADDR:PORT, [::1] or [::1]:PORT, ADDR in 127.0.0.0/8
+ * or ::1. Fills the families it names (a bare PORT: both); port 0 when
+ * none is given (the caller's spec port). */
+bool dh_parse_target(const char *text, struct dh_port_target *target);
+bool dh_ipv6_is_loopback_addr(const __u32 addr[4]);  /* ::1 */
+bool dh_ipv6_unset(const __u32 addr[4]);             /* :: */
+/* "127.0.0.1:80", "[::1]:80" or both, comma-separated: what @target maps. */
+const char *dh_target_str(const struct dh_port_target *target, char *buf, size_t size);
 const char *dh_proto_name(__u8 proto);
 bool dh_ifname_valid(const char *name);
 bool dh_is_loopback_addr(__u32 addr_be);
@@ -55,10 +79,19 @@ struct nlmsghdr;
 int dh_rtnl_link_dump(int (*cb)(const struct nlmsghdr *, void *), void *data);
 /* Fills up to @max bridges of the caller's netns; how many, or -errno. */
 int dh_netdev_bridges(struct dh_netdev *devs, int max);
-/* Fills up to @max IPv4 addresses of @ifindex; returns how many, or -errno. */
-int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max);
+/* Fills up to @max addresses of @ifindex, IPv4 and IPv6 but link-local;
+ * returns how many, or -errno. */
+int dh_netdev_addrs(int ifindex, struct dh_ip *addrs, int max);
 /* One rtnetlink request; every answer goes to @cb (a libmnl mnl_cb_t). */
 int dh_rtnl_talk(struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *), void *data);
+/* The same on another netlink bus (NETLINK_NETFILTER, say). */
+int dh_netlink_talk(int bus, struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *), void *data);
+
+/* netfilter.c: NAT chains in the caller's netns, which socket mode cannot
+ * live with; 0 or -errno. */
+int dh_netns_nat_chains(bool *ipv4, bool *ipv6);
+/* The families with such a chain, as words ("IPv4"), or NULL. */
+const char *dh_socket_mode_blocked(void);
 /* A receive buffer that grows to the largest datagram read. */
 struct dh_rtnl_buf {
 	char *data;
@@ -110,8 +143,8 @@ struct dh_state {
 	const char *pin_dir;
 	int dir_fd;  /* holds the flock */
 	int ports_fd, port_stats_fd, gateways_fd, nat_state_fd, counters_fd, bridges_fd;
-	int modes_fd, sock_flows_fd;
-	int prog_ingress_fd, prog_egress_fd, prog_sendmsg4_fd;
+	int modes_fd, sock_flows_fd, gateways6_fd;
+	int prog_ingress_fd, prog_egress_fd, prog_sendmsg4_fd, prog_sendmsg6_fd;
 	bool created;  /* this process loaded and pinned everything */
 };
 enum dh_open_mode { DH_OPEN_EXISTING, DH_OPEN_OR_CREATE };
@@ -126,6 +159,19 @@ bool dh_state_find_bridge(const struct dh_state *st, const char *name, __u32 *if
 			  struct dh_bridge *bridge);
 /* Deletes every ports/port_stats/gateways entry scoped to @ifindex. */
 void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex);
+/* Gateways of either family: one map each (gateways, gateways6). */
+struct dh_gateway_entry {
+	__u32 ifindex;
+	struct dh_ip addr;
+	__u32 origin;  /* enum dh_gateway_origin bits */
+};
+int dh_gateway_get(const struct dh_state *st, __u32 ifindex, const struct dh_ip *addr, struct dh_gateway *value);
+int dh_gateway_set(const struct dh_state *st, __u32 ifindex, const struct dh_ip *addr,
+		   const struct dh_gateway *value);  /* 0 or -errno */
+void dh_gateway_del(const struct dh_state *st, __u32 ifindex, const struct dh_ip *addr);
+/* @ifindex's gateways (every bridge's with 0), IPv4 first, each family
+ * sorted; how many were filled. */
+int dh_gateways_of(const struct dh_state *st, __u32 ifindex, struct dh_gateway_entry *out, int max);
 int dh_state_sum_port_stats(const struct dh_state *st, const struct dh_port_key *key,
 			    struct dh_port_stats *sum);
 /* Sets a per-CPU map entry to zero on every CPU. Returns 0 or -errno. */
@@ -142,12 +188,12 @@ void dh_state_older_unlink(const struct dh_state *st, __u32 ifindex);
 /* Test only: SIGKILLs the CLI at @step if DH_TEST_KILL_AT names it. */
 void dh_test_kill_point(const char *step);
 
-/* cgroup.c: socket mode's cgroup/sendmsg4 at the cgroup v2 root (mounted
+/* cgroup.c: socket mode's cgroup/sendmsg4 and sendmsg6 at the cgroup v2 root (mounted
  * in a private directory for the call where no cgroup2 is mounted). It is
  * attached without a link, like tcx, so it never depends on a pin. */
 int dh_cgroup_sendmsg_attach(const struct dh_state *st);
 int dh_cgroup_sendmsg_detach(const struct dh_state *st);
-int dh_cgroup_sendmsg_attached(const struct dh_state *st); /* 1, 0 or -errno */
+int dh_cgroup_sendmsg_attached(const struct dh_state *st); /* 1 (both), 0 or -errno */
 /* A lost pin set's program for @ifindex: how many were removed, or -errno. */
 int dh_cgroup_remove_unrecorded(__u32 ifindex);
 /* Can this kernel run socket mode? NULL, or what it lacks. */
@@ -162,7 +208,7 @@ bool dh_parse_mode(const char *text, __u32 *mode);  /* spec.c */
  * bridge network), -EHOSTUNREACH (no daemon); @why says it in words. */
 int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char *why, size_t why_len);
 /* host-gateway-ip(s) from the daemon's configuration; how many were found. */
-int dh_docker_host_gateways(__u32 *addrs, int max);
+int dh_docker_host_gateways(struct dh_ip *addrs, int max);
 /* docker_parse.c: the same answers parsed from a buffer (@len bytes, no
  * NUL needed), without I/O, for the fuzz targets. The answer to GET
  * /networks/NAME with HTTP @status -> its bridge device: 0, or -ENOENT
@@ -170,9 +216,10 @@ int dh_docker_host_gateways(__u32 *addrs, int max);
  * network, no usable name, a wrong-typed member), with @why in one line. */
 int dh_docker_parse_network(long status, const char *body, size_t len, char bridge[DH_IFNAMSIZ],
 			    char *why, size_t why_len);
-/* daemon.json's text -> up to @max IPv4 host-gateway addresses; returns
- * how many. @why is empty, or names the first value ignored as malformed. */
-int dh_docker_parse_daemon_json(const char *text, size_t len, __u32 *addrs, int max, char *why,
+/* daemon.json's text -> up to @max host-gateway addresses, IPv4 and IPv6;
+ * returns how many. @why is empty, or names the first value ignored as
+ * malformed or unusable as a gateway. */
+int dh_docker_parse_daemon_json(const char *text, size_t len, struct dh_ip *addrs, int max, char *why,
 				size_t why_len);
 /* BRIDGE as typed: a device name, or a Docker network name or id. Fills
  * @name; returns 0 or an exit code after printing the error. */
@@ -185,7 +232,7 @@ struct dh_attach_opts {
 	enum dh_hook hook;
 	bool mode_given;  /* --mode: else a new bridge is NAT, an attached one keeps its mode */
 	__u32 mode;       /* enum dh_mode */
-	__u32 gateways[DH_MAX_ARGS];
+	struct dh_ip gateways[DH_MAX_ARGS];
 	int n_gateways;
 	struct dh_port_spec ports[DH_MAX_ARGS];
 	int n_ports;

@@ -18,13 +18,13 @@
 #define MAX_GATEWAYS 64  /* per bridge, all origins */
 
 struct gateway {
-	__u32 addr;
+	struct dh_ip addr;
 	__u32 origin;
 };
 
 /* What this attach changed, to undo on failure. */
 struct undo {
-	struct dh_gateway_key gateways[MAX_GATEWAYS];
+	struct dh_ip gateways[MAX_GATEWAYS];
 	int n_gateways;
 	struct {
 		struct dh_port_key key;
@@ -40,42 +40,42 @@ struct undo {
 	bool cgroup;       /* attached sendmsg4 */
 };
 
-static void add_gateway(struct gateway *gws, int *n, __u32 addr, __u32 origin)
+static void add_gateway(struct gateway *gws, int *n, const struct dh_ip *addr, __u32 origin)
 {
 	int i;
 
 	for (i = 0; i < *n; i++) {
-		if (gws[i].addr == addr) {
+		if (dh_ip_equal(&gws[i].addr, addr)) {
 			gws[i].origin |= origin;
 			return;
 		}
 	}
 	if (*n < MAX_GATEWAYS)
-		gws[(*n)++] = (struct gateway){ addr, origin };
+		gws[(*n)++] = (struct gateway){ *addr, origin };
 }
 
 /* Returns 0, or -errno if the device's addresses could not be read. */
 static int add_device_gateways(int ifindex, __u32 origin, struct gateway *gws, int *n)
 {
-	__u32 addrs[MAX_GATEWAYS];
+	struct dh_ip addrs[MAX_GATEWAYS];
 	int count, i;
 
-	count = dh_netdev_ipv4_addrs(ifindex, addrs, MAX_GATEWAYS);
+	count = dh_netdev_addrs(ifindex, addrs, MAX_GATEWAYS);
 	for (i = 0; i < count; i++)
-		add_gateway(gws, n, addrs[i], origin);
+		add_gateway(gws, n, &addrs[i], origin);
 	return count < 0 ? count : 0;
 }
 
 /* The bridge's addresses, docker0's (Docker's host-gateway resolves to it
  * even on user-defined networks, so those packets arrive on br-<id> with
  * docker0's address as destination), the daemon's configured host-gateway
- * addresses, and the user's. */
+ * addresses, and the user's; IPv4 and IPv6, never IPv6 link-local. */
 /* Returns 0, or -errno if a device's addresses could not be read: @gws is
  * then incomplete, and must not be used to prune. */
-static int collect_gateways(const char *name, const struct dh_netdev *dev, const __u32 *user,
+static int collect_gateways(const char *name, const struct dh_netdev *dev, const struct dh_ip *user,
 			    int n_user, struct gateway *gws, int *n, const char **failed)
 {
-	__u32 configured[8];
+	struct dh_ip configured[8];
 	struct dh_netdev docker0;
 	int i, n_configured, err, err0;
 
@@ -93,9 +93,9 @@ static int collect_gateways(const char *name, const struct dh_netdev *dev, const
 	}
 	n_configured = dh_docker_host_gateways(configured, 8);
 	for (i = 0; i < n_configured; i++)
-		add_gateway(gws, n, configured[i], DH_GW_DOCKER_CONFIG);
+		add_gateway(gws, n, &configured[i], DH_GW_DOCKER_CONFIG);
 	for (i = 0; i < n_user; i++)
-		add_gateway(gws, n, user[i], DH_GW_USER);
+		add_gateway(gws, n, &user[i], DH_GW_USER);
 	return err;
 }
 
@@ -140,7 +140,7 @@ static void undo_attach(const struct dh_state *st, const char *name, int ifindex
 		}
 	}
 	for (i = 0; i < u->n_gateways; i++)
-		bpf_map_delete_elem(st->gateways_fd, &u->gateways[i]);
+		dh_gateway_del(st, ifindex, &u->gateways[i]);
 	if (u->bridge_entry)
 		bpf_map_delete_elem(st->bridges_fd, &key);
 	if (u->cgroup && dh_state_socket_bridges(st, 0) == 0)
@@ -182,19 +182,20 @@ static int insert_gateways(const struct dh_state *st, int ifindex, const struct 
 	int i;
 
 	for (i = 0; i < n; i++) {
-		struct dh_gateway_key key = { .ifindex = ifindex, .addr = gws[i].addr };
 		struct dh_gateway value;
+		int err;
 
-		if (bpf_map_lookup_elem(st->gateways_fd, &key, &value) == 0) {
+		if (dh_gateway_get(st, ifindex, &gws[i].addr, &value) == 0) {
 			/* Where an address comes from can change; a --gateway stays. */
 			value.origin = gws[i].origin | (value.origin & DH_GW_USER);
 		} else {
 			value.origin = gws[i].origin;
-			u->gateways[u->n_gateways++] = key;
+			u->gateways[u->n_gateways++] = gws[i].addr;
 		}
-		if (bpf_map_update_elem(st->gateways_fd, &key, &value, BPF_ANY))
-			return dh_runtime_error("gateway %s: cannot add: %s", dh_ipv4_str(gws[i].addr),
-						strerror(errno));
+		err = dh_gateway_set(st, ifindex, &gws[i].addr, &value);
+		if (err)
+			return dh_runtime_error("gateway %s: cannot add: %s", dh_ip_str(&gws[i].addr),
+						strerror(-err));
 	}
 	return 0;
 }
@@ -205,7 +206,8 @@ static int insert_ports(const struct dh_state *st, int ifindex, const struct dh_
 	int i;
 
 	for (i = 0; i < n; i++) {
-		struct dh_port_target target = { .addr = htonl(INADDR_LOOPBACK), .port = htons(specs[i].port) };
+		struct dh_port_target target = { .addr = htonl(INADDR_LOOPBACK), .port = htons(specs[i].port),
+						 .addr6 = { 0, 0, 0, htonl(1) } };
 		typeof(u->ports[0]) *entry = &u->ports[u->n_ports];
 		const char *result;
 		int err;
@@ -226,22 +228,20 @@ static int insert_ports(const struct dh_state *st, int ifindex, const struct dh_
  * Returns how many went. */
 static int prune_gateways(const struct dh_state *st, int ifindex, const struct gateway *gws, int n)
 {
-	struct dh_gateway_key key, stale[MAX_GATEWAYS], *prev = NULL;
-	struct dh_gateway value;
-	int n_stale = 0, i;
+	struct dh_gateway_entry have[DH_MAX_GATEWAYS];
+	int n_have, n_stale = 0, i, j;
 
-	while (bpf_map_get_next_key(st->gateways_fd, prev, &key) == 0) {
-		prev = &key;
-		if ((int)key.ifindex != ifindex || bpf_map_lookup_elem(st->gateways_fd, &key, &value) ||
-		    (value.origin & DH_GW_USER))
+	n_have = dh_gateways_of(st, ifindex, have, DH_MAX_GATEWAYS);
+	for (j = 0; j < n_have; j++) {
+		if (have[j].origin & DH_GW_USER)
 			continue;
-		for (i = 0; i < n && gws[i].addr != key.addr; i++)
+		for (i = 0; i < n && !dh_ip_equal(&gws[i].addr, &have[j].addr); i++)
 			;
-		if (i == n && n_stale < MAX_GATEWAYS)
-			stale[n_stale++] = key;
+		if (i == n) {
+			dh_gateway_del(st, ifindex, &have[j].addr);
+			n_stale++;
+		}
 	}
-	for (i = 0; i < n_stale; i++)
-		bpf_map_delete_elem(st->gateways_fd, &stale[i]);
 	return n_stale;
 }
 
@@ -249,15 +249,12 @@ static int prune_gateways(const struct dh_state *st, int ifindex, const struct g
  * addresses could not be read. */
 static void read_gateways(const struct dh_state *st, int ifindex, struct gateway *gws, int *n)
 {
-	struct dh_gateway_key key, *prev = NULL;
-	struct dh_gateway value;
+	struct dh_gateway_entry have[MAX_GATEWAYS];
+	int i;
 
-	*n = 0;
-	while (bpf_map_get_next_key(st->gateways_fd, prev, &key) == 0 && *n < MAX_GATEWAYS) {
-		prev = &key;
-		if ((int)key.ifindex == ifindex && bpf_map_lookup_elem(st->gateways_fd, &key, &value) == 0)
-			gws[(*n)++] = (struct gateway){ key.addr, value.origin };
-	}
+	*n = dh_gateways_of(st, ifindex, have, MAX_GATEWAYS);
+	for (i = 0; i < *n; i++)
+		gws[i] = (struct gateway){ have[i].addr, have[i].origin };
 }
 
 static int parse_attach_args(int argc, char **argv, struct dh_attach_opts *args)
@@ -269,6 +266,7 @@ static int parse_attach_args(int argc, char **argv, struct dh_attach_opts *args)
 		{ "mode", required_argument, NULL, 'm' },
 		{}
 	};
+	const char *why;
 	int opt;
 
 	memset(args, 0, sizeof(*args));
@@ -277,14 +275,11 @@ static int parse_attach_args(int argc, char **argv, struct dh_attach_opts *args)
 		case 'g':
 			if (args->n_gateways == DH_MAX_ARGS)
 				return dh_usage_error("attach: at most %d --gateway", DH_MAX_ARGS);
-			if (!dh_parse_ipv4(optarg, &args->gateways[args->n_gateways]))
-				return dh_usage_error("attach: --gateway '%s': not an IPv4 address", optarg);
-			if (dh_is_loopback_addr(args->gateways[args->n_gateways]) ||
-			    IN_MULTICAST(ntohl(args->gateways[args->n_gateways])) ||
-			    args->gateways[args->n_gateways] == INADDR_ANY ||
-			    args->gateways[args->n_gateways] == INADDR_BROADCAST)
-				return dh_usage_error("attach: --gateway '%s': not a unicast, non-loopback address",
-						      optarg);
+			if (!dh_parse_ip(optarg, &args->gateways[args->n_gateways]))
+				return dh_usage_error("attach: --gateway '%s': not an IPv4 or IPv6 address", optarg);
+			why = dh_gateway_unusable(&args->gateways[args->n_gateways]);
+			if (why)
+				return dh_usage_error("attach: --gateway '%s': %s", optarg, why);
 			args->n_gateways++;
 			break;
 		case 'p':
@@ -343,7 +338,7 @@ static void report_attach(const struct dh_cli *cli, const char *name, int ifinde
 		json_object_object_add(obj, "ifindex", json_object_new_int(ifindex));
 		json_object_object_add(obj, "result", json_object_new_string(result));
 		for (i = 0; i < n_gws; i++)
-			json_object_array_add(list, json_object_new_string(dh_ipv4_str(gws[i].addr)));
+			json_object_array_add(list, json_object_new_string(dh_ip_str(&gws[i].addr)));
 		json_object_object_add(obj, "gateways", list);
 		json_object_object_add(obj, "saved_route_localnet", json_object_new_int(saved));
 		json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
@@ -354,7 +349,7 @@ static void report_attach(const struct dh_cli *cli, const char *name, int ifinde
 	printf("%s: %s (ifindex %d, %s mode, %s, route_localnet was %d, gateways", name, result, ifindex,
 	       dh_mode_name(bridge->mode), dh_hook_name(bridge), saved);
 	for (i = 0; i < n_gws; i++)
-		printf(" %s", dh_ipv4_str(gws[i].addr));
+		printf(" %s", dh_ip_str(&gws[i].addr));
 	printf("%s)\n", n_gws ? "" : " none");
 }
 
@@ -377,14 +372,15 @@ static int check_socket_ports(const struct dh_state *st, const char *name, __u32
 {
 	struct dh_port_key key, *prev = NULL;
 	struct dh_port_target target;
+	char to[80];
 
 	while (bpf_map_get_next_key(st->ports_fd, prev, &key) == 0) {
 		prev = &key;
 		if ((key.ifindex && key.ifindex != ifindex) || key.proto != IPPROTO_UDP ||
 		    bpf_map_lookup_elem(st->ports_fd, &key, &target) || target.port == key.port)
 			continue;
-		return dh_runtime_error("attach: %s: port %u/udp goes to %s:%u: socket mode cannot answer a UDP port from another port; map it to the same port, or use --mode nat",
-					name, ntohs(key.port), dh_ipv4_str(target.addr), ntohs(target.port));
+		return dh_runtime_error("attach: %s: port %u/udp goes to %s: socket mode cannot answer a UDP port from another port; map it to the same port, or use --mode nat",
+					name, ntohs(key.port), dh_target_str(&target, to, sizeof(to)));
 	}
 	return 0;
 }
@@ -451,18 +447,23 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 		err = resolve_bridge("attach", opts->bridge, &dev);
 	if (err)
 		return err;
-	if (opts->mode_given && opts->mode == DH_MODE_SOCKET && (lacks = dh_socket_mode_unsupported()))
-		return dh_runtime_error("attach: %s: socket mode needs %s, which this kernel lacks: use --mode nat",
-					opts->bridge, lacks);
+	if (opts->mode_given && opts->mode == DH_MODE_SOCKET) {
+		if ((lacks = dh_socket_mode_unsupported()))
+			return dh_runtime_error("attach: %s: socket mode needs %s, which this kernel lacks: use --mode nat",
+						opts->bridge, lacks);
+		if ((lacks = dh_socket_mode_blocked()))
+			return dh_runtime_error("attach: %s: socket mode cannot work here: this network namespace has an %s NAT chain (Docker's MASQUERADE makes one), whose LOCAL_IN hook drops the socket socket mode assigns: use --mode nat",
+						opts->bridge, lacks);
+	}
 	/* A failed read is not "no addresses": pruning by it would drop every
 	 * gateway the bridge has, so its gateways stay until a read works. */
 	addr_err = collect_gateways(opts->bridge, &dev, opts->gateways, opts->n_gateways, gws, &n_gws,
 				    &failed);
 	if (addr_err)
-		dh_warn("%s: cannot read %s's IPv4 addresses (%s): keeping the gateways it has",
+		dh_warn("%s: cannot read %s's addresses (%s): keeping the gateways it has",
 			opts->bridge, failed, strerror(-addr_err));
 	else if (n_gws == 0)
-		dh_warn("%s has no IPv4 address: nothing is redirected until it gets one or --gateway names one",
+		dh_warn("%s has no address: nothing is redirected until it gets one or --gateway names one",
 			opts->bridge);
 
 	err = dh_state_open(cli, &st, DH_OPEN_OR_CREATE);

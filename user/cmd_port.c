@@ -21,7 +21,8 @@ int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port
 	bool existed;
 
 	existed = bpf_map_lookup_elem(st->ports_fd, &key, &old) == 0;
-	if (existed && old.addr == target->addr && old.port == target->port) {
+	if (existed && old.addr == target->addr && old.port == target->port &&
+	    !memcmp(old.addr6, target->addr6, sizeof(old.addr6))) {
 		*result = "unchanged";
 		return 0;
 	}
@@ -104,6 +105,15 @@ static struct port_row *read_ports(const struct dh_state *st, size_t *count)
 	return rows;
 }
 
+/* to_addr (IPv4) and to_addr6 (IPv6): null for a family not mapped. */
+static void target_json(struct json_object *obj, const struct dh_port_target *target)
+{
+	json_object_object_add(obj, "to_addr", target->addr ? json_object_new_string(dh_ipv4_str(target->addr)) : NULL);
+	json_object_object_add(obj, "to_addr6",
+			       dh_ipv6_unset(target->addr6) ? NULL : json_object_new_string(dh_ipv6_str(target->addr6)));
+	json_object_object_add(obj, "to_port", json_object_new_int(ntohs(target->port)));
+}
+
 struct json_object *dh_ports_json(const struct dh_state *st)
 {
 	struct json_object *list = json_object_new_array();
@@ -119,8 +129,7 @@ struct json_object *dh_ports_json(const struct dh_state *st)
 		json_object_object_add(obj, "bridge", json_object_new_string(scope));
 		json_object_object_add(obj, "port", json_object_new_int(ntohs(rows[i].key.port)));
 		json_object_object_add(obj, "proto", json_object_new_string(dh_proto_name(rows[i].key.proto)));
-		json_object_object_add(obj, "to_addr", json_object_new_string(dh_ipv4_str(rows[i].target.addr)));
-		json_object_object_add(obj, "to_port", json_object_new_int(ntohs(rows[i].target.port)));
+		target_json(obj, &rows[i].target);
 		json_object_object_add(obj, "packets", json_object_new_uint64(rows[i].stats.packets));
 		json_object_object_add(obj, "bytes", json_object_new_uint64(rows[i].stats.bytes));
 		json_object_array_add(list, obj);
@@ -132,44 +141,21 @@ struct json_object *dh_ports_json(const struct dh_state *st)
 void dh_ports_print(const struct dh_state *st)
 {
 	struct port_row *rows;
-	char scope[DH_IFNAMSIZ], spec[16], to[32];
+	char scope[DH_IFNAMSIZ], spec[16], to[80];
 	size_t n, i;
 
 	rows = read_ports(st, &n);
 	if (!n)
 		printf("no ports mapped\n");
 	else
-		printf("%-15s %-10s %-21s %12s %14s\n", "BRIDGE", "PORT", "TO", "PACKETS", "BYTES");
+		printf("%-15s %-10s %-27s %12s %14s\n", "BRIDGE", "PORT", "TO", "PACKETS", "BYTES");
 	for (i = 0; i < n; i++) {
 		scope_name(rows[i].key.ifindex, st, scope);
 		snprintf(spec, sizeof(spec), "%u/%s", ntohs(rows[i].key.port), dh_proto_name(rows[i].key.proto));
-		snprintf(to, sizeof(to), "%s:%u", dh_ipv4_str(rows[i].target.addr), ntohs(rows[i].target.port));
-		printf("%-15s %-10s %-21s %12llu %14llu\n", scope, spec, to,
+		printf("%-15s %-10s %-27s %12llu %14llu\n", scope, spec, dh_target_str(&rows[i].target, to, sizeof(to)),
 		       (unsigned long long)rows[i].stats.packets, (unsigned long long)rows[i].stats.bytes);
 	}
 	free(rows);
-}
-
-/* --to [ADDR:]PORT, ADDR in 127.0.0.0/8. */
-static bool parse_target(const char *text, struct dh_port_target *target)
-{
-	const char *colon = strrchr(text, ':');
-	char addr[INET_ADDRSTRLEN];
-	__u16 port;
-
-	target->addr = htonl(INADDR_LOOPBACK);
-	if (colon) {
-		if ((size_t)(colon - text) >= sizeof(addr))
-			return false;
-		memcpy(addr, text, colon - text);
-		addr[colon - text] = '\0';
-		if (!dh_parse_ipv4(addr, &target->addr) || !dh_is_loopback_addr(target->addr))
-			return false;
-	}
-	if (!dh_parse_port_number(colon ? colon + 1 : text, &port))
-		return false;
-	target->port = htons(port);
-	return true;
 }
 
 struct port_args {
@@ -388,8 +374,9 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 	int err;
 
 	err = parse_port_args(argc, argv, &args);
-	if (!err && args.to && !parse_target(args.to, &target))
-		err = dh_usage_error("port add: --to '%s': not [ADDR:]PORT with ADDR in 127.0.0.0/8", args.to);
+	if (!err && args.to && !dh_parse_target(args.to, &target))
+		err = dh_usage_error("port add: --to '%s': not PORT, ADDR[:PORT] or [::1][:PORT] with ADDR in 127.0.0.0/8 or ::1",
+				     args.to);
 	if (!err)
 		err = dh_require_root();
 	if (err)
@@ -426,7 +413,17 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (!args.to)
-		target = (struct dh_port_target){ .addr = htonl(INADDR_LOOPBACK), .port = htons(args.spec.port) };
+		dh_parse_target("1", &target);  /* both families, the port below */
+	if (!args.to || !target.port)
+		target.port = htons(args.spec.port);
+	/* NAT mode cannot redirect IPv6: a mapping of IPv6 alone for a NAT
+	 * bridge would never match. (A global one serves the socket-mode
+	 * bridges; NAT bridges leave its IPv6 half alone.) */
+	if (!target.addr && ifindex && !socket_mode(&st, ifindex)) {
+		err = dh_runtime_error("port add: %s --to %s: %s is in NAT mode, which cannot redirect IPv6; attach it with --mode socket",
+				       args.spec_text, args.to, args.bridge_name);
+		goto out;
+	}
 	/* Socket mode answers UDP from the socket's own port: a reply from
 	 * another port than the one the container used would not match. */
 	if (args.spec.proto == IPPROTO_UDP && target.port != htons(args.spec.port) &&
@@ -445,14 +442,14 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 		json_object_object_add(obj, "port", json_object_new_int(args.spec.port));
 		json_object_object_add(obj, "proto", json_object_new_string(dh_proto_name(args.spec.proto)));
 		json_object_object_add(obj, "bridge", json_object_new_string(args.bridge ? args.bridge : "*"));
-		json_object_object_add(obj, "to_addr", json_object_new_string(dh_ipv4_str(target.addr)));
-		json_object_object_add(obj, "to_port", json_object_new_int(ntohs(target.port)));
+		target_json(obj, &target);
 		json_object_object_add(obj, "result", json_object_new_string(result));
 		dh_print_json(obj);
 	} else {
-		printf("%u/%s on %s -> %s:%u: %s\n", args.spec.port, dh_proto_name(args.spec.proto),
-		       args.bridge ? args.bridge : "all bridges", dh_ipv4_str(target.addr), ntohs(target.port),
-		       result);
+		char to[80];
+
+		printf("%u/%s on %s -> %s: %s\n", args.spec.port, dh_proto_name(args.spec.proto),
+		       args.bridge ? args.bridge : "all bridges", dh_target_str(&target, to, sizeof(to)), result);
 	}
 out:
 	dh_state_close(&st);

@@ -53,11 +53,10 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 				       const struct dh_bridge *bridge)
 {
 	struct json_object *obj = json_object_new_object(), *gws = json_object_new_array();
-	struct dh_gateway_key key, *prev = NULL;
+	struct dh_gateway_entry have[DH_MAX_GATEWAYS];
 	struct dh_netdev dev;
-	struct dh_gateway gw;
 	bool present;
-	int now = -1;
+	int now = -1, n, i;
 
 	present = dh_netdev_lookup(bridge->name, &dev) == 0 && dev.ifindex == (int)ifindex;
 	if (present)
@@ -76,20 +75,24 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 	}
 	json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
 	json_object_object_add(obj, "mode", json_object_new_string(dh_mode_name(bridge->mode)));
-	if (bridge->mode == DH_MODE_SOCKET)
+	if (bridge->mode == DH_MODE_SOCKET) {
+		const char *blocked = dh_socket_mode_blocked();
+
 		json_object_object_add(obj, "udp_reply_source",
 				       json_object_new_boolean(dh_cgroup_sendmsg_attached(st) == 1));
+		/* A NAT chain made since attach (dockerd started later) */
+		json_object_object_add(obj, "socket_mode_blocked_by_nat",
+				       blocked ? json_object_new_string(blocked) : NULL);
+	}
 	json_object_object_add(obj, "route_localnet", json_object_new_int(now));
 	json_object_object_add(obj, "saved_route_localnet", json_object_new_int(bridge->saved_route_localnet));
 	json_object_object_add(obj, "attached_at", json_object_new_int64(bridge->attached_at));
-	while (bpf_map_get_next_key(st->gateways_fd, prev, &key) == 0) {
-		prev = &key;
-		if (key.ifindex != ifindex || bpf_map_lookup_elem(st->gateways_fd, &key, &gw))
-			continue;
+	n = dh_gateways_of(st, ifindex, have, DH_MAX_GATEWAYS);
+	for (i = 0; i < n; i++) {
 		struct json_object *g = json_object_new_object();
 
-		json_object_object_add(g, "addr", json_object_new_string(dh_ipv4_str(key.addr)));
-		json_object_object_add(g, "origin", json_object_new_string(origin_text(gw.origin)));
+		json_object_object_add(g, "addr", json_object_new_string(dh_ip_str(&have[i].addr)));
+		json_object_object_add(g, "origin", json_object_new_string(origin_text(have[i].origin)));
 		json_object_array_add(gws, g);
 	}
 	json_object_object_add(obj, "gateways", gws);
@@ -137,6 +140,9 @@ static void bridges_print(struct json_object *list)
 		printf(", %s mode)", json_object_get_string(v));
 		if (json_object_object_get_ex(b, "udp_reply_source", &v) && !json_object_get_boolean(v))
 			printf(", UDP reply source MISSING (attach again)");
+		if (json_object_object_get_ex(b, "socket_mode_blocked_by_nat", &v) && v)
+			printf(", NOT WORKING: an %s NAT chain in this netns drops the sockets socket mode assigns (use --mode nat)",
+			       json_object_get_string(v));
 		if (json_object_object_get_ex(b, "before_guard", &v) && json_object_get_int(v) > 0) {
 			int n = json_object_get_int(v);
 

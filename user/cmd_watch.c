@@ -159,8 +159,11 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 		int slot = find_seen(w, ifa->ifa_index);
 
 		/* A device being deleted loses its addresses first: leave it to
-		 * the RTM_DELLINK that follows. */
-		if (ifa->ifa_family != AF_INET || !if_indextoname(ifa->ifa_index, name))
+		 * the RTM_DELLINK that follows. IPv6 link-local addresses are
+		 * never gateways (see dh_gateway_unusable). */
+		if ((ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6) ||
+		    (ifa->ifa_family == AF_INET6 && ifa->ifa_scope == RT_SCOPE_LINK) ||
+		    !if_indextoname(ifa->ifa_index, name))
 			return MNL_CB_OK;
 		if (!strcmp(name, "docker0"))
 			refresh_all(w);
@@ -284,7 +287,7 @@ static int run(struct watch *w, int sig_fd)
 	if (dh_rtnl_buf_init(&buf))
 		return dh_runtime_error("watch: out of memory");
 	events = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (!events || mnl_socket_bind(events, RTMGRP_LINK | RTMGRP_IPV4_IFADDR, MNL_SOCKET_AUTOPID) < 0) {
+	if (!events || mnl_socket_bind(events, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, MNL_SOCKET_AUTOPID) < 0) {
 		err = dh_runtime_error("watch: cannot listen to rtnetlink: %s", strerror(errno));
 		goto out;
 	}

@@ -168,7 +168,7 @@ int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char
  * (Docker 20.10+) or "host-gateway-ips" (newer), from daemon.json. Without
  * them Docker uses docker0's address, which attach adds anyway.
  */
-int dh_docker_host_gateways(__u32 *addrs, int max)
+int dh_docker_host_gateways(struct dh_ip *addrs, int max)
 {
 	const char *path = getenv("DOCKHOST_DOCKER_DAEMON_JSON");
 	struct buffer buf = {};

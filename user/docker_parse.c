@@ -125,28 +125,32 @@ int dh_docker_parse_network(long status, const char *body, size_t len, char brid
 	return err;
 }
 
-/* One host-gateway address: an IPv4 one is ours; an IPv6 one is valid but
- * not for us; anything else is a configuration error, noted in @why. */
-static void take_gateway(struct json_object *v, const char *key, __u32 *addrs, int max, int *n,
+/* One host-gateway address, IPv4 or IPv6; anything else is a
+ * configuration error, noted in @why, as is an address that cannot be a
+ * gateway (Docker would hand containers ::1 or a link-local one as is). */
+static void take_gateway(struct json_object *v, const char *key, struct dh_ip *addrs, int max, int *n,
 			 char *why, size_t why_len)
 {
-	const char *text = string_value(v);
-	struct in6_addr ip6;
+	const char *text = string_value(v), *unusable;
 	char shown[41];
+	struct dh_ip ip;
 
-	if (text && *n < max && dh_parse_ipv4(text, &addrs[*n])) {
-		(*n)++;
-		return;
+	if (text && dh_parse_ip(text, &ip)) {
+		unusable = dh_gateway_unusable(&ip);
+		if (unusable && !why[0])
+			snprintf(why, why_len, "\"%s\" has '%s': %s: ignored", key, printable(text, shown),
+				 unusable);
+		if (!unusable && *n < max)
+			addrs[(*n)++] = ip;
+		return;  /* taken, unusable, or more than @max */
 	}
-	if (text && (dh_parse_ipv4(text, &(__u32){ 0 }) || inet_pton(AF_INET6, text, &ip6) == 1))
-		return;  /* more than @max, or IPv6 */
 	if (!why[0])
 		snprintf(why, why_len, "\"%s\" has %s%s%s, not an IP address: ignored", key,
 			 text ? "'" : json_type_to_name(json_object_get_type(v)),
 			 text ? printable(text, shown) : "", text ? "'" : "");
 }
 
-int dh_docker_parse_daemon_json(const char *text, size_t len, __u32 *addrs, int max, char *why,
+int dh_docker_parse_daemon_json(const char *text, size_t len, struct dh_ip *addrs, int max, char *why,
 				size_t why_len)
 {
 	struct json_object *conf, *v;

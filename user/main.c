@@ -24,7 +24,9 @@ static const struct command commands[] = {
 	  "value is saved and restored by detach); --mode socket hands the packets to the\n"
 	  "loopback socket unchanged and never sets a sysctl. An attached bridge keeps its\n"
 	  "mode unless --mode converts it, with the guard on throughout. Gateways are the bridge's\n"
-	  "own IPv4 addresses, docker0's (Docker's host-gateway) and each --gateway ADDR.\n"
+	  "own addresses, docker0's (Docker's host-gateway), daemon.json's host-gateway-ips\n"
+	  "and each --gateway ADDR, IPv4 or IPv6 (never IPv6 link-local). Socket mode\n"
+	  "carries IPv6 to [::1]; NAT mode passes IPv6 unredirected.\n"
 	  "--port maps SPEC on this bridge, as 'port add SPEC --bridge BRIDGE'. --hook:\n"
 	  "tcx (kernel 6.6+), clsact filters, or auto (tcx if the kernel has it).\n"
 	  "Attaching again changes nothing but adds new gateways and ports, and\n"
@@ -36,12 +38,14 @@ static const struct command commands[] = {
 	  "other command refuses), reading only their stable part, with\n"
 	  "route_localnet set to 0." },
 	{ "port", dh_cmd_port,
-	  "port add SPEC [--to [ADDR:]PORT] [--bridge BRIDGE]\n"
+	  "port add SPEC [--to PORT|ADDR[:PORT]|[::1][:PORT]] [--bridge BRIDGE]\n"
 	  "port del SPEC [--bridge BRIDGE]\n"
 	  "port list",
 	  "Edit the pinned port map at runtime. SPEC is PORT, PORT/tcp or PORT/udp (bare\n"
-	  "PORT means tcp). Packets to a gateway on SPEC go to 127.0.0.1 on the same\n"
-	  "port, or to --to [ADDR:]PORT (ADDR in 127.0.0.0/8). Without --bridge the entry\n"
+	  "PORT means tcp). Packets to a gateway on SPEC go to 127.0.0.1 (IPv6: [::1])\n"
+	  "on the same port, or per --to: PORT for both families, ADDR[:PORT] with ADDR\n"
+	  "in 127.0.0.0/8 for IPv4 alone, ::1 or [::1]:PORT for IPv6 alone (socket mode;\n"
+	  "refused with --bridge of a NAT-mode bridge). Without --bridge the entry\n"
 	  "applies to every attached bridge; a bridge's own entry wins. del without\n"
 	  "--bridge removes SPEC wherever it is mapped (the all-bridges entry and each\n"
 	  "bridge's own, as from attach --port) and says where; with --bridge, only that\n"

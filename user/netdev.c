@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * Devices and their IPv4 addresses over rtnetlink (libmnl). Not /sys/class/net:
+ * Devices and their addresses over rtnetlink (libmnl). Not /sys/class/net:
  * sysfs shows the namespace of whoever mounted it, which is wrong under
  * `nsenter --net`; a netlink socket always answers for the caller's netns.
  */
@@ -70,6 +70,11 @@ void dh_rtnl_buf_free(struct dh_rtnl_buf *buf)
 /* One request, answers handed to @cb until done. Returns 0 or -errno. */
 int dh_rtnl_talk(struct nlmsghdr *req, mnl_cb_t cb, void *data)
 {
+	return dh_netlink_talk(NETLINK_ROUTE, req, cb, data);
+}
+
+int dh_netlink_talk(int bus, struct nlmsghdr *req, mnl_cb_t cb, void *data)
+{
 	struct dh_rtnl_buf buf;
 	struct mnl_socket *nl;
 	unsigned int portid, seq;
@@ -77,7 +82,7 @@ int dh_rtnl_talk(struct nlmsghdr *req, mnl_cb_t cb, void *data)
 
 	if (dh_rtnl_buf_init(&buf))
 		return -ENOMEM;
-	nl = mnl_socket_open(NETLINK_ROUTE);
+	nl = mnl_socket_open(bus);
 	if (!nl) {
 		ret = -errno;
 		dh_rtnl_buf_free(&buf);
@@ -209,7 +214,7 @@ int dh_netdev_bridges(struct dh_netdev *devs, int max)
 
 struct addr_dump {
 	int ifindex;
-	__u32 *addrs;
+	struct dh_ip *addrs;
 	int max;
 	int count;
 };
@@ -220,21 +225,33 @@ static int addr_cb(const struct nlmsghdr *nlh, void *data)
 	const struct nlattr *tb[IFA_MAX + 1] = {};
 	struct attr_table table = { tb, IFA_MAX };
 	struct addr_dump *dump = data;
+	const struct nlattr *attr;
+	struct dh_ip ip = { .family = ifa->ifa_family };
 
-	if (ifa->ifa_family != AF_INET || (int)ifa->ifa_index != dump->ifindex)
+	if ((ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6) || (int)ifa->ifa_index != dump->ifindex)
 		return MNL_CB_OK;
 	mnl_attr_parse(nlh, sizeof(*ifa), attr_table_cb, &table);
 	/* IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer
-	 * on point-to-point links). */
-	if (!tb[IFA_LOCAL] && !tb[IFA_ADDRESS])
+	 * on point-to-point links; IPv6 has only IFA_ADDRESS here). */
+	attr = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+	if (!attr)
+		return MNL_CB_OK;
+	if (ifa->ifa_family == AF_INET && mnl_attr_get_payload_len(attr) == sizeof(ip.v4))
+		ip.v4 = mnl_attr_get_u32(attr);
+	else if (ifa->ifa_family == AF_INET6 && mnl_attr_get_payload_len(attr) == sizeof(ip.v6))
+		memcpy(ip.v6, mnl_attr_get_payload(attr), sizeof(ip.v6));
+	else
+		return MNL_CB_OK;
+	/* Link-local IPv6 (every bridge has one) is no gateway: see
+	 * dh_gateway_unusable(). */
+	if (dh_gateway_unusable(&ip) && ip.family == AF_INET6)
 		return MNL_CB_OK;
 	if (dump->count < dump->max)
-		dump->addrs[dump->count++] =
-			mnl_attr_get_u32(tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS]);
+		dump->addrs[dump->count++] = ip;
 	return MNL_CB_OK;
 }
 
-int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max)
+int dh_netdev_addrs(int ifindex, struct dh_ip *addrs, int max)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -252,7 +269,7 @@ int dh_netdev_ipv4_addrs(int ifindex, __u32 *addrs, int max)
 	nlh->nlmsg_type = RTM_GETADDR;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
-	ifa->ifa_family = AF_INET;
+	ifa->ifa_family = AF_UNSPEC;
 	ret = dh_rtnl_talk(nlh, addr_cb, &dump);
 	return ret < 0 ? ret : dump.count;
 }

@@ -65,13 +65,3 @@ void dh_print_json(struct json_object *obj)
 	puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(obj);
 }
-
-const char *dh_ipv4_str(__u32 addr_be)
-{
-	/* A few rotating buffers so one printf can format several addresses. */
-	static char bufs[4][INET_ADDRSTRLEN];
-	static unsigned int next;
-	char *buf = bufs[next++ % 4];
-
-	return inet_ntop(AF_INET, &addr_be, buf, INET_ADDRSTRLEN);
-}

@@ -5,6 +5,7 @@
  * interleave. The first attach loads the skeleton and pins its maps and
  * programs; every later call works from the pins alone.
  */
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
@@ -49,9 +50,11 @@ static const struct pinned pins[] = {
 	MAP_PIN(DH_MAP_MODES, modes_fd, BPF_MAP_TYPE_HASH, __u32, struct dh_bridge_mode),
 	MAP_PIN(DH_MAP_SOCK_FLOWS, sock_flows_fd, BPF_MAP_TYPE_LRU_HASH, struct dh_sock_flow_key,
 		struct dh_sock_flow),
+	MAP_PIN(DH_MAP_GATEWAYS6, gateways6_fd, BPF_MAP_TYPE_HASH, struct dh_gateway6_key, struct dh_gateway),
 	{ DH_PIN_PROG_INGRESS, offsetof(struct dh_state, prog_ingress_fd), "dh_ingress", 0, 0, 0 },
 	{ DH_PIN_PROG_EGRESS, offsetof(struct dh_state, prog_egress_fd), "dh_egress", 0, 0, 0 },
 	{ DH_PIN_PROG_SENDMSG4, offsetof(struct dh_state, prog_sendmsg4_fd), "dh_sendmsg4", 0, 0, 0 },
+	{ DH_PIN_PROG_SENDMSG6, offsetof(struct dh_state, prog_sendmsg6_fd), "dh_sendmsg6", 0, 0, 0 },
 };
 #define N_PINS (sizeof(pins) / sizeof(pins[0]))
 
@@ -830,6 +833,7 @@ out:
 
 _Static_assert(offsetof(struct dh_port_key, ifindex) == 0, "ifindex leads the key");
 _Static_assert(offsetof(struct dh_gateway_key, ifindex) == 0, "ifindex leads the key");
+_Static_assert(offsetof(struct dh_gateway6_key, ifindex) == 0, "ifindex leads the key");
 _Static_assert(offsetof(struct dh_nat_key, ifindex) == 0, "ifindex leads the key");
 
 void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex)
@@ -838,11 +842,102 @@ void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex)
 	dh_test_kill_point("detach-forgetting");
 	delete_keys_of_bridge(st->port_stats_fd, ifindex);
 	delete_keys_of_bridge(st->gateways_fd, ifindex);
+	delete_keys_of_bridge(st->gateways6_fd, ifindex);
 	delete_keys_of_bridge(st->nat_state_fd, ifindex);
 	/* sock_flows is keyed without the bridge: its entries for this one
 	 * are inert without the modes entry, and age out of the LRU. */
 	bpf_map_delete_elem(st->modes_fd, &ifindex);
 	bpf_map_delete_elem(st->bridges_fd, &ifindex);
+}
+
+union gateway_key {
+	struct dh_gateway_key v4;
+	struct dh_gateway6_key v6;  /* ifindex leads both */
+};
+
+/* The map of @addr's family and its key; returns the map's fd. */
+static int gateway_key(const struct dh_state *st, __u32 ifindex, const struct dh_ip *addr,
+		       union gateway_key *key)
+{
+	memset(key, 0, sizeof(*key));
+	if (addr->family == AF_INET6) {
+		key->v6.ifindex = ifindex;
+		memcpy(key->v6.addr, addr->v6, sizeof(key->v6.addr));
+		return st->gateways6_fd;
+	}
+	key->v4.ifindex = ifindex;
+	key->v4.addr = addr->v4;
+	return st->gateways_fd;
+}
+
+int dh_gateway_get(const struct dh_state *st, __u32 ifindex, const struct dh_ip *addr, struct dh_gateway *value)
+{
+	union gateway_key key;
+	int fd = gateway_key(st, ifindex, addr, &key);
+
+	return bpf_map_lookup_elem(fd, &key, value) ? -errno : 0;
+}
+
+int dh_gateway_set(const struct dh_state *st, __u32 ifindex, const struct dh_ip *addr,
+		   const struct dh_gateway *value)
+{
+	union gateway_key key;
+	int fd = gateway_key(st, ifindex, addr, &key);
+
+	return bpf_map_update_elem(fd, &key, value, BPF_ANY) ? -errno : 0;
+}
+
+void dh_gateway_del(const struct dh_state *st, __u32 ifindex, const struct dh_ip *addr)
+{
+	union gateway_key key;
+	int fd = gateway_key(st, ifindex, addr, &key);
+
+	bpf_map_delete_elem(fd, &key);
+}
+
+static int cmp_gateways(const void *a, const void *b)
+{
+	const struct dh_gateway_entry *x = a, *y = b;
+
+	if (x->ifindex != y->ifindex)
+		return x->ifindex < y->ifindex ? -1 : 1;
+	if (x->addr.family != y->addr.family)
+		return x->addr.family == AF_INET ? -1 : 1;
+	if (x->addr.family == AF_INET)
+		return ntohl(x->addr.v4) < ntohl(y->addr.v4) ? -1 : ntohl(x->addr.v4) > ntohl(y->addr.v4);
+	return memcmp(x->addr.v6, y->addr.v6, sizeof(x->addr.v6));
+}
+
+int dh_gateways_of(const struct dh_state *st, __u32 ifindex, struct dh_gateway_entry *out, int max)
+{
+	union gateway_key key, prev;
+	int fds[2] = { st->gateways_fd, st->gateways6_fd }, n = 0, i;
+	struct dh_gateway value;
+
+	for (i = 0; i < 2; i++) {
+		bool first = true;
+
+		while (n < max && bpf_map_get_next_key(fds[i], first ? NULL : &prev, &key) == 0) {
+			struct dh_gateway_entry *e = &out[n];
+
+			first = false;
+			prev = key;
+			if ((ifindex && key.v4.ifindex != ifindex) || bpf_map_lookup_elem(fds[i], &key, &value))
+				continue;
+			memset(e, 0, sizeof(*e));
+			e->ifindex = key.v4.ifindex;
+			e->origin = value.origin;
+			e->addr.family = i ? AF_INET6 : AF_INET;
+			if (i)
+				memcpy(e->addr.v6, key.v6.addr, sizeof(e->addr.v6));
+			else
+				e->addr.v4 = key.v4.addr;
+			n++;
+		}
+	}
+	if (n)
+		qsort(out, n, sizeof(*out), cmp_gateways);
+	return n;
 }
 
 /* Per-CPU values come back as one __u64-aligned slot per possible CPU. */

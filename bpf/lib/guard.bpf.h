@@ -84,18 +84,5 @@ static __always_inline bool dh_ipv6_is_loopback(const __u32 addr[4])
 	return addr[2] == bpf_htonl(0xffff) && dh_is_loopback(addr[3]);
 }
 
-/* The kernel drops both on a device that is not loopback (ipv6_rcv), but
- * the guard does not lean on that: it is one load, and it is the promise. */
-static __always_inline bool dh_ipv6_loopback_addrs(struct __sk_buff *skb, const struct dh_packet *pkt,
-						   bool *src, bool *dst)
-{
-	__u32 addrs[8];
-
-	if (bpf_skb_load_bytes(skb, pkt->l3_off + offsetof(struct ipv6hdr, saddr), addrs, sizeof(addrs)))
-		return false;
-	*src = dh_ipv6_is_loopback(&addrs[0]);
-	*dst = dh_ipv6_is_loopback(&addrs[4]);
-	return true;
-}
 
 #endif /* DH_GUARD_BPF_H */

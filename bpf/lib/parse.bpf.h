@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
-/* Packet parsing for the tc programs: Ethernet, VLAN tag stacks, IPv4
- * (IPv6 as far as the guard needs), then TCP/UDP ports. */
+/* Packet parsing for the tc programs: Ethernet, VLAN tag stacks, IPv4 and
+ * IPv6 (its fixed header: a packet with extension headers is not ours to
+ * steer), then TCP/UDP ports. */
 #ifndef DH_PARSE_BPF_H
 #define DH_PARSE_BPF_H
 
@@ -24,6 +25,7 @@
 #define IPV4_MIN_HLEN 20
 #define IPV4_MAX_HLEN 60
 #define IPV6_HLEN    40
+#define NEXTHDR_FRAGMENT 44
 
 /*
  * In-frame VLAN tags walked before the network header. After tc, the
@@ -54,6 +56,8 @@ struct dh_packet {
 	__u32 l4_off;
 	__u32 saddr;  /* IPv4, network order */
 	__u32 daddr;
+	__u32 saddr6[4];  /* IPv6, network order */
+	__u32 daddr6[4];
 	__u16 sport;  /* network order, valid when dh_parse_ports() succeeded */
 	__u16 dport;
 	__u8 proto;
@@ -155,11 +159,35 @@ static __always_inline bool dh_parse_ipv4(struct __sk_buff *skb, struct dh_packe
 	return true;
 }
 
+/* The IPv6 fixed header at pkt->l3_off: addresses and next header. The
+ * version is not checked, as before: ipv6_rcv drops a wrong one, and the
+ * guard looks at the addresses whatever it says. A fragment header makes
+ * the packet a fragment (never steered); any other extension header is
+ * left in proto, which is then neither TCP nor UDP: never steered either. */
+static __always_inline bool dh_parse_ipv6(struct __sk_buff *skb, struct dh_packet *pkt)
+{
+	struct ipv6hdr *ip6;
+	__u32 off = pkt->l3_off;
+
+	if (off > ETH_HLEN + DH_MAX_VLAN_TAGS * sizeof(struct vlan_hdr))
+		return false;
+	if (!dh_ensure_linear(skb, off + IPV6_HLEN))
+		return false;
+	ip6 = dh_data(skb) + off;
+	if ((void *)(ip6 + 1) > dh_data_end(skb))
+		return false;
+	__builtin_memcpy(pkt->saddr6, &ip6->saddr, sizeof(pkt->saddr6));
+	__builtin_memcpy(pkt->daddr6, &ip6->daddr, sizeof(pkt->daddr6));
+	pkt->proto = ip6->nexthdr;
+	pkt->fragment = ip6->nexthdr == NEXTHDR_FRAGMENT;
+	pkt->l4_off = off + IPV6_HLEN;
+	return true;
+}
+
 /*
  * Walks the frame as the kernel will after tc: skb->protocol (the
  * ethertype behind an offloaded outer tag), then each in-frame 802.1Q or
- * 802.1ad tag, to the network header. Fills pkt for IPv4; for IPv6 only
- * l3_off and vlan_tags.
+ * 802.1ad tag, to the network header, and fills pkt from it.
  */
 static __always_inline enum dh_l3 dh_parse(struct __sk_buff *skb, struct dh_packet *pkt)
 {
@@ -182,11 +210,11 @@ static __always_inline enum dh_l3 dh_parse(struct __sk_buff *skb, struct dh_pack
 	if (proto == bpf_htons(ETH_P_IP))
 		return dh_parse_ipv4(skb, pkt) ? DH_L3_IPV4 : DH_L3_MALFORMED;
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return off + IPV6_HLEN <= skb->len ? DH_L3_IPV6 : DH_L3_MALFORMED;
+		return dh_parse_ipv6(skb, pkt) ? DH_L3_IPV6 : DH_L3_MALFORMED;
 	return DH_L3_OTHER;
 }
 
-/* TCP or UDP ports, after dh_parse() found IPv4. Requires the whole L4 header
+/* TCP or UDP ports, after dh_parse() found IPv4 or IPv6. Requires the whole L4 header
  * (checksum included) so a later rewrite can never stop half-way. A first
  * fragment has one (callers that must not redirect fragments check
  * pkt->fragment first); a later fragment has none. */

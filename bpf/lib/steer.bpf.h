@@ -7,9 +7,10 @@
  * 0, and the kernel's martian check stays the barrier for everything that
  * is not ours. An accepted TCP socket's local address and port are the
  * gateway's, so its replies need nothing; a UDP socket bound to loopback
- * gets its reply source from dh_sendmsg4 (sock_flows). No socket at the
+ * gets its reply source from dh_sendmsg4/6 (sock_flows). No socket at the
  * target: the packet goes on as it came, and the kernel answers it from
- * the gateway (RST, port unreachable) as for any closed port.
+ * the gateway (RST, port unreachable) as for any closed port. IPv4 and
+ * IPv6 take the same path: only the tuple's size and addresses differ.
  *
  * Included by dockhost.bpf.c after its maps and counter macros.
  */
@@ -46,8 +47,13 @@ static __always_inline int dh_assign(struct __sk_buff *skb, struct bpf_sock *sk,
 	return TC_ACT_OK;
 }
 
+static __always_inline bool dh_same_gateway(const __u32 a[4], const __u32 b[4])
+{
+	return !((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]));
+}
+
 /*
- * The gateway a UDP flow's container used, for its replies (dh_sendmsg4).
+ * The gateway a UDP flow's container used, for its replies (dh_sendmsg4/6).
  * One lookup per datagram; an update only when the flow is new, moved, or
  * `seen` changes unit. As in NAT mode, a live flow keeps its first gateway
  * (a reply cannot say which one it answers, and a neighbour spoofing the
@@ -55,21 +61,34 @@ static __always_inline int dh_assign(struct __sk_buff *skb, struct bpf_sock *sk,
  * another one, which is dropped.
  */
 static __always_inline bool dh_sock_flow_note(struct __sk_buff *skb, const struct dh_packet *pkt,
-					      struct bpf_sock *sk)
+					      struct bpf_sock *sk, bool v6)
 {
 	__u32 now = bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT;
-	struct dh_sock_flow flow = { .gateway_addr = pkt->daddr, .ifindex = skb->ifindex, .seen = now };
+	struct dh_sock_flow flow = { .ifindex = skb->ifindex, .seen = now };
 	struct dh_sock_flow_key key;
 	struct dh_sock_flow *known;
 
 	__builtin_memset(&key, 0, sizeof(key));
-	key.container_addr = pkt->saddr;
+	if (v6) {
+		key.family = DH_AF_INET6;
+		__builtin_memcpy(key.container_addr, pkt->saddr6, sizeof(key.container_addr));
+		/* One word at a time: bpf_sock takes no wider loads. */
+		key.sock_addr[0] = sk->src_ip6[0];
+		key.sock_addr[1] = sk->src_ip6[1];
+		key.sock_addr[2] = sk->src_ip6[2];
+		key.sock_addr[3] = sk->src_ip6[3];
+		__builtin_memcpy(flow.gateway_addr, pkt->daddr6, sizeof(flow.gateway_addr));
+	} else {
+		key.family = DH_AF_INET;
+		key.container_addr[0] = pkt->saddr;
+		key.sock_addr[0] = sk->src_ip4;
+		flow.gateway_addr[0] = pkt->daddr;
+	}
 	key.container_port = pkt->sport;
-	key.sock_addr = sk->src_ip4;
 	key.sock_port = bpf_htons(sk->src_port);
 	key.proto = IPPROTO_UDP;
 	known = bpf_map_lookup_elem(&sock_flows, &key);
-	if (known && known->gateway_addr == flow.gateway_addr && known->ifindex == flow.ifindex) {
+	if (known && dh_same_gateway(known->gateway_addr, flow.gateway_addr) && known->ifindex == flow.ifindex) {
 		if (known->seen != now)
 			known->seen = now;
 		return true;
@@ -89,9 +108,24 @@ static __always_inline bool dh_sock_flow_note(struct __sk_buff *skb, const struc
  * target socket itself, never by the real tuple, which would find a
  * wildcard socket on the gateway port and bypass the mapping.
  */
-static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packet *pkt,
-				    const struct dh_port_target *target, const struct dh_port_key *port_key)
+static __always_inline void dh_tuple_dst(struct bpf_sock_tuple *tuple, bool v6, const __u32 *addr,
+					 __u16 port)
 {
+	if (v6) {
+		__builtin_memcpy(tuple->ipv6.daddr, addr, sizeof(tuple->ipv6.daddr));
+		tuple->ipv6.dport = port;
+	} else {
+		tuple->ipv4.daddr = addr[0];
+		tuple->ipv4.dport = port;
+	}
+}
+
+/* @v6 is a constant at each call: the compiler keeps one path per family. */
+static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packet *pkt,
+				    const struct dh_port_target *target, const struct dh_port_key *port_key,
+				    bool v6)
+{
+	__u32 size = v6 ? sizeof(struct bpf_sock_tuple) : sizeof(((struct bpf_sock_tuple *)0)->ipv4);
 	struct bpf_sock_tuple tuple;
 	struct bpf_sock *sk;
 
@@ -101,29 +135,31 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 		return DH_PASS(passed_assign_failed);
 
 	__builtin_memset(&tuple, 0, sizeof(tuple));
-	tuple.ipv4.saddr = pkt->saddr;
-	tuple.ipv4.sport = pkt->sport;
+	if (v6) {
+		__builtin_memcpy(tuple.ipv6.saddr, pkt->saddr6, sizeof(tuple.ipv6.saddr));
+		tuple.ipv6.sport = pkt->sport;
+	} else {
+		tuple.ipv4.saddr = pkt->saddr;
+		tuple.ipv4.sport = pkt->sport;
+	}
 	if (pkt->proto == IPPROTO_TCP) {
-		tuple.ipv4.daddr = pkt->daddr;
-		tuple.ipv4.dport = pkt->dport;
-		sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), DH_F_CURRENT_NETNS, 0);
+		dh_tuple_dst(&tuple, v6, v6 ? pkt->daddr6 : &pkt->daddr, pkt->dport);
+		sk = bpf_skc_lookup_tcp(skb, &tuple, size, DH_F_CURRENT_NETNS, 0);
 		if (sk) {
 			if (sk->state != BPF_TCP_LISTEN)
 				return dh_assign(skb, sk, port_key);
 			bpf_sk_release(sk);
 		}
-		tuple.ipv4.daddr = target->addr;
-		tuple.ipv4.dport = target->port;
-		sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), DH_F_CURRENT_NETNS, 0);
+		dh_tuple_dst(&tuple, v6, v6 ? target->addr6 : &target->addr, target->port);
+		sk = bpf_skc_lookup_tcp(skb, &tuple, size, DH_F_CURRENT_NETNS, 0);
 		if (sk && sk->state != BPF_TCP_LISTEN) {
 			bpf_sk_release(sk);
 			sk = NULL;
 		}
 	} else {
-		tuple.ipv4.daddr = target->addr;
-		tuple.ipv4.dport = target->port;
-		sk = bpf_sk_lookup_udp(skb, &tuple, sizeof(tuple.ipv4), DH_F_CURRENT_NETNS, 0);
-		if (sk && !dh_sock_flow_note(skb, pkt, sk)) {
+		dh_tuple_dst(&tuple, v6, v6 ? target->addr6 : &target->addr, target->port);
+		sk = bpf_sk_lookup_udp(skb, &tuple, size, DH_F_CURRENT_NETNS, 0);
+		if (sk && !dh_sock_flow_note(skb, pkt, sk, v6)) {
 			bpf_sk_release(sk);
 			return DH_DROP(flow_origin_conflicts);
 		}

@@ -34,7 +34,9 @@ test_bad_port_specs() {
 test_bad_to() {
 	dh attach br0
 	local to
-	for to in 10.0.0.1:80 0.0.0.0:80 127.0.0.1:0 127.0.0.1:65536 127.0.0.1: :80 localhost:80 127.1:80 x; do
+	for to in 10.0.0.1:80 0.0.0.0:80 127.0.0.1:0 127.0.0.1:65536 127.0.0.1: :80 localhost:80 127.1:80 x \
+		'[::1]:0' '[::1]:65536' '[::1]:' '[::1' '::1]:80' '[::2]:80' '[fd00::1]:80' '[127.0.0.1]:80' \
+		'[::ffff:127.0.0.1]:80' '::1:80' '[::1]80' '[::1]:80x' '[]:80' '[::1%lo]:80' ::2; do
 		expect_error 2 "'$to'" port add 8088 --to "$to"
 	done
 	expect_error 2 "--to goes with add" port del 8088 --to 9000
@@ -58,10 +60,29 @@ test_bad_bridge_names() {
 
 test_bad_gateways() {
 	local gw
-	for gw in 127.0.0.1 0.0.0.0 255.255.255.255 224.0.0.1 10.0.0 abc; do
+	for gw in 127.0.0.1 0.0.0.0 255.255.255.255 224.0.0.1 10.0.0 abc \
+		::1 :: ff02::1 fe80::1 ::ffff:10.0.0.1 '[fd00::1]' fd00::1/64 fe80::1%br0 fd00:::1; do
 		expect_error 2 "'$gw'" attach br0 --gateway "$gw"
 	done
+	expect_error 2 "link-local" attach br0 --gateway fe80::1
 	expect_pristine
+}
+
+# --gateway takes IPv6: status and --json list it with IPv4's.
+test_ipv6_gateway() {
+	expect_exit 0 dh attach br0 --gateway fd00:1::5 --gateway 10.201.0.7
+	expect_contains "$OUT" "fd00:1::5" "attach's report"
+	expect_contains "$(dh status)" "gateway fd00:1::5       (user)" "status"
+	expect_contains "$(dh --json status)" '"addr":"fd00:1::5"' "status --json"
+	# The bridge's link-local address (every bridge has one) is no gateway.
+	expect_not_contains "$(dh status)" "fe80:" "link-local"
+	in_host ip addr add fd00:2::1/64 dev br0 nodad
+	dh attach br0 >/dev/null
+	expect_contains "$(dh status)" "gateway fd00:2::1       (bridge)" "the bridge's IPv6 address"
+	in_host ip addr del fd00:2::1/64 dev br0
+	dh attach br0 >/dev/null
+	expect_not_contains "$(dh status)" "fd00:2::1" "pruned with the address"
+	expect_contains "$(dh status)" "fd00:1::5" "a --gateway stays"
 }
 
 test_port_commands_need_an_attached_bridge() {
@@ -275,6 +296,29 @@ test_concurrent_calls_serialize() {
 	expect_eq "$(dh port list)" "no ports mapped" "after 20 concurrent deletes"
 }
 
+# --to in IPv6: [::1]:PORT and ::1 (the same port) map IPv6 alone, an
+# IPv4 address IPv4 alone, a bare port both.
+test_ipv6_to() {
+	dh attach br0 --mode socket
+	expect_exit 0 dh port add 8088 --to '[::1]:9000'
+	expect_contains "$OUT" "8088/tcp on all bridges -> [::1]:9000: added" "[::1]:PORT"
+	expect_exit 0 dh port add 8089 --to ::1
+	expect_contains "$OUT" "-> [::1]:8089: added" "::1"
+	expect_exit 0 dh port add 8090 --to '[::1]'
+	expect_contains "$OUT" "-> [::1]:8090: added" "[::1]"
+	expect_exit 0 dh port add 8091 --to 127.0.0.3
+	expect_contains "$OUT" "-> 127.0.0.3:8091: added" "an IPv4 address alone"
+	expect_exit 0 dh port add 8092
+	expect_contains "$OUT" "-> 127.0.0.1:8092,[::1]:8092: added" "no --to: both"
+	expect_exit 0 dh --json port list
+	OUT=$(printf '%s' "$OUT" | tr -d ' \n\t')  # one entry a line, whatever the pretty-printing
+	expect_contains "$OUT" '"port":8088,"proto":"tcp","to_addr":null,"to_addr6":"::1","to_port":9000' "json: IPv6 alone"
+	expect_contains "$OUT" '"port":8091,"proto":"tcp","to_addr":"127.0.0.3","to_addr6":null' "json: IPv4 alone"
+	expect_contains "$(dh port list)" "[::1]:9000" "port list"
+	expect_exit 0 dh port add 8088 --to '[::1]:9000'
+	expect_contains "$OUT" "unchanged" "the same again"
+}
+
 test_idempotent_port_add() {
 	dh attach br0
 	expect_exit 0 dh port add 8088
@@ -368,6 +412,13 @@ test_docker_host_gateway_ip_from_daemon_json() {
 	DOCKHOST_DOCKER_DAEMON_JSON=$conf dh attach br0 >/dev/null
 	expect_contains "$(dh status)" "10.201.0.98" "host-gateway-ips"
 	expect_not_contains "$(dh status)" "10.201.0.99" "the old configured address, pruned"
+	expect_contains "$(dh status)" "fd00::1         (host-gateway-ip)" "an IPv6 host-gateway-ips entry"
+	# Not gateways: Docker would hand them out, the datapath cannot use them.
+	echo '{"host-gateway-ips": ["fe80::1", "::1", "fd00::2"]}' >"$conf"
+	DOCKHOST_DOCKER_DAEMON_JSON=$conf expect_exit 0 dh attach br0
+	expect_contains "$OUT" "\"host-gateway-ips\" has 'fe80::1': link-local" "a link-local entry, warned"
+	expect_contains "$(dh status)" "fd00::2" "the usable entry"
+	expect_not_contains "$(dh status)" "fe80::1" "the link-local entry"
 	rm -f "$conf"
 }
 

@@ -605,4 +605,37 @@ except socket.timeout:
 	fi
 }
 
+test_reuseport_group_behind_a_port() {
+	# Two sockets in an SO_REUSEPORT group on 127.0.0.1:8088 (a pre-forked
+	# server): in socket mode the group is what bpf_sk_assign is handed;
+	# kernels before about 6.5 refuse that (passed_assign_failed).
+	local i out got=""
+	in_host socat "TCP4-LISTEN:8088,bind=127.0.0.1,reuseaddr,reuseport,fork" "SYSTEM:read -r _; echo one" &
+	in_host socat "TCP4-LISTEN:8088,bind=127.0.0.1,reuseaddr,reuseport,fork" "SYSTEM:read -r _; echo two" &
+	wait_listening tcp 8088
+	for i in $(seq 50); do
+		[ "$(in_host ss -Hlnt "sport = :8088" | wc -l)" = 2 ] && break
+		sleep 0.05
+	done
+	expect_eq "$(in_host ss -Hlnt "sport = :8088" | wc -l)" 2 "two listeners in the group"
+	dh attach br0 --port 8088 >/dev/null
+	for i in $(seq 12); do
+		out=$(tcp_get $GW 8088)
+		case $out in one | two) got="$got $out" ;; *) fail "connection $i: '$out'" ;; esac
+	done
+	[ "$(counter passed_assign_failed)" = 0 ] || fail "passed_assign_failed: $(counter passed_assign_failed)"
+	[ "$(counter "$(redirect_counter)")" -ge 12 ] || fail "$(redirect_counter): $(counter "$(redirect_counter)")"
+}
+
+test_handshake_with_syncookies_always() {
+	# tcp_syncookies=2: every SYN is answered with a cookie, no request
+	# socket: the handshake's final ACK finds no socket by its own tuple
+	# and must still reach the listener.
+	in_host sysctl -qw net.ipv4.tcp_syncookies=2
+	serve_tcp 8088 127.0.0.1 pong
+	dh attach br0 --port 8088 >/dev/null
+	expect_eq "$(tcp_get $GW 8088)" pong "$(mode) mode, syncookies=2"
+	expect_eq "$(tcp_get $GW 8088)" pong "$(mode) mode, syncookies=2, again"
+}
+
 run_tests

@@ -25,8 +25,9 @@ cgroup_sendmsg4_ids() {
 	rmdir "$dir"
 }
 
-our_sendmsg4_id() {
-	bpftool prog show pinned "$PIN/prog_sendmsg4" | sed -n 's/^\([0-9]*\): .*/\1/p'
+our_sendmsg4_id() { our_sendmsg_id sendmsg4; }
+our_sendmsg_id() {  # sendmsg4|sendmsg6
+	bpftool prog show pinned "$PIN/prog_$1" | sed -n 's/^\([0-9]*\): .*/\1/p'
 }
 
 # Socket mode never changes a sysctl: route_localnet is 0 on every
@@ -167,35 +168,43 @@ test_socket_mode_refuses_udp_to_another_port() {
 	expect_contains "$OUT" "added" "TCP to another port is fine"
 }
 
-# The sendmsg4 program stays on the host-wide cgroup root only while a
-# socket-mode bridge needs it.
+# The sendmsg4 and sendmsg6 programs stay on the host-wide cgroup root
+# only while a socket-mode bridge needs them.
 test_sendmsg4_detached_with_the_last_socket_bridge() {
-	local c2=dh-c2-$RANDOM$RANDOM id
+	local c2=dh-c2-$RANDOM$RANDOM id ids
 	make_bridge "$H" br1 10.202.0.1
 	make_container "$c2" br1 10.202.0.2 10.202.0.1
 	dh attach br0 --mode socket
 	dh attach br1 --mode socket
-	id=$(our_sendmsg4_id)
-	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 1 "attached once for two bridges"
+	ids="$(our_sendmsg_id sendmsg4) $(our_sendmsg_id sendmsg6)"
+	for id in $ids; do
+		expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 1 "$id attached once for two bridges"
+	done
 	dh detach br0
-	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 1 "kept for br1"
+	for id in $ids; do
+		expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 1 "$id kept for br1"
+	done
 	dh detach br1
-	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 0 "gone with the last bridge"
+	for id in $ids; do
+		expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 0 "$id gone with the last bridge"
+	done
 }
 
 # A lost pin set: detach finds the programs no record explains, the
 # sendmsg4 on the cgroup root included (by its modes entry for br0 in
 # this namespace), and leaves nothing on the host-wide root.
 test_socket_mode_detach_of_a_lost_pin_set() {
-	local id
+	local id4 id6
 	dh attach br0 --mode socket
-	id=$(our_sendmsg4_id)
-	echo "$id" >>"$DH_SCRATCH/sendmsg4_ids"  # for cleanup, should detach fail
+	id4=$(our_sendmsg_id sendmsg4)
+	id6=$(our_sendmsg_id sendmsg6)
+	echo "$id4" >>"$DH_SCRATCH/sendmsg4_ids"  # for cleanup, should detach fail
+	echo "$id6" >>"$DH_SCRATCH/sendmsg6_ids"
 	rm -rf "$PIN"
-	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 1 "still attached without pins"
+	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x -e "$id4" -e "$id6")" 2 "still attached without pins"
 	expect_exit 0 dh detach br0
 	expect_contains "$OUT" "no record" "detach of a bridge whose state was lost"
-	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 0 "sendmsg4 removed"
+	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x -e "$id4" -e "$id6")" 0 "sendmsg4 and sendmsg6 removed"
 }
 
 # A server that answers with IP_PKTINFO (as dnsmasq does): it names the
@@ -226,7 +235,7 @@ while True:
 # 1, and the next attach or detach converges; after the detach nothing of
 # ours is left, on the bridge, in the pins or on the host-wide cgroup root.
 test_socket_mode_kill_at_every_step() {
-	local step next rc id
+	local step next rc id id6
 	for step in meta-pinned maps-pinned prog-pinned attach-recorded attach-gateways port-stats-added \
 		port-added attach-ports attach-mode attach-hooked attach-hook-recorded; do
 		for next in attach detach; do
@@ -234,8 +243,10 @@ test_socket_mode_kill_at_every_step() {
 			DH_TEST_KILL_AT=$step dh attach br0 --mode socket --port 8088 >/dev/null 2>&1 || rc=$?
 			expect_eq "$rc" 137 "killed at $step"
 			expect_eq "$(route_localnet br0)" 0 "killed at $step: route_localnet"
-			id=$(our_sendmsg4_id 2>/dev/null || true)
+			id=$(our_sendmsg_id sendmsg4 2>/dev/null || true)
+			id6=$(our_sendmsg_id sendmsg6 2>/dev/null || true)
 			[ -z "$id" ] || echo "$id" >>"$DH_SCRATCH/sendmsg4_ids"
+			[ -z "$id6" ] || echo "$id6" >>"$DH_SCRATCH/sendmsg6_ids"
 			if [ $next = attach ]; then
 				expect_exit 0 dh attach br0 --mode socket --port 8088
 				expect_contains "$(dh --json status)" '"mode":"socket"' "killed at $step, attach again"
@@ -247,9 +258,123 @@ test_socket_mode_kill_at_every_step() {
 				"killed at $step, $next: programs left"
 			[ -z "$id" ] || expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 0 \
 				"killed at $step, $next: sendmsg4 left on the cgroup root"
+			[ -z "$id6" ] || expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id6")" 0 \
+				"killed at $step, $next: sendmsg6 left on the cgroup root"
 			expect_eq "$(route_localnet br0)" 0 "killed at $step, $next: route_localnet"
 		done
 	done
+}
+
+# --- IPv6 -------------------------------------------------------------------
+
+# Socket mode, IPv6: a container reaches [::1] services through the
+# bridge's IPv6 address, TCP and UDP; the UDP reply leaves from the gateway
+# (the container's socket is connected to it: a reply from ::1 would not
+# match, and ::1 does not leave lo), set by sendmsg6.
+test_socket_mode_ipv6_tcp_and_udp() {
+	add_ipv6
+	serve_tcp6 8088 ::1 pong6
+	serve_udp6 8089 ::1 upong6
+	dh attach br0 --mode socket --port 8088 --port 8089/udp
+	expect_contains "$(dh status)" "gateway $GW6" "the bridge's IPv6 address is a gateway"
+	expect_eq "$(tcp6_get $GW6 8088)" pong6 "tcp over IPv6"
+	expect_eq "$(udp6_get $GW6 8089)" upong6 "udp over IPv6"
+	[ "$(counter udp_replies_sourced)" -ge 1 ] || fail "udp_replies_sourced: $(counter udp_replies_sourced)"
+	[ "$(counter assigned)" -ge 2 ] || fail "assigned: $(counter assigned)"
+	# IPv4 on the same ports still goes to 127.0.0.1, where nothing listens.
+	expect_contains "$(tcp_get $GW 8088)" "Connection refused" "IPv4 to the same port"
+}
+
+# Nothing at [::1]:P: the packet goes on, and the kernel refuses it from
+# the gateway (RST, ICMPv6 port unreachable).
+test_socket_mode_ipv6_refused_when_nothing_listens() {
+	add_ipv6
+	dh attach br0 --mode socket --port 8090 --port 8090/udp
+	expect_contains "$(tcp6_get $GW6 8090)" "Connection refused" "tcp over IPv6"
+	expect_contains "$(udp6_get $GW6 8090)" "Connection refused" "udp over IPv6"
+	[ "$(counter passed_no_socket)" -ge 2 ] || fail "passed_no_socket: $(counter passed_no_socket)"
+}
+
+# --to [::1]:Q maps IPv6 alone; --to 127.0.0.1:Q IPv4 alone; a bare port both.
+test_socket_mode_ipv6_to() {
+	add_ipv6
+	serve_tcp6 9000 ::1 remapped6
+	serve_tcp 9000 127.0.0.1 remapped4
+	dh attach br0 --mode socket
+	expect_exit 0 dh port add 8088 --to '[::1]:9000'
+	expect_contains "$OUT" "-> [::1]:9000: added" "port add's report"
+	expect_eq "$(tcp6_get $GW6 8088)" remapped6 "IPv6 remapped"
+	expect_contains "$(tcp_get $GW 8088)" "Connection refused" "IPv4 not mapped by an IPv6 --to"
+	expect_exit 0 dh port add 8088 --to 9000
+	expect_eq "$(tcp6_get $GW6 8088)" remapped6 "--to PORT: IPv6"
+	expect_eq "$(tcp_get $GW 8088)" remapped4 "--to PORT: IPv4"
+	expect_contains "$(dh port list)" "127.0.0.1:9000,[::1]:9000" "port list"
+	expect_contains "$(dh --json port list)" '"to_addr6":"::1"' "port list --json"
+	expect_exit 0 dh port add 8088 --to 127.0.0.1:9000
+	expect_contains "$(tcp6_get $GW6 8088)" "Connection refused" "IPv6 not mapped by an IPv4 --to"
+}
+
+# NAT mode cannot redirect IPv6 (the kernel never routes ::1 off lo): an
+# IPv6 packet to a mapped port goes on to the gateway untouched, and an
+# IPv6-only mapping for a NAT bridge is refused.
+test_nat_mode_does_not_redirect_ipv6() {
+	add_ipv6
+	serve_tcp6 8088 ::1 pong6
+	serve_udp6 8089 ::1 upong6
+	dh attach br0 --mode nat --port 8088 --port 8089/udp
+	expect_contains "$(dh status)" "gateway $GW6" "IPv6 gateway listed"
+	expect_contains "$(tcp6_get $GW6 8088)" "Connection refused" "tcp over IPv6"
+	expect_contains "$(udp6_get $GW6 8089)" "Connection refused" "udp over IPv6"
+	expect_eq "$(counter redirected)" 0 "redirected"
+	expect_exit 1 dh port add 8090 --to '[::1]:8090' --bridge br0
+	expect_contains "$OUT" "NAT mode, which cannot redirect IPv6" "IPv6-only mapping on a NAT bridge"
+	# Converted to socket mode, the same mappings carry IPv6.
+	dh attach br0 --mode socket
+	expect_eq "$(tcp6_get $GW6 8088)" pong6 "tcp over IPv6 after the conversion"
+	expect_eq "$(udp6_get $GW6 8089)" upong6 "udp over IPv6 after the conversion"
+}
+
+# An IPV6_PKTINFO server names its source itself (the gateway, from the
+# request's own pktinfo): sendmsg6 leaves it alone.
+test_socket_mode_udp6_pktinfo_server() {
+	add_ipv6
+	in_host python3 -c '
+import socket, struct
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+s.bind(("::1", 8089))
+while True:
+    data, anc, flags, addr = s.recvmsg(100, 256)
+    pkt = [a for a in anc if a[0] == socket.IPPROTO_IPV6 and a[1] == socket.IPV6_PKTINFO][0][2]
+    s.sendmsg([b"pktinfo6 " + socket.inet_ntop(socket.AF_INET6, pkt[:16]).encode() + b"\n"],
+              [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pkt[:16] + struct.pack("I", 0))], 0, addr)
+' &
+	wait_listening udp 8089
+	dh attach br0 --mode socket --port 8089/udp
+	expect_eq "$(udp6_get $GW6 8089)" "pktinfo6 $GW6" "the server's own source"
+	expect_eq "$(counter udp_replies_sourced)" 0 "sendmsg6 left the server's own source alone"
+}
+
+# Any NAT chain in the netns (Docker's MASQUERADE makes one on every
+# Docker host) registers netfilter's NAT hook at LOCAL_IN, which drops the
+# listener or UDP socket socket mode assigns (its remote port differs from
+# the flow's): the connection is refused. Control first: it really breaks;
+# then attach refuses socket mode there, and status says a bridge attached
+# before the chain came is not working.
+test_socket_mode_refused_with_a_nat_chain() {
+	serve_tcp 8088 127.0.0.1 pong
+	dh attach br0 --mode socket --port 8088
+	expect_eq "$(tcp_get $GW 8088)" pong "socket mode before the NAT chain"
+	in_host iptables -t nat -A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE
+	expect_not_contains "$(tcp_get $GW 8088)" pong "control: socket mode with a NAT chain"
+	expect_contains "$(dh status)" "NOT WORKING: an IPv4 NAT chain" "status"
+	expect_contains "$(dh --json status)" '"socket_mode_blocked_by_nat":"IPv4"' "status --json"
+	dh detach br0
+	expect_exit 1 dh attach br0 --mode socket --port 8088
+	expect_contains "$OUT" "this network namespace has an IPv4 NAT chain" "attach --mode socket"
+	[ ! -e "$PIN" ] || fail "pins left by the refused attach"
+	dh attach br0 --mode nat --port 8088
+	expect_eq "$(tcp_get $GW 8088)" pong "NAT mode with the NAT chain"
 }
 
 run_tests

@@ -205,7 +205,7 @@ test_port_edits_survive_refresh() {
 	in_host ip addr add 10.201.4.1/24 dev br0  # a refresh of br0
 	wait_for "br0's new gateway" "dh --json status | grep -q '10.201.4.1'"
 	ports=$(dh --json port list | tr -d ' \n')
-	expect_contains "$ports" '"bridge":"br0","port":8088,"proto":"tcp","to_addr":"127.0.0.1","to_port":9099' \
+	expect_contains "$ports" '"bridge":"br0","port":8088,"proto":"tcp","to_addr":"127.0.0.1","to_addr6":"::1","to_port":9099' \
 		"8088 --to 9099 after the refresh"
 	expect_not_contains "$ports" '"port":8089' "8089 deleted, after the refresh"
 	expect_eq "$(tcp_get $GW 8088)" moved "8088 after the refresh"
@@ -225,7 +225,7 @@ test_addr_read_error_keeps_gateways() {
 	in_host ip addr add 10.201.6.1/24 dev br0
 	dh attach br0 --port 8088 >/dev/null
 	expect_exit 0 env DH_TEST_FAIL_ADDR_DUMP=1 ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" attach br0
-	expect_contains "$OUT" "cannot read br0's IPv4 addresses" "attach's warning"
+	expect_contains "$OUT" "cannot read br0's addresses" "attach's warning"
 	expect_contains "$OUT" "gateways 10.201" "attach's report"
 	expect_contains "$(dh --json status)" '10.201.0.1' "first gateway after attach"
 	expect_contains "$(dh --json status)" '10.201.6.1' "second gateway after attach"

@@ -2,8 +2,10 @@
 /*
  * libFuzzer target: /etc/docker/daemon.json's text
  * (dh_docker_parse_daemon_json, user/docker_parse.c): at most @max
- * addresses, never a write past them, a warning in one line.
+ * addresses, never a write past them, each one usable as a gateway
+ * (IPv4 or IPv6), a warning in one line.
  */
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,10 +13,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	__u32 *addrs;
+	struct dh_ip *addrs;
 	char why[256];
 	char *text;
-	int n, max;
+	int n, max, i;
 
 	if (size < 1)
 		return 0;
@@ -28,6 +30,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	n = dh_docker_parse_daemon_json(text, size - 1, addrs, max, why, sizeof(why));
 	if (n < 0 || n > max || strchr(why, '\n'))
 		abort();
+	/* Only addresses that can be gateways, of a family the maps hold. */
+	for (i = 0; i < n; i++)
+		if ((addrs[i].family != AF_INET && addrs[i].family != AF_INET6) || dh_gateway_unusable(&addrs[i]))
+			abort();
 	free(addrs);
 	free(text);
 	return 0;

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * libFuzzer target: what users type for ports, hooks and devices (user/spec.c):
- * dh_parse_port_spec, dh_parse_port_number, dh_parse_hook, dh_ifname_valid.
+ * libFuzzer target: what users type for ports, targets, hooks and devices
+ * (user/spec.c): dh_parse_port_spec, dh_parse_port_number, dh_parse_target
+ * (--to, with dh_target_str), dh_parse_hook, dh_ifname_valid.
  * Besides not crashing, whatever is accepted must be in range and read back
  * the same from its canonical form.
  */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +16,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *text = malloc(size + 1), canon[32];
+	char *text = malloc(size + 1), canon[32], shown[80], *comma;
+	struct dh_port_target target, target2;
 	struct dh_port_spec spec, again;
 	enum dh_hook hook;
 	__u16 port, port2;
@@ -36,6 +39,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		snprintf(canon, sizeof(canon), "%u", port);
 		if (!dh_parse_port_number(canon, &port2) || port2 != port)
+			abort();
+	}
+	/* --to: only loopback targets, at least one family, and what
+	 * dh_target_str prints (each family's part) parses back the same. */
+	if (dh_parse_target(text, &target)) {
+		if (!target.addr && dh_ipv6_unset(target.addr6))
+			abort();
+		if (target.addr && !dh_is_loopback_addr(target.addr))
+			abort();
+		if (!dh_ipv6_unset(target.addr6) && !dh_ipv6_is_loopback_addr(target.addr6))
+			abort();
+		if (target.pad)
+			abort();
+		if (!target.port)
+			target.port = htons(1);
+		dh_target_str(&target, shown, sizeof(shown));
+		comma = strchr(shown, ',');
+		if (comma) {
+			/* Both families: what a bare PORT gives. */
+			snprintf(canon, sizeof(canon), "%u", ntohs(target.port));
+		} else {
+			snprintf(canon, sizeof(canon), "%s", shown);
+		}
+		if (!dh_parse_target(canon, &target2) || memcmp(&target, &target2, sizeof(target)))
 			abort();
 	}
 	if (dh_parse_hook(text, &hook) && hook != DH_HOOK_AUTO && hook != DH_HOOK_TCX && hook != DH_HOOK_CLSACT)

@@ -1021,6 +1021,123 @@ static void test_ipv6_loopback_dropped(struct dockhost *skel)
 	CHECK_EQ(counters(skel).dropped_loopback_src, 2);
 }
 
+static void add_gateway6(struct dockhost *skel, const char *addr)
+{
+	struct dh_gateway6_key key = { .ifindex = LO_IFINDEX };
+	struct dh_gateway value = { .origin = DH_GW_BRIDGE };
+
+	inet_pton(AF_INET6, addr, key.addr);
+	CHECK_EQ(bpf_map__update_elem(skel->maps.gateways6, &key, sizeof(key), &value, sizeof(value), 0), 0);
+}
+
+/* An IPv6 frame, fd00::2 -> @daddr, TCP or UDP to @dport (checksums are
+ * not the point: nothing here delivers it), or with a fragment header. */
+static void build_ipv6(struct frame *f, const char *daddr, uint8_t proto, uint16_t dport)
+{
+	uint16_t *l4;
+
+	memset(f, 0, sizeof(*f));
+	((struct ethhdr *)f->data)->h_proto = htons(ETH_P_IPV6);
+	f->data[14] = 0x60;
+	f->data[14 + 6] = proto;
+	f->data[14 + 7] = 64;
+	inet_pton(AF_INET6, "fd00::2", f->data + 14 + 8);
+	inet_pton(AF_INET6, daddr, f->data + 14 + 24);
+	f->l4_off = 14 + 40;
+	l4 = (uint16_t *)(f->data + f->l4_off);
+	l4[0] = htons(40000);
+	l4[1] = htons(dport);
+	if (proto == IPPROTO_TCP)
+		f->data[f->l4_off + 13] = 0x02;  /* SYN */
+	f->len = f->l4_off + 20;
+	f->data[14 + 5] = f->len - 14 - 40;  /* payload length, low byte */
+}
+
+/* Socket mode, IPv6: a packet for a mapped port on an IPv6 gateway goes to
+ * the [::1] target's socket; with none (nothing listens in the test's
+ * namespace) it goes on untouched, counted. A mapping for IPv4 alone, a
+ * fragment and an address that is not a gateway are not steered at all. */
+static void test_socket_mode_ipv6_no_socket_untouched(struct dockhost *skel)
+{
+	struct dh_port_key key = { .ifindex = 0, .port = htons(8090), .proto = IPPROTO_TCP };
+	struct dh_port_target v4_only = { .addr = ip("127.0.0.1"), .port = htons(8090) };
+	int prog = bpf_program__fd(skel->progs.dh_ingress);
+	struct frame f;
+
+	set_mode(skel, DH_MODE_SOCKET);
+	add_gateway6(skel, "fd00::1");
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	add_port(skel, 0, IPPROTO_UDP, 8088, "127.0.0.1", 8088);
+	{
+		/* add_port maps IPv4; these two get [::1] as well. */
+		struct dh_port_target both = { .addr = ip("127.0.0.1"), .port = htons(8088) };
+
+		inet_pton(AF_INET6, "::1", both.addr6);
+		key.port = htons(8088);
+		CHECK_EQ(bpf_map__update_elem(skel->maps.ports, &key, sizeof(key), &both, sizeof(both), 0), 0);
+		key.proto = IPPROTO_UDP;
+		CHECK_EQ(bpf_map__update_elem(skel->maps.ports, &key, sizeof(key), &both, sizeof(both), 0), 0);
+		key.proto = IPPROTO_TCP;
+		key.port = htons(8090);
+	}
+	CHECK_EQ(bpf_map__update_elem(skel->maps.ports, &key, sizeof(key), &v4_only, sizeof(v4_only), 0), 0);
+	build_ipv6(&f, "fd00::1", IPPROTO_TCP, 8088);
+	expect_untouched(prog, &f);
+	build_ipv6(&f, "fd00::1", IPPROTO_UDP, 8088);
+	expect_untouched(prog, &f);
+	CHECK_EQ(counters(skel).passed_no_socket, 2);
+	build_ipv6(&f, "fd00::1", IPPROTO_TCP, 8090);  /* IPv4 alone */
+	expect_untouched(prog, &f);
+	build_ipv6(&f, "fd00::9", IPPROTO_TCP, 8088);  /* not a gateway */
+	expect_untouched(prog, &f);
+	build_ipv6(&f, "fd00::1", 44, 8088);  /* a fragment header */
+	expect_untouched(prog, &f);
+	CHECK_EQ(counters(skel).passed_no_socket, 2);
+	CHECK_EQ(counters(skel).passed_fragment, 1);
+	CHECK_EQ(counters(skel).passed, 2);
+	CHECK_EQ(counters(skel).assigned, 0);
+}
+
+/* NAT mode cannot redirect IPv6: a mapped port on an IPv6 gateway goes on
+ * untouched, never looked up as a socket. */
+static void test_nat_mode_ipv6_passed(struct dockhost *skel)
+{
+	struct dh_port_key key = { .ifindex = 0, .port = htons(8088), .proto = IPPROTO_TCP };
+	struct dh_port_target both = { .addr = ip("127.0.0.1"), .port = htons(8088) };
+	struct frame f;
+
+	inet_pton(AF_INET6, "::1", both.addr6);
+	add_gateway6(skel, "fd00::1");
+	CHECK_EQ(bpf_map__update_elem(skel->maps.ports, &key, sizeof(key), &both, sizeof(both), 0), 0);
+	build_ipv6(&f, "fd00::1", IPPROTO_TCP, 8088);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	CHECK_EQ(counters(skel).passed, 1);
+	CHECK_EQ(counters(skel).passed_no_socket, 0);
+	CHECK_EQ(counters(skel).redirected, 0);
+}
+
+/* A mapping for IPv6 alone leaves IPv4 to the gateway untouched, in NAT
+ * mode (never a rewrite to 0.0.0.0) and in socket mode. */
+static void test_ipv6_only_target_passes_ipv4(struct dockhost *skel)
+{
+	struct dh_port_key key = { .ifindex = 0, .port = htons(8088), .proto = IPPROTO_TCP };
+	struct dh_port_target v6_only = { .port = htons(8088) };
+	struct flow fl = tcp_to_gateway;
+	struct frame f;
+
+	inet_pton(AF_INET6, "::1", v6_only.addr6);
+	add_gateway(skel, GATEWAY);
+	CHECK_EQ(bpf_map__update_elem(skel->maps.ports, &key, sizeof(key), &v6_only, sizeof(v6_only), 0), 0);
+	build_ipv4(&f, &fl);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	set_mode(skel, DH_MODE_SOCKET);
+	build_ipv4(&f, &fl);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	CHECK_EQ(counters(skel).passed, 2);
+	CHECK_EQ(counters(skel).redirected, 0);
+	CHECK_EQ(counters(skel).passed_no_socket, 0);
+}
+
 static void test_ip_options_redirected(struct dockhost *skel)
 {
 	struct flow fl = tcp_to_gateway;
@@ -1202,6 +1319,9 @@ static const struct test tests[] = {
 	TEST(test_vlan_tag_stacks),
 	TEST(test_source_route_options_dropped),
 	TEST(test_ipv6_loopback_dropped),
+	TEST(test_socket_mode_ipv6_no_socket_untouched),
+	TEST(test_nat_mode_ipv6_passed),
+	TEST(test_ipv6_only_target_passes_ipv4),
 	TEST(test_ip_options_redirected),
 	TEST(test_fragments_untouched),
 	TEST(test_fragmented_reply_rewritten),
