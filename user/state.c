@@ -616,6 +616,21 @@ void dh_state_older_unlink(const struct dh_state *st, __u32 ifindex)
 	}
 }
 
+/* The last steps of removing a pin set, after the other pins (@err: how
+ * that went): meta, which marks the set as ours until the end, then the
+ * directory. */
+static int remove_meta_and_dir(struct dh_state *st, int err)
+{
+	char path[4096];
+
+	pin_path(st, DH_PIN_META, path, sizeof(path));
+	if (!err && unlink(path) && errno != ENOENT)
+		err = -errno;
+	if (!err && rmdir(st->pin_dir) && errno != ENOENT)
+		err = -errno;
+	return err;
+}
+
 /* The last bridge of an older pin set is gone: every pin in the directory
  * is one of its (names this version may not know), meta last. */
 int dh_state_remove_older(struct dh_state *st)
@@ -636,12 +651,7 @@ int dh_state_remove_older(struct dh_state *st)
 			err = -errno;
 	}
 	closedir(dir);
-	pin_path(st, DH_PIN_META, path, sizeof(path));
-	if (!err && unlink(path) && errno != ENOENT)
-		err = -errno;
-	if (!err && rmdir(st->pin_dir) && errno != ENOENT)
-		err = -errno;
-	return err;
+	return remove_meta_and_dir(st, err);
 }
 
 void dh_state_close(struct dh_state *st)
@@ -666,12 +676,7 @@ int dh_state_remove_pins(struct dh_state *st)
 			dh_test_kill_point("pins-removing");
 	}
 	/* meta last: remains of an interrupted removal stay ours to repair. */
-	pin_path(st, DH_PIN_META, path, sizeof(path));
-	if (!err && unlink(path) && errno != ENOENT)
-		err = -errno;
-	if (!err && rmdir(st->pin_dir) && errno != ENOENT)
-		err = -errno;
-	return err;
+	return remove_meta_and_dir(st, err);
 }
 
 int dh_state_bridge_count(const struct dh_state *st)
