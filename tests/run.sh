@@ -28,6 +28,10 @@ results=$(mktemp /tmp/dh-test-results-XXXXXX)
 DH_RUN_TMP=$(mktemp -d /tmp/dh-run-XXXXXX)
 export TMPDIR=$DH_RUN_TMP
 trap 'rm -f "$results" "$results.suite"; rm -rf --one-file-system "$DH_RUN_TMP"' EXIT
+# A run stopped by a signal cleans up too (bash runs no EXIT trap for an
+# unhandled one).
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # One suite: its lines go to the screen and the results; a suite that dies
 # without reporting a failure (a crash, a syntax error) counts as one.
