@@ -642,6 +642,22 @@ static int unhook(const struct dh_state *st, int ifindex, const struct dh_bridge
 	return err ? err : dh_hook_remove_unrecorded(ifindex);
 }
 
+/* What every kind of detach says: JSON, or its one line of text. */
+static void report_detach(const struct dh_cli *cli, const char *name, const char *result, int restored,
+			  const char *text)
+{
+	if (cli->json) {
+		struct json_object *obj = json_object_new_object();
+
+		json_object_object_add(obj, "bridge", json_object_new_string(name));
+		json_object_object_add(obj, "result", json_object_new_string(result));
+		json_object_object_add(obj, "restored_route_localnet", json_object_new_int(restored));
+		dh_print_json(obj);
+	} else {
+		printf("%s: %s\n", name, text);
+	}
+}
+
 /*
  * detach --force: the way out of a pin set that an older version left
  * (which every other command refuses), without that version's binary. It
@@ -696,17 +712,9 @@ static int detach_older(const struct dh_cli *cli, const char *name)
 	dh_state_close(&st);
 	if (err)
 		return err;
-	if (cli->json) {
-		struct json_object *obj = json_object_new_object();
-
-		json_object_object_add(obj, "bridge", json_object_new_string(name));
-		json_object_object_add(obj, "result", json_object_new_string("detached (older pin set)"));
-		json_object_object_add(obj, "restored_route_localnet", json_object_new_int(0));
-		dh_print_json(obj);
-	} else {
-		printf("%s: detached from an older dockhost-bpf's pins (route_localnet %s)\n", name,
-		       present ? "set to 0" : "gone with the device");
-	}
+	report_detach(cli, name, "detached (older pin set)", 0,
+		      present ? "detached from an older dockhost-bpf's pins (route_localnet set to 0)"
+			      : "detached from an older dockhost-bpf's pins (route_localnet gone with the device)");
 	return 0;
 }
 
@@ -756,22 +764,14 @@ static int detach_unrecorded(const struct dh_cli *cli, const char *name)
 		return dh_runtime_error("detach: %s: cannot remove the programs: %s", name, strerror(-err));
 	if (dh_cgroup_remove_unrecorded(dev.ifindex) < 0)
 		dh_warn("%s: cannot look for socket mode's cgroup/sendmsg4 at the cgroup v2 root", name);
-	if (cli->json) {
-		struct json_object *obj = json_object_new_object();
-
-		json_object_object_add(obj, "bridge", json_object_new_string(name));
-		json_object_object_add(obj, "result", json_object_new_string("detached (no record)"));
-		json_object_object_add(obj, "restored_route_localnet", json_object_new_int(0));
-		dh_print_json(obj);
-	} else {
-		printf("%s: detached programs with no record (their pin set was lost); route_localnet set to 0\n",
-		       name);
-	}
+	report_detach(cli, name, "detached (no record)", 0,
+		      "detached programs with no record (their pin set was lost); route_localnet set to 0");
 	return 0;
 }
 
 int dh_detach(const struct dh_cli *cli, const char *name)
 {
+	char text[64];
 	struct dh_bridge bridge;
 	struct dh_netdev dev;
 	struct dh_state st;
@@ -834,18 +834,8 @@ int dh_detach(const struct dh_cli *cli, const char *name)
 		dh_warn("%s: cannot remove all pins: %s", st.pin_dir, strerror(errno));
 	dh_state_close(&st);
 
-	if (cli->json) {
-		struct json_object *obj = json_object_new_object();
-
-		json_object_object_add(obj, "bridge", json_object_new_string(name));
-		json_object_object_add(obj, "result", json_object_new_string(result));
-		json_object_object_add(obj, "restored_route_localnet",
-				       json_object_new_int(bridge.saved_route_localnet));
-		dh_print_json(obj);
-	} else if (device_present) {
-		printf("%s: detached (route_localnet restored to %d)\n", name, bridge.saved_route_localnet);
-	} else {
-		printf("%s: %s\n", name, result);
-	}
+	if (device_present)
+		snprintf(text, sizeof(text), "detached (route_localnet restored to %d)", bridge.saved_route_localnet);
+	report_detach(cli, name, result, bridge.saved_route_localnet, device_present ? text : result);
 	return 0;
 }
