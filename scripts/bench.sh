@@ -456,33 +456,29 @@ target_row() {  # WHAT VALUE OP GOAL
 	printf '| %s | %s | %s %s | %s |\n' "$1" "$2" "$3" "$4" "$met"
 }
 
-targets() {
+# One target row per metric (CRR, RR, UDP RR), MODE against BASE, when the
+# run has both. LABEL has %s where the metric's name goes.
+metric_targets() {  # LABEL MODE BASE GOAL
 	local m
+	has_mode "$2" && has_mode "$3" || return 0
+	for m in crr rr udp; do
+		# shellcheck disable=SC2059  # the label is the format
+		target_row "$(printf "$1" $m)" "$(ratio_median "$2" $m "$3")" ">=" "$4"
+	done
+}
+
+targets() {
 	echo "| target | measured | goal | met |"
 	echo "|---|---|---|---|"
 	has_mode dockhost || { socket_targets; return 0; }
-	for m in crr rr udp; do
-		target_row "dockhost $m / native" "$(ratio_median dockhost $m native)" ">=" 0.97
-	done
+	metric_targets "dockhost %s / native" dockhost native 0.97
 	target_row "dockhost throughput / native" "$(ratio_median dockhost tput native)" ">=" 0.95
 	if has_mode dockhost+ct && has_mode native+ct; then
 		target_row "dockhost+ct crr / native+ct" "$(ratio_median dockhost+ct crr native+ct)" ">=" 0.97
 	fi
-	if has_mode dockhost-4096; then
-		for m in crr rr udp; do
-			target_row "dockhost-4096 $m / dockhost" "$(ratio_median dockhost-4096 $m dockhost)" ">=" 0.98
-		done
-	fi
-	if has_mode dockhost-unmapped; then
-		for m in crr rr udp; do
-			target_row "unmatched traffic $m, attached / not" "$(ratio_median dockhost-unmapped $m native)" ">=" 0.99
-		done
-	fi
-	if has_mode clsact-noop; then
-		for m in crr rr udp; do
-			target_row "(floor: empty clsact program $m / native)" "$(ratio_median clsact-noop $m native)" ">=" 0.99
-		done
-	fi
+	metric_targets "dockhost-4096 %s / dockhost" dockhost-4096 dockhost 0.98
+	metric_targets "unmatched traffic %s, attached / not" dockhost-unmapped native 0.99
+	metric_targets "(floor: empty clsact program %s / native)" clsact-noop native 0.99
 	socket_targets
 }
 
@@ -490,44 +486,18 @@ targets() {
 # socket/dockhost >= 1.00 within noise: 0.98, since two identical modes
 # differ by up to 2% here (native-aa / native, shown below as the noise).
 socket_targets() {
-	local m
 	has_mode socket || return 0
-	for m in crr rr udp; do
-		target_row "socket $m / native" "$(ratio_median socket $m native)" ">=" 0.97
-	done
+	metric_targets "socket %s / native" socket native 0.97
 	target_row "socket throughput / native" "$(ratio_median socket tput native)" ">=" 0.95
-	if has_mode dockhost; then
-		for m in crr rr udp; do
-			target_row "socket $m / dockhost (NAT mode)" "$(ratio_median socket $m dockhost)" ">=" 0.98
-		done
-	fi
+	metric_targets "socket %s / dockhost (NAT mode)" socket dockhost 0.98
 	# Socket mode refuses a NAT chain (so no socket+ct), and NAT mode's
 	# TCP fails behind the firewall: each with conntrack where it runs.
-	if has_mode socket+fw && has_mode native+fw; then
-		for m in crr rr udp; do
-			target_row "socket+fw $m / native+fw" "$(ratio_median socket+fw $m native+fw)" ">=" 0.97
-		done
-	fi
-	if has_mode socket-4096; then
-		for m in crr rr udp; do
-			target_row "socket-4096 $m / socket" "$(ratio_median socket-4096 $m socket)" ">=" 0.98
-		done
-	fi
-	if has_mode socket-unmapped; then
-		for m in crr rr udp; do
-			target_row "unmatched traffic $m, socket mode attached / not" \
-				"$(ratio_median socket-unmapped $m native)" ">=" 0.99
-		done
-	fi
-	for m in crr rr udp; do
-		has_mode tcx-noop && target_row "(floor: empty tcx programs, both hooks, $m / native)" \
-			"$(ratio_median tcx-noop $m native)" ">=" 0.99
-		has_mode tcx-noop-ingress && target_row "(floor: empty tcx program, ingress only, $m / native)" \
-			"$(ratio_median tcx-noop-ingress $m native)" ">=" 0.99
-		has_mode native-aa && target_row "(noise: native-aa $m / native)" \
-			"$(ratio_median native-aa $m native)" ">=" 0.98
-	done
-	return 0
+	metric_targets "socket+fw %s / native+fw" socket+fw native+fw 0.97
+	metric_targets "socket-4096 %s / socket" socket-4096 socket 0.98
+	metric_targets "unmatched traffic %s, socket mode attached / not" socket-unmapped native 0.99
+	metric_targets "(floor: empty tcx programs, both hooks, %s / native)" tcx-noop native 0.99
+	metric_targets "(floor: empty tcx program, ingress only, %s / native)" tcx-noop-ingress native 0.99
+	metric_targets "(noise: native-aa %s / native)" native-aa native 0.98
 }
 
 results=$out/results.md
