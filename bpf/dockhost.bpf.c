@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * dockhost-bpf datapath: tc programs on a bridge device, and one cgroup
- * program for socket mode's UDP replies.
+ * dockhost-bpf datapath: tc programs on a bridge device, and for socket
+ * mode an sk_lookup program on the bridge's netns and cgroup programs for
+ * its UDP replies.
  *
  * ingress (container -> host): drop anything carrying a loopback address
  *   (CVE-2020-8558), then, for TCP/UDP aimed at a gateway address and a
@@ -9,12 +10,14 @@
  *   - NAT mode: rewrite toward its loopback target, remembering the flow
  *     (IPv4 only: the kernel never routes ::1 off lo, so IPv6 is guarded
  *     and left alone);
- *   - socket mode, IPv4 and IPv6: hand it to the target's socket
- *     (lib/steer.bpf.h).
+ *   - socket mode, IPv4 and IPv6: leave it as it is, and have the target's
+ *     socket ready for dh_sk_lookup (lib/steer.bpf.h).
  * egress (host -> container), NAT mode: turn replies from a loopback target
  *   back into the gateway address and port the container used; any other
  *   packet with a loopback source is dropped so loopback never leaks onto
  *   the bridge. Socket mode's replies leave from the gateway already.
+ * sk_lookup (socket mode): the stack's own socket lookup for a packet from
+ *   the bridge to a gateway and a mapped port picks the target's socket.
  * cgroup/sendmsg4, sendmsg6 (socket mode): a UDP socket bound to loopback
  *   answering a container sends from the gateway the container used.
  *
@@ -141,6 +144,14 @@ struct {
 	__type(key, struct dh_sock_flow_key);
 	__type(value, struct dh_sock_flow);
 } sock_flows SEC(".maps");
+
+/* Socket mode's target sockets: see lib/steer.bpf.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, DH_MAX_PORTS);
+	__type(key, struct dh_target_key);
+	__type(value, __u64);
+} targets SEC(".maps");
 
 #define DH_COUNT(field)                                                    \
 	({                                                                 \
@@ -334,16 +345,16 @@ static __always_inline int dh_guard(struct __sk_buff *skb, struct dh_packet *pkt
 	return 0;
 }
 
-/* Is the destination one of the bridge's gateways? One map per family:
- * the IPv4 key stays 8 bytes. */
-static __always_inline bool dh_to_gateway(struct __sk_buff *skb, const struct dh_packet *pkt, bool v6)
+/* Is @addr (one word for IPv4, four for IPv6) one of the bridge's
+ * gateways? One map per family: the IPv4 key stays 8 bytes. */
+static __always_inline bool dh_is_gateway(__u32 ifindex, const __u32 *addr, bool v6)
 {
-	struct dh_gateway6_key key6 = { .ifindex = skb->ifindex };
-	struct dh_gateway_key key = { .ifindex = skb->ifindex, .addr = pkt->daddr };
+	struct dh_gateway6_key key6 = { .ifindex = ifindex };
+	struct dh_gateway_key key = { .ifindex = ifindex, .addr = addr[0] };
 
 	if (!v6)
 		return bpf_map_lookup_elem(&gateways, &key) != NULL;
-	__builtin_memcpy(key6.addr, pkt->daddr6, sizeof(key6.addr));
+	__builtin_memcpy(key6.addr, addr, sizeof(key6.addr));
 	return bpf_map_lookup_elem(&gateways6, &key6) != NULL;
 }
 
@@ -366,7 +377,7 @@ int dh_ingress(struct __sk_buff *skb)
 	if (verdict)
 		return verdict;
 
-	if (!dh_to_gateway(skb, &pkt, l3 == DH_L3_IPV6))
+	if (!dh_is_gateway(skb->ifindex, l3 == DH_L3_IPV6 ? pkt.daddr6 : &pkt.daddr, l3 == DH_L3_IPV6))
 		return DH_PASS(passed);
 	if (pkt.fragment) {
 		/* Later fragments carry no ports: we cannot tell whether the
@@ -408,6 +419,63 @@ int dh_ingress(struct __sk_buff *skb)
 	dh_count_port(skb, &port_key);
 	DH_COUNT(redirected);
 	return TC_ACT_OK;
+}
+
+/*
+ * Socket mode's delivery, in the stack's own socket lookup: a TCP SYN (or
+ * the ACK of a SYN cookie) that no established socket took, or a UDP
+ * datagram no connected socket took, sent from a socket-mode bridge to one
+ * of its gateways and a mapped port, goes to the target's socket. The
+ * kernel then picks within the target's SO_REUSEPORT group, if any. The
+ * ingress program has vetted the packet (the guard) and put the socket in
+ * `targets`; ingress_ifindex is the bridge's (the device the packet came
+ * up on), so a packet to the same address from any other interface is not
+ * ours. Never SK_DROP: what we do not hand over is looked up as usual.
+ */
+SEC("sk_lookup")
+int dh_sk_lookup(struct bpf_sk_lookup *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex, local[4];
+	bool v6 = ctx->family == DH_AF_INET6;
+	struct dh_port_target *found;
+	struct dh_port_key port_key;
+	struct dh_target_key key;
+	struct bpf_sock *sk;
+	long err;
+
+	if ((ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP) ||
+	    dh_bridge_mode(ifindex) != DH_MODE_SOCKET)
+		return SK_PASS;
+	/* One word at a time: the context takes no wider loads. */
+	if (v6) {
+		local[0] = ctx->local_ip6[0];
+		local[1] = ctx->local_ip6[1];
+		local[2] = ctx->local_ip6[2];
+		local[3] = ctx->local_ip6[3];
+	} else {
+		local[0] = ctx->local_ip4;
+	}
+	if (!dh_is_gateway(ifindex, local, v6))
+		return SK_PASS;
+
+	__builtin_memset(&port_key, 0, sizeof(port_key));
+	port_key.ifindex = ifindex;
+	port_key.proto = ctx->protocol;
+	port_key.port = bpf_htons(ctx->local_port);
+	found = dh_lookup_port(&port_key);
+	if (!found || (v6 ? dh_ipv6_unset(found->addr6) : !found->addr))
+		return SK_PASS;
+	dh_target_key(&key, ctx->protocol, v6 ? found->addr6 : &found->addr, found->port, v6);
+	sk = bpf_map_lookup_elem(&targets, &key);
+	if (!sk)
+		return SK_PASS;
+	err = bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	if (err)
+		DH_COUNT(passed_assign_failed);
+	else
+		DH_COUNT(assigned);
+	return SK_PASS;
 }
 
 /* What an ICMP error quotes of the packet that caused it: the IPv4 header

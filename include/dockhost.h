@@ -21,6 +21,10 @@
 #define DH_PIN_PROG_EGRESS  "prog_egress"
 #define DH_PIN_PROG_SENDMSG4 "prog_sendmsg4"  /* socket mode's UDP reply source */
 #define DH_PIN_PROG_SENDMSG6 "prog_sendmsg6"  /* the same for IPv6 */
+#define DH_PIN_PROG_SK_LOOKUP "prog_sk_lookup" /* socket mode's delivery */
+/* The netns attachment of prog_sk_lookup: a BPF link, the only way to
+ * attach sk_lookup, so it lives as long as this pin (or an open fd). */
+#define DH_PIN_LINK_SK_LOOKUP "link_sk_lookup"
 /* Maps are pinned under the names of their definitions in bpf/dockhost.bpf.c. */
 #define DH_MAP_PORTS      "ports"
 #define DH_MAP_PORT_STATS "port_stats"
@@ -31,6 +35,7 @@
 #define DH_MAP_BRIDGES    "bridges"
 #define DH_MAP_MODES      "modes"
 #define DH_MAP_SOCK_FLOWS "sock_flows"
+#define DH_MAP_TARGETS    "targets"
 
 /*
  * The pin set's version, in the style of libxdp's dispatcher: a one-entry
@@ -46,7 +51,7 @@
  */
 #define DH_PIN_META     "meta"
 #define DH_ABI_MAGIC    0x66626864  /* "dhbf" in memory on little endian */
-#define DH_ABI_VERSION  5  /* 5: IPv6: gateways6, sendmsg6, port targets and sock_flows hold IPv6 */
+#define DH_ABI_VERSION  6  /* 6: socket mode delivers through sk_lookup and the targets sockhash */
 
 struct dh_meta {
 	__u32 magic;        /* DH_ABI_MAGIC */
@@ -205,7 +210,7 @@ enum dh_bridge_flags {
 /* What the datapath does with a packet for a mapped port on a gateway. */
 enum dh_mode {
 	DH_MODE_NAT    = 0, /* rewrite to loopback, route_localnet=1, flow state */
-	DH_MODE_SOCKET = 1, /* bpf_sk_assign to the loopback socket, no rewrite */
+	DH_MODE_SOCKET = 1, /* sk_lookup hands it to the loopback socket, no rewrite */
 };
 
 struct dh_bridge {
@@ -255,6 +260,18 @@ struct dh_sock_flow {
 			 * keeps its gateway for DH_NAT_UDP_IDLE */
 };
 
+/*
+ * targets: socket mode's target sockets (a sockhash: sk_lookup programs
+ * can only take a socket from one), by what a mapping points to. The
+ * value is the socket; read from user space it is the socket's cookie.
+ */
+struct dh_target_key {
+	__u32 addr[4];  /* 127.x in the first word (the rest zero), or ::1 */
+	__u16 port;     /* network byte order */
+	__u8 proto;
+	__u8 family;    /* DH_AF_INET or DH_AF_INET6 */
+};
+
 /* counters: one per-CPU struct, a field per outcome and per drop reason.
  * X-macro so the CLI prints exactly the fields the datapath counts. */
 #define DH_COUNTER_FIELDS(X)                                                   \
@@ -272,9 +289,9 @@ struct dh_sock_flow {
 	X(flows_recreated)        /* TCP flow state lost, rebuilt from a packet */ \
 	X(dropped_nat_source_limit) /* the source started too many flows */    \
 	X(flow_origin_conflicts)  /* live flow sent to another gateway: dropped */ \
-	X(assigned)               /* socket mode: handed to a loopback socket */ \
+	X(assigned)               /* socket mode: sk_lookup chose the target */ \
 	X(passed_no_socket)       /* socket mode: nothing at the target */      \
-	X(passed_assign_failed)   /* socket mode: bpf_sk_assign refused it */   \
+	X(passed_assign_failed)   /* socket mode: the target cannot take it */  \
 	X(udp_replies_sourced)    /* socket mode: sendmsg4/6 set the gateway */ \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \

@@ -72,7 +72,7 @@ dh() {
 }
 
 # The mode this run attaches in: DH_MODE, else the CLI's default.
-mode() { echo "${DH_MODE:-nat}"; }
+mode() { echo "${DH_MODE:-socket}"; }
 
 # Ends a case that tests what only NAT mode does, in another mode. It is
 # not a skip (the machine can run it; the mode has nothing to test there),

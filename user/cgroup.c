@@ -171,17 +171,6 @@ int dh_cgroup_sendmsg_detach(const struct dh_state *st)
 	return ret;
 }
 
-const char *dh_socket_mode_unsupported(void)
-{
-	if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_sk_assign, NULL) != 1)
-		return "bpf_sk_assign at tc (Linux 5.7+)";
-	if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_get_netns_cookie, NULL) != 1)
-		return "bpf_get_netns_cookie in cgroup/sendmsg4/6 (Linux 5.7+)";
-	if (dh_netns_cookie() == 0)
-		return "SO_NETNS_COOKIE (Linux 5.14+)";
-	return NULL;
-}
-
 __u64 dh_netns_cookie(void)
 {
 	__u64 cookie = 0;

@@ -87,11 +87,6 @@ int dh_rtnl_talk(struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *
 /* The same on another netlink bus (NETLINK_NETFILTER, say). */
 int dh_netlink_talk(int bus, struct nlmsghdr *req, int (*cb)(const struct nlmsghdr *, void *), void *data);
 
-/* netfilter.c: NAT chains in the caller's netns, which socket mode cannot
- * live with; 0 or -errno. */
-int dh_netns_nat_chains(bool *ipv4, bool *ipv6);
-/* The families with such a chain, as words ("IPv4"), or NULL. */
-const char *dh_socket_mode_blocked(void);
 /* A receive buffer that grows to the largest datagram read. */
 struct dh_rtnl_buf {
 	char *data;
@@ -143,8 +138,8 @@ struct dh_state {
 	const char *pin_dir;
 	int dir_fd;  /* holds the flock */
 	int ports_fd, port_stats_fd, gateways_fd, nat_state_fd, counters_fd, bridges_fd;
-	int modes_fd, sock_flows_fd, gateways6_fd;
-	int prog_ingress_fd, prog_egress_fd, prog_sendmsg4_fd, prog_sendmsg6_fd;
+	int modes_fd, sock_flows_fd, gateways6_fd, targets_fd;
+	int prog_ingress_fd, prog_egress_fd, prog_sendmsg4_fd, prog_sendmsg6_fd, prog_sk_lookup_fd;
 	bool created;  /* this process loaded and pinned everything */
 };
 enum dh_open_mode { DH_OPEN_EXISTING, DH_OPEN_OR_CREATE };
@@ -196,6 +191,12 @@ int dh_cgroup_sendmsg_detach(const struct dh_state *st);
 int dh_cgroup_sendmsg_attached(const struct dh_state *st); /* 1 (both), 0 or -errno */
 /* A lost pin set's program for @ifindex: how many were removed, or -errno. */
 int dh_cgroup_remove_unrecorded(__u32 ifindex);
+/* sk_lookup.c: socket mode's hooks off the bridge, dh_sk_lookup on the
+ * caller's netns (a pinned link) and the sendmsg programs: both or neither.
+ * On failure, *failed names the hook. */
+int dh_socket_hooks_attach(const struct dh_state *st, const char **failed);
+int dh_socket_hooks_detach(const struct dh_state *st);
+int dh_socket_delivery_attached(const struct dh_state *st); /* 1, 0 or -errno */
 /* Can this kernel run socket mode? NULL, or what it lacks. */
 const char *dh_socket_mode_unsupported(void);
 /* The caller's network namespace cookie (SO_NETNS_COOKIE), or 0. */
@@ -230,7 +231,7 @@ int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSI
 struct dh_attach_opts {
 	char bridge[DH_IFNAMSIZ];
 	enum dh_hook hook;
-	bool mode_given;  /* --mode: else a new bridge is NAT, an attached one keeps its mode */
+	bool mode_given;  /* --mode: else a new bridge gets the default, an attached one keeps its mode */
 	__u32 mode;       /* enum dh_mode */
 	struct dh_ip gateways[DH_MAX_ARGS];
 	int n_gateways;

@@ -37,7 +37,7 @@ struct undo {
 	bool mode_entry;   /* the modes entry is this attach's */
 	bool mode_changed; /* a conversion: old_mode is what to put back */
 	__u32 old_mode;
-	bool cgroup;       /* attached sendmsg4 */
+	bool socket_hooks; /* attached sk_lookup and sendmsg4/6 */
 };
 
 static void add_gateway(struct gateway *gws, int *n, const struct dh_ip *addr, __u32 origin)
@@ -143,8 +143,8 @@ static void undo_attach(const struct dh_state *st, const char *name, int ifindex
 		dh_gateway_del(st, ifindex, &u->gateways[i]);
 	if (u->bridge_entry)
 		bpf_map_delete_elem(st->bridges_fd, &key);
-	if (u->cgroup && dh_state_socket_bridges(st, 0) == 0)
-		dh_cgroup_sendmsg_detach(st);
+	if (u->socket_hooks && dh_state_socket_bridges(st, 0) == 0)
+		dh_socket_hooks_detach(st);
 }
 
 /* Fail closed: route_localnet=1 on a bridge without our programs is
@@ -385,11 +385,18 @@ static int check_socket_ports(const struct dh_state *st, const char *name, __u32
 	return 0;
 }
 
+/* A new bridge's mode: socket mode wherever the kernel runs it, since it
+ * sets no sysctl and conntrack sees one flow. */
+static __u32 default_mode(void)
+{
+	return dh_socket_mode_unsupported() ? DH_MODE_NAT : DH_MODE_SOCKET;
+}
+
 /*
- * Puts @bridge's mode in place for the datapath: socket mode's sendmsg4
- * program first (replies must work from the first datagram), then the
- * modes entry, then the record. A bridge leaving socket mode takes the
- * program with it when it was the last one.
+ * Puts @bridge's mode in place for the datapath: socket mode's hooks first
+ * (delivery and replies must work from the first packet), then the modes
+ * entry, then the record. A bridge leaving socket mode takes the hooks
+ * with it when it was the last one.
  */
 static int set_mode(const struct dh_state *st, const char *name, __u32 ifindex, struct dh_bridge *bridge,
 		    __u32 mode, bool existed, struct undo *u)
@@ -400,11 +407,12 @@ static int set_mode(const struct dh_state *st, const char *name, __u32 ifindex, 
 	int err;
 
 	if (mode == DH_MODE_SOCKET) {
-		err = dh_cgroup_sendmsg_attach(st);
+		const char *failed;
+
+		err = dh_socket_hooks_attach(st, &failed);
 		if (err)
-			return dh_runtime_error("attach: %s: cannot attach cgroup/sendmsg4 at the cgroup v2 root: %s",
-						name, strerror(-err));
-		u->cgroup = true;
+			return dh_runtime_error("attach: %s: cannot attach %s: %s", name, failed, strerror(-err));
+		u->socket_hooks = true;
 	}
 	if (bpf_map_lookup_elem(st->modes_fd, &key, &old) == 0) {
 		if (old.mode == mode && old.netns_cookie == entry.netns_cookie)
@@ -426,7 +434,7 @@ record:
 		return dh_runtime_error("attach: %s: cannot record state: %s", name, strerror(errno));
 	if (mode == DH_MODE_NAT && u->mode_changed && u->old_mode == DH_MODE_SOCKET &&
 	    dh_state_socket_bridges(st, 0) == 0)
-		dh_cgroup_sendmsg_detach(st);
+		dh_socket_hooks_detach(st);
 	return 0;
 }
 
@@ -450,9 +458,6 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 	if (opts->mode_given && opts->mode == DH_MODE_SOCKET) {
 		if ((lacks = dh_socket_mode_unsupported()))
 			return dh_runtime_error("attach: %s: socket mode needs %s, which this kernel lacks: use --mode nat",
-						opts->bridge, lacks);
-		if ((lacks = dh_socket_mode_blocked()))
-			return dh_runtime_error("attach: %s: socket mode cannot work here: this network namespace has an %s NAT chain (Docker's MASQUERADE makes one), whose LOCAL_IN hook drops the socket socket mode assigns: use --mode nat",
 						opts->bridge, lacks);
 	}
 	/* A failed read is not "no addresses": pruning by it would drop every
@@ -504,7 +509,7 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 		bridge.attached_at = time(NULL);
 		/* The mode first: an attach killed before the modes entry
 		 * is finished by the next plain attach in this mode. */
-		bridge.mode = opts->mode_given ? opts->mode : DH_MODE_NAT;
+		bridge.mode = opts->mode_given ? opts->mode : default_mode();
 		bridge.netns_cookie = dh_netns_cookie();
 		if (bpf_map_update_elem(st.bridges_fd, &key, &bridge, BPF_ANY)) {
 			err = dh_runtime_error("attach: %s: cannot record state: %s", opts->bridge,
@@ -825,10 +830,10 @@ int dh_detach(const struct dh_cli *cli, const char *name)
 	}
 	dh_state_forget_bridge(&st, ifindex);
 	dh_test_kill_point("detach-forgotten");
-	/* The last socket-mode bridge takes sendmsg4 off the cgroup root. */
+	/* The last socket-mode bridge takes the socket hooks with it. */
 	if (bridge.mode == DH_MODE_SOCKET && dh_state_socket_bridges(&st, 0) == 0 &&
-	    (err = dh_cgroup_sendmsg_detach(&st)))
-		dh_warn("%s: cannot detach cgroup/sendmsg4 from the cgroup v2 root: %s", name, strerror(-err));
+	    (err = dh_socket_hooks_detach(&st)))
+		dh_warn("%s: cannot detach socket mode's sk_lookup or cgroup programs: %s", name, strerror(-err));
 
 	if (dh_state_bridge_count(&st) == 0 && dh_state_remove_pins(&st))
 		dh_warn("%s: cannot remove all pins: %s", st.pin_dir, strerror(errno));

@@ -76,13 +76,10 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 	json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
 	json_object_object_add(obj, "mode", json_object_new_string(dh_mode_name(bridge->mode)));
 	if (bridge->mode == DH_MODE_SOCKET) {
-		const char *blocked = dh_socket_mode_blocked();
-
+		json_object_object_add(obj, "socket_delivery",
+				       json_object_new_boolean(dh_socket_delivery_attached(st) == 1));
 		json_object_object_add(obj, "udp_reply_source",
 				       json_object_new_boolean(dh_cgroup_sendmsg_attached(st) == 1));
-		/* A NAT chain made since attach (dockerd started later) */
-		json_object_object_add(obj, "socket_mode_blocked_by_nat",
-				       blocked ? json_object_new_string(blocked) : NULL);
 	}
 	json_object_object_add(obj, "route_localnet", json_object_new_int(now));
 	json_object_object_add(obj, "saved_route_localnet", json_object_new_int(bridge->saved_route_localnet));
@@ -138,11 +135,10 @@ static void bridges_print(struct json_object *list)
 		printf(" (%s", json_object_get_string(v));
 		json_object_object_get_ex(b, "mode", &v);
 		printf(", %s mode)", json_object_get_string(v));
+		if (json_object_object_get_ex(b, "socket_delivery", &v) && !json_object_get_boolean(v))
+			printf(", sk_lookup delivery MISSING (attach again)");
 		if (json_object_object_get_ex(b, "udp_reply_source", &v) && !json_object_get_boolean(v))
 			printf(", UDP reply source MISSING (attach again)");
-		if (json_object_object_get_ex(b, "socket_mode_blocked_by_nat", &v) && v)
-			printf(", NOT WORKING: an %s NAT chain in this netns drops the sockets socket mode assigns (use --mode nat)",
-			       json_object_get_string(v));
 		if (json_object_object_get_ex(b, "before_guard", &v) && json_object_get_int(v) > 0) {
 			int n = json_object_get_int(v);
 

@@ -33,6 +33,7 @@ struct watch {
 	int n_matches;
 	struct dh_attach_opts opts;  /* bridge name and port count set per call */
 	int n_ports;                 /* --port given: opts.ports[0..n_ports) */
+	bool mode_given;             /* --mode: for a bridge's first attach only */
 	bool detach_on_exit;
 	/* Bridges attached by this watch, by ifindex, for --detach-on-exit
 	 * and to tell which deletions are ours. */
@@ -77,7 +78,7 @@ static int find_seen(const struct watch *w, int ifindex)
 }
 
 /*
- * Attaches a bridge not watched yet, with the --port specs; refreshes one
+ * Attaches a bridge not watched yet, with the --port specs and --mode; refreshes one
  * already watched (gateways from its addresses, programs back if removed),
  * without them: after the first attach the port map is the user's, and a
  * 'port del --bridge' or 'port add --to' must not be undone by the next
@@ -89,6 +90,7 @@ static void attach_bridge(struct watch *w, int ifindex, const char *name)
 
 	snprintf(w->opts.bridge, sizeof(w->opts.bridge), "%s", name);
 	w->opts.n_ports = first ? w->n_ports : 0;
+	w->opts.mode_given = first && w->mode_given;
 	w->opts.quiet_if_unchanged = !first;
 	fflush(stdout);
 	if (dh_attach(w->cli, &w->opts) == 0 && first && w->n_seen < DH_MAX_BRIDGES) {
@@ -374,6 +376,7 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 		{ "match", required_argument, NULL, 'm' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "hook", required_argument, NULL, 'k' },
+		{ "mode", required_argument, NULL, 'o' },
 		{ "detach-on-exit", no_argument, NULL, 'd' },
 		{}
 	};
@@ -402,6 +405,11 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 		case 'k':
 			if (!dh_parse_hook(optarg, &w.opts.hook))
 				return dh_usage_error("watch: --hook '%s': not auto, tcx or clsact", optarg);
+			break;
+		case 'o':
+			if (!dh_parse_mode(optarg, &w.opts.mode))
+				return dh_usage_error("watch: --mode '%s': not socket or nat", optarg);
+			w.mode_given = true;
 			break;
 		case 'd':
 			w.detach_on_exit = true;

@@ -18,12 +18,13 @@ struct command {
 
 static const struct command commands[] = {
 	{ "attach", dh_cmd_attach,
-	  "attach BRIDGE [--gateway ADDR]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode nat|socket]",
-	  "Attach the programs to BRIDGE's ingress and egress. --mode nat (the default\n"
-	  "for a new bridge) rewrites to loopback and sets route_localnet to 1 (the old\n"
-	  "value is saved and restored by detach); --mode socket hands the packets to the\n"
-	  "loopback socket unchanged and never sets a sysctl. An attached bridge keeps its\n"
-	  "mode unless --mode converts it, with the guard on throughout. Gateways are the bridge's\n"
+	  "attach BRIDGE [--gateway ADDR]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat]",
+	  "Attach the programs to BRIDGE. --mode socket (the default for a new bridge)\n"
+	  "hands the packets, unchanged, to the loopback socket behind the port and never\n"
+	  "sets a sysctl; --mode nat rewrites them to loopback and sets route_localnet to\n"
+	  "1 (the old value is saved and restored by detach): for a UDP server that\n"
+	  "connect()s to its client, or a UDP port mapped to another port. An attached\n"
+	  "bridge keeps its mode unless --mode converts it, with the guard on throughout. Gateways are the bridge's\n"
 	  "own addresses, docker0's (Docker's host-gateway), daemon.json's host-gateway-ips\n"
 	  "and each --gateway ADDR, IPv4 or IPv6 (never IPv6 link-local). Socket mode\n"
 	  "carries IPv6 to [::1]; NAT mode passes IPv6 unredirected.\n"
@@ -51,14 +52,14 @@ static const struct command commands[] = {
 	  "bridge's own, as from attach --port) and says where; with --bridge, only that\n"
 	  "bridge's entry. Either fails (exit 1) if there is nothing to remove." },
 	{ "watch", dh_cmd_watch,
-	  "watch [--match GLOB]... [--port SPEC]... [--hook auto|tcx|clsact] [--detach-on-exit]",
+	  "watch [--match GLOB]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat] [--detach-on-exit]",
 	  "Stay in the foreground: attach every bridge whose name matches a GLOB (default\n"
 	  "'docker0' and 'br-*') now and whenever one appears, forget bridges that\n"
 	  "disappear, and keep gateway sets current as addresses change. --port maps\n"
-	  "SPEC on each bridge when watch first attaches it, never again on later\n"
-	  "refreshes: 'port' edits made meanwhile stay. SIGTERM, SIGINT or SIGHUP ends\n"
-	  "it; the bridges stay attached unless --detach-on-exit. One line per event\n"
-	  "on standard output." },
+	  "SPEC, and --mode sets the mode, on each bridge when watch first attaches it,\n"
+	  "never again on later refreshes: 'port' edits and conversions made meanwhile\n"
+	  "stay. SIGTERM, SIGINT or SIGHUP ends it; the bridges stay attached unless\n"
+	  "--detach-on-exit. One line per event on standard output." },
 	{ "status", dh_cmd_status, "status",
 	  "Show attached bridges (programs, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },

@@ -51,10 +51,12 @@ static const struct pinned pins[] = {
 	MAP_PIN(DH_MAP_SOCK_FLOWS, sock_flows_fd, BPF_MAP_TYPE_LRU_HASH, struct dh_sock_flow_key,
 		struct dh_sock_flow),
 	MAP_PIN(DH_MAP_GATEWAYS6, gateways6_fd, BPF_MAP_TYPE_HASH, struct dh_gateway6_key, struct dh_gateway),
+	MAP_PIN(DH_MAP_TARGETS, targets_fd, BPF_MAP_TYPE_SOCKHASH, struct dh_target_key, __u64),
 	{ DH_PIN_PROG_INGRESS, offsetof(struct dh_state, prog_ingress_fd), "dh_ingress", 0, 0, 0 },
 	{ DH_PIN_PROG_EGRESS, offsetof(struct dh_state, prog_egress_fd), "dh_egress", 0, 0, 0 },
 	{ DH_PIN_PROG_SENDMSG4, offsetof(struct dh_state, prog_sendmsg4_fd), "dh_sendmsg4", 0, 0, 0 },
 	{ DH_PIN_PROG_SENDMSG6, offsetof(struct dh_state, prog_sendmsg6_fd), "dh_sendmsg6", 0, 0, 0 },
+	{ DH_PIN_PROG_SK_LOOKUP, offsetof(struct dh_state, prog_sk_lookup_fd), "dh_sk_lookup", 0, 0, 0 },
 };
 #define N_PINS (sizeof(pins) / sizeof(pins[0]))
 
@@ -675,6 +677,11 @@ int dh_state_remove_pins(struct dh_state *st)
 		if (i == 0)
 			dh_test_kill_point("pins-removing");
 	}
+	/* Only while a socket-mode bridge needs it; an interrupted run may
+	 * leave it. */
+	pin_path(st, DH_PIN_LINK_SK_LOOKUP, path, sizeof(path));
+	if (unlink(path) && errno != ENOENT)
+		err = -errno;
 	/* meta last: remains of an interrupted removal stay ours to repair. */
 	return remove_meta_and_dir(st, err);
 }

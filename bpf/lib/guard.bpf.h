@@ -63,7 +63,10 @@ static long dh_opts_step(__u64 index, void *ctx)
 static __always_inline bool dh_ipv4_options_unsafe(struct __sk_buff *skb, const struct dh_packet *pkt)
 {
 	struct dh_opts_walk walk = {};
-	__u32 len = pkt->l4_off - pkt->l3_off - IPV4_MIN_HLEN;
+	/* 64 bits, so the register checked is the one passed: with a __u32,
+	 * clang checked a zero-extended copy and passed the original, whose
+	 * bounds the verifier did not know. */
+	__u64 len = (__u64)pkt->l4_off - pkt->l3_off - IPV4_MIN_HLEN;
 
 	if (len == 0 || len > DH_IP_OPTS_MAX)
 		return true;

@@ -1,23 +1,37 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Socket mode: a packet for a mapped port on a gateway is handed to the
- * loopback socket behind the port with bpf_sk_assign(), untouched. Its
- * destination stays the gateway's address, which the kernel delivers
- * locally like any packet to the bridge's address: route_localnet stays
- * 0, and the kernel's martian check stays the barrier for everything that
- * is not ours. An accepted TCP socket's local address and port are the
- * gateway's, so its replies need nothing; a UDP socket bound to loopback
- * gets its reply source from dh_sendmsg4/6 (sock_flows). No socket at the
- * target: the packet goes on as it came, and the kernel answers it from
- * the gateway (RST, port unreachable) as for any closed port. IPv4 and
- * IPv6 take the same path: only the tuple's size and addresses differ.
+ * Socket mode. A packet for a mapped port on a gateway goes up the stack
+ * untouched: its destination stays the gateway's address, which the kernel
+ * delivers locally like any packet to the bridge's address, so
+ * route_localnet stays 0 and the kernel's martian check stays the barrier
+ * for everything that is not ours. The stack's own socket lookup then
+ * finds it a socket: a TCP flow's established (request, timewait) socket
+ * by its real tuple, as for any flow, since that socket's local address
+ * and port are the gateway's; anything else goes to the listener lookup,
+ * where dh_sk_lookup (an sk_lookup program on the bridge's netns) hands it
+ * the target's socket. No target socket: the lookup goes on as if we were
+ * not there, and the kernel answers from the gateway (RST, port
+ * unreachable) as for any closed port. TCP replies need nothing; a UDP
+ * socket bound to loopback gets its reply source from dh_sendmsg4/6
+ * (sock_flows).
+ *
+ * Why not bpf_sk_assign() at tc, which was the first design: a socket
+ * assigned there rides the skb through netfilter, and in a netns with a
+ * NAT chain (every Docker host: MASQUERADE) nf_nat_ipv4_local_in() orphans
+ * it unless the socket's remote port is the flow's. A listener's, or an
+ * unconnected UDP socket's, is 0: every connection was refused. sk_lookup
+ * runs after netfilter, inside the lookup itself.
+ *
+ * sk_lookup can take a socket only from a sockmap or sockhash, and cannot
+ * look one up by address; tc can do both. So tc puts the target's socket
+ * in `targets` when a new flow's first packet (a TCP SYN, any UDP
+ * datagram) finds it missing there. A socket leaves the map when it
+ * closes, and the next such packet puts its successor in.
  *
  * Included by dockhost.bpf.c after its maps and counter macros.
  */
 #ifndef DH_STEER_BPF_H
 #define DH_STEER_BPF_H
-
-#include <bpf/bpf_core_read.h>
 
 #define DH_F_CURRENT_NETNS (-1L)  /* BPF_F_CURRENT_NETNS, a macro in uapi */
 #define DH_SOCK_STREAM 1
@@ -28,23 +42,6 @@ static __always_inline __u32 dh_bridge_mode(__u32 ifindex)
 	struct dh_bridge_mode *mode = bpf_map_lookup_elem(&modes, &ifindex);
 
 	return mode ? mode->mode : DH_MODE_NAT;
-}
-
-/* Hands the packet to @sk and releases it, whatever the outcome. */
-static __always_inline int dh_assign(struct __sk_buff *skb, struct bpf_sock *sk,
-				     const struct dh_port_key *port_key)
-{
-	long err = bpf_sk_assign(skb, sk, 0);
-
-	bpf_sk_release(sk);
-	/* A reuseport group before about 6.5 (-ESOCKTNOSUPPORT), a socket
-	 * going away: the packet goes on unassigned, to be answered as a
-	 * closed port. */
-	if (err)
-		return DH_PASS(passed_assign_failed);
-	dh_count_port(skb, port_key);
-	DH_COUNT(assigned);
-	return TC_ACT_OK;
 }
 
 static __always_inline bool dh_same_gateway(const __u32 a[4], const __u32 b[4])
@@ -99,25 +96,70 @@ static __always_inline bool dh_sock_flow_note(struct __sk_buff *skb, const struc
 	return true;
 }
 
-/*
- * TCP: first the flow's own socket, by the packet's real tuple (a request,
- * established or timewait socket: its local address is the gateway's).
- * Assigning the listener to every packet would make the handshake's final
- * ACK draw a RST. A listener found there (0.0.0.0:P, say) is not ours to
- * use: only the target's listener may take a new connection. UDP: the
- * target socket itself, never by the real tuple, which would find a
- * wildcard socket on the gateway port and bypass the mapping.
- */
-static __always_inline void dh_tuple_dst(struct bpf_sock_tuple *tuple, bool v6, const __u32 *addr,
-					 __u16 port)
+/* @addr: one word for IPv4, four for IPv6. */
+static __always_inline void dh_target_key(struct dh_target_key *key, __u8 proto, const __u32 *addr,
+					  __u16 port, bool v6)
 {
+	__builtin_memset(key, 0, sizeof(*key));
 	if (v6) {
-		__builtin_memcpy(tuple->ipv6.daddr, addr, sizeof(tuple->ipv6.daddr));
-		tuple->ipv6.dport = port;
+		__builtin_memcpy(key->addr, addr, sizeof(key->addr));
+		key->family = DH_AF_INET6;
 	} else {
-		tuple->ipv4.daddr = addr[0];
-		tuple->ipv4.dport = port;
+		key->addr[0] = addr[0];
+		key->family = DH_AF_INET;
 	}
+	key->port = port;
+	key->proto = proto;
+}
+
+/*
+ * The socket at the target, from `targets`, else looked up there and put
+ * in: a TCP listener, or a UDP socket. Looked up by the target's address
+ * only, never by the packet's own destination, which would find a wildcard
+ * socket on the gateway port and bypass the mapping. NULL if there is
+ * none; the caller releases what it gets.
+ */
+static __always_inline struct bpf_sock *dh_target_socket(struct __sk_buff *skb, const struct dh_packet *pkt,
+							 const struct dh_port_target *target, bool v6)
+{
+	__u32 size = v6 ? sizeof(struct bpf_sock_tuple) : sizeof(((struct bpf_sock_tuple *)0)->ipv4);
+	const __u32 *addr = v6 ? target->addr6 : &target->addr;
+	struct bpf_sock_tuple tuple;
+	struct dh_target_key key;
+	struct bpf_sock *sk;
+
+	dh_target_key(&key, pkt->proto, addr, target->port, v6);
+	sk = bpf_map_lookup_elem(&targets, &key);
+	if (sk)
+		return sk;
+
+	__builtin_memset(&tuple, 0, sizeof(tuple));
+	if (v6) {
+		__builtin_memcpy(tuple.ipv6.saddr, pkt->saddr6, sizeof(tuple.ipv6.saddr));
+		__builtin_memcpy(tuple.ipv6.daddr, addr, sizeof(tuple.ipv6.daddr));
+		tuple.ipv6.sport = pkt->sport;
+		tuple.ipv6.dport = target->port;
+	} else {
+		tuple.ipv4.saddr = pkt->saddr;
+		tuple.ipv4.daddr = addr[0];
+		tuple.ipv4.sport = pkt->sport;
+		tuple.ipv4.dport = target->port;
+	}
+	if (pkt->proto == IPPROTO_TCP) {
+		sk = bpf_sk_lookup_tcp(skb, &tuple, size, DH_F_CURRENT_NETNS, 0);
+		if (sk && sk->state != BPF_TCP_LISTEN) {
+			bpf_sk_release(sk);
+			return NULL;
+		}
+	} else {
+		sk = bpf_sk_lookup_udp(skb, &tuple, size, DH_F_CURRENT_NETNS, 0);
+	}
+	/* A socket the map refuses (a connected UDP socket, say) is still
+	 * the target's: dh_sk_lookup then finds nothing, and the packet is
+	 * answered as for a closed port. */
+	if (sk && bpf_map_update_elem(&targets, &key, sk, BPF_ANY))
+		DH_COUNT(passed_assign_failed);
+	return sk;
 }
 
 /* @v6 is a constant at each call: the compiler keeps one path per family. */
@@ -125,48 +167,25 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 				    const struct dh_port_target *target, const struct dh_port_key *port_key,
 				    bool v6)
 {
-	__u32 size = v6 ? sizeof(struct bpf_sock_tuple) : sizeof(((struct bpf_sock_tuple *)0)->ipv4);
-	struct bpf_sock_tuple tuple;
 	struct bpf_sock *sk;
 
-	/* Kernels without tc bpf_sk_assign (before 5.7) load the object
-	 * with this branch dead; attach refuses socket mode there. */
-	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_sk_assign))
-		return DH_PASS(passed_assign_failed);
-
-	__builtin_memset(&tuple, 0, sizeof(tuple));
-	if (v6) {
-		__builtin_memcpy(tuple.ipv6.saddr, pkt->saddr6, sizeof(tuple.ipv6.saddr));
-		tuple.ipv6.sport = pkt->sport;
-	} else {
-		tuple.ipv4.saddr = pkt->saddr;
-		tuple.ipv4.sport = pkt->sport;
+	/* Only a new flow's first packet needs the target's socket: a TCP
+	 * segment after the SYN belongs to a socket the stack finds by its
+	 * own tuple. */
+	if (pkt->proto == IPPROTO_TCP && !pkt->tcp_syn) {
+		dh_count_port(skb, port_key);
+		return TC_ACT_UNSPEC;
 	}
-	if (pkt->proto == IPPROTO_TCP) {
-		dh_tuple_dst(&tuple, v6, v6 ? pkt->daddr6 : &pkt->daddr, pkt->dport);
-		sk = bpf_skc_lookup_tcp(skb, &tuple, size, DH_F_CURRENT_NETNS, 0);
-		if (sk) {
-			if (sk->state != BPF_TCP_LISTEN)
-				return dh_assign(skb, sk, port_key);
-			bpf_sk_release(sk);
-		}
-		dh_tuple_dst(&tuple, v6, v6 ? target->addr6 : &target->addr, target->port);
-		sk = bpf_skc_lookup_tcp(skb, &tuple, size, DH_F_CURRENT_NETNS, 0);
-		if (sk && sk->state != BPF_TCP_LISTEN) {
-			bpf_sk_release(sk);
-			sk = NULL;
-		}
-	} else {
-		dh_tuple_dst(&tuple, v6, v6 ? target->addr6 : &target->addr, target->port);
-		sk = bpf_sk_lookup_udp(skb, &tuple, size, DH_F_CURRENT_NETNS, 0);
-		if (sk && !dh_sock_flow_note(skb, pkt, sk, v6)) {
-			bpf_sk_release(sk);
-			return DH_DROP(flow_origin_conflicts);
-		}
-	}
+	sk = dh_target_socket(skb, pkt, target, v6);
 	if (!sk)
 		return DH_PASS(passed_no_socket);
-	return dh_assign(skb, sk, port_key);
+	if (pkt->proto == IPPROTO_UDP && !dh_sock_flow_note(skb, pkt, sk, v6)) {
+		bpf_sk_release(sk);
+		return DH_DROP(flow_origin_conflicts);
+	}
+	bpf_sk_release(sk);
+	dh_count_port(skb, port_key);
+	return TC_ACT_UNSPEC;
 }
 
 #endif /* DH_STEER_BPF_H */

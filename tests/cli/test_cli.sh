@@ -332,7 +332,7 @@ test_idempotent_port_add() {
 }
 
 test_json_everywhere() {
-	dh --json attach br0 --port 8088 | grep -q '"result":"attached"' || fail "attach --json"
+	dh --json attach br0 --mode nat --port 8088 | grep -q '"result":"attached"' || fail "attach --json"
 	dh --json port add 8089/udp | grep -q '"result":"added"' || fail "port add --json"
 	dh --json status | grep -q '"route_localnet":1' || fail "status --json"
 	dh --json stats | grep -q '"redirected":' || fail "stats --json"
@@ -426,7 +426,7 @@ test_warns_about_bridge_netfilter() {
 	# New network namespaces start with bridge-nf-call-iptables=1 here.
 	[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || skip "no br_netfilter in this kernel"
 	in_host sysctl -qw net.bridge.bridge-nf-call-iptables=1
-	expect_exit 0 dh attach br0
+	expect_exit 0 dh attach br0 --mode nat
 	expect_eq "$(printf '%s\n' "$OUT" | grep -c 'bridge-nf-call-iptables=1')" 1 "one warning line"
 	expect_contains "$OUT" "br0: net.bridge.bridge-nf-call-iptables=1: conntrack sees" "warning"
 	expect_contains "$OUT" "INVALID" "warning"
@@ -522,8 +522,8 @@ test_pin_sets_of_other_versions_are_refused() {
 
 test_detach_force_leaves_an_older_pin_set() {
 	make_bridge "$H" br1 10.202.0.1
-	dh attach br0 --port 8088
-	dh attach br1 --hook clsact
+	dh attach br0 --mode nat --port 8088
+	dh attach br1 --mode nat --hook clsact
 	local version
 	version=$((16#$(bpftool map lookup pinned "$PIN/meta" key 0 0 0 0 | awk '{print $11}')))
 	craft_meta $((version - 1))

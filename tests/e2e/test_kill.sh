@@ -4,6 +4,10 @@
 # itself at STEP; an unknown STEP would let it finish, which fails here.
 . "$(dirname "$0")/../lib.sh"
 
+# NAT mode's steps, where route_localnet is at stake (socket mode's are
+# in test_modes.sh): every attach here is --mode nat (lib.sh's dh).
+DH_MODE=nat
+
 # Steps on the way of 'attach br0 --port 8088' (a first attach: loads and
 # pins), of 'detach br0' (the last one: removes the pins), of port edits.
 ATTACH_STEPS="meta-pinned maps-pinned prog-pinned attach-recorded attach-gateways port-stats-added

@@ -123,7 +123,7 @@ test_repairs_a_removed_guard() {
 }
 
 test_detach_on_exit() {
-	start_watch --match 'br*' --detach-on-exit
+	start_watch --match 'br*' --mode nat --detach-on-exit
 	wait_for "br0 attached" "attached br0"
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 1 "route_localnet while watched"
 	stop_watch
