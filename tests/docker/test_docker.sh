@@ -23,6 +23,9 @@ port_udp=18089
 port_secret=18090
 state=""  # the temporary directory, made once the suite runs (below)
 fw_comment=dockhost-bpf-test-$$  # marks the suite's iptables rules (no spaces: see host_leftovers)
+# Docker turns IPv6 forwarding on when it makes an IPv6 network (the
+# IPv6 test's), and leaves it on.
+v6_forwarding='net\.ipv6\.conf\.(all|default)\.forwarding'
 started_dockerd=""
 
 say() { printf '%s\n' "$*" >&2; }
@@ -38,7 +41,11 @@ host_snapshot() {
 		ip -br link | awk '{ print $1 }' | sort
 		iptables-save 2>/dev/null | grep -v -E '^#|^:' | sed 's/\[[0-9:]*\]//'
 		nft list tables 2>/dev/null
-		sysctl -a 2>/dev/null | grep -E '^net\.ipv4\.(ip_forward|conf\.[^.]+\.route_localnet)|bridge-nf-call' | sort
+		sysctl -a 2>/dev/null | grep -E "^net\.ipv4\.(ip_forward|conf\.[^.]+\.route_localnet)|^$v6_forwarding|bridge-nf-call" | sort
+		ip6tables-save 2>/dev/null | grep -v -E '^#|^:' | sed 's/\[[0-9:]*\]//'
+		# Socket mode's sk_lookup link on this (the root) netns.
+		bpftool link show 2>/dev/null | grep -E "netns_ino $(stat -L -c %i /proc/self/ns/net) .*sk_lookup" |
+			sed 's/^[[:space:]]*/sk_lookup link: /'
 		# The cgroup v2 root's attachments, but dockhost-bpf's sendmsg
 		# programs: other checkouts' tests attach and detach theirs at
 		# any time. The suite's own are checked by id (host_leftovers).
@@ -177,6 +184,13 @@ teardown_docker() {
 		done
 		sysctl -qw "net.ipv4.ip_forward=$(sed -n 's/^net.ipv4.ip_forward = //p' "$state/before")"
 	fi
+	# Any daemon's: the IPv6 network was ours. "all" first: writing it
+	# sets "default" (and every device) too.
+	local key
+	for key in net.ipv6.conf.all.forwarding net.ipv6.conf.default.forwarding; do
+		grep -q "^$key = " "$state/before" &&
+			sysctl -qw "$key=$(sed -n "s/^$key = //p" "$state/before")"
+	done
 	host_snapshot >"$state/after"
 }
 
@@ -190,17 +204,23 @@ in_container() {  # NETWORK [docker run options]... -- SNIPPET
 		--add-host host.docker.internal:host-gateway "${opts[@]}" "$image" sh -c "$1" 2>>"$state/docker.err"
 }
 
-tcp_from() {  # NETWORK PORT
+# HOST is host.docker.internal unless named; OPTIONS go to docker run (an
+# --add-host for HOST, say).
+tcp_from() {  # NETWORK PORT [HOST [OPTIONS]...]
+	local net=$1 port=$2 host=${3:-host.docker.internal}
+	shift $(($# < 3 ? $# : 3))
 	# nc's -w bounds the connect only: a connection whose segments a
 	# firewall drops would wait for the server for ever, and timeout(1)
 	# around docker run cannot end a container's PID 1.
-	in_container "$1" -- "echo | timeout 5 nc -w 2 host.docker.internal $2"
+	in_container "$net" "$@" -- "echo | timeout 5 nc -w 2 $host $port"
 }
 
-udp_from() {  # NETWORK PORT
+udp_from() {  # NETWORK PORT [HOST [OPTIONS]...]
+	local net=$1 port=$2 host=${3:-host.docker.internal}
+	shift $(($# < 3 ? $# : 3))
 	# head, not bash's read: read takes one byte per recv(), which on a
 	# datagram socket throws the rest of the datagram away.
-	in_container "$1" -- "bash -c 'exec 3<>/dev/udp/host.docker.internal/$2; echo ping >&3; timeout 2 head -n 1 <&3'"
+	in_container "$net" "$@" -- "bash -c 'exec 3<>/dev/udp/$host/$port; echo ping >&3; timeout 2 head -n 1 <&3'"
 }
 
 # dockhost-bpf against the host's bridges, with the suite's own pin dir.
@@ -213,9 +233,22 @@ start_services() {
 	socat "TCP4-LISTEN:$port_tcp,bind=127.0.0.1,reuseaddr,fork" SYSTEM:"read -r _; echo tcp-pong" &
 	socat "UDP4-RECVFROM:$port_udp,bind=127.0.0.1,fork" SYSTEM:"read -r _; echo udp-pong" &
 	socat "TCP4-LISTEN:$port_secret,bind=127.0.0.1,reuseaddr,fork" SYSTEM:"read -r _; echo secret" &
+	wait_services 3
+}
+
+# The same on [::1], beside them on the same ports.
+start_services6() {
+	socat "TCP6-LISTEN:$port_tcp,bind=[::1],reuseaddr,fork" SYSTEM:"read -r _; echo tcp6-pong" &
+	socat "UDP6-RECVFROM:$port_udp,bind=[::1],fork" SYSTEM:"read -r _; echo udp6-pong" &
+	socat "TCP6-LISTEN:$port_secret,bind=[::1],reuseaddr,fork" SYSTEM:"read -r _; echo secret" &
+	wait_services 6
+}
+
+wait_services() {  # COUNT: how many sockets listen on the suite's ports
 	local i
 	for i in $(seq 50); do
-		[ "$(ss -H -ln "sport = :$port_tcp or sport = :$port_udp or sport = :$port_secret" | wc -l)" -ge 3 ] && return 0
+		[ "$(ss -H -ltun "sport = :$port_tcp or sport = :$port_udp or sport = :$port_secret" | wc -l)" -ge "$1" ] &&
+			return 0
 		sleep 0.05
 	done
 	fail "the services do not listen"
@@ -237,7 +270,7 @@ mode_of() {  # BRIDGE
 }
 
 counter() {  # NAME: one of stats --json's counters (all bridges)
-	dhd --json stats | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+	dhd --json stats | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p"
 }
 
 # A NET_ADMIN container on NETWORK routes 127.0.0.1 via its gateway and
@@ -263,48 +296,86 @@ attack_from() {  # NETWORK
 		fail "$1: the guard saw no packet: $(dhd stats)"
 }
 
-# Every network in NAT mode: Docker's default bridge (docker0), a network
-# with Docker's br-<id> and one with a custom bridge name, each attached by
-# its network name. host.docker.internal is host-gateway, docker0's
-# address, on every network.
-test_mode_nat() {
-	local mode=nat net br
-	start_services
-	expect_not_contains "$(tcp_from bridge $port_tcp)" tcp-pong "default bridge before attach"
-	for net in bridge dhtest-default dhtest-custom; do
-		dhd attach "$net" --mode "$mode" >/dev/null
-	done
-	dhd port add $port_tcp
-	dhd port add $port_udp/udp
-	for net in bridge dhtest-default dhtest-custom; do
-		br=$(bridge_of "$net")
-		expect_eq "$(mode_of "$br")" "$mode" "$net ($br): status"
-		expect_eq "$(sysctl -n "net.ipv4.conf.$br.route_localnet")" 1 "$net ($br): route_localnet"
-		expect_eq "$(tcp_from "$net" $port_tcp)" tcp-pong "$net ($br), $mode mode: TCP"
-		expect_eq "$(udp_from "$net" $port_udp)" udp-pong "$net ($br), $mode mode: UDP"
-		expect_not_contains "$(tcp_from "$net" $port_secret)" secret "$net ($br), $mode mode: an unmapped port"
-	done
-	attack_from bridge
-	attack_from dhtest-default
-	for net in dhtest-custom dhtest-default bridge; do
-		dhd detach "$net" >/dev/null
-	done
-	[ ! -e "$PIN" ] || fail "pins left: $(ls "$PIN")"
+# The networks every mode is tested on: Docker's default bridge (docker0),
+# a network with Docker's br-<id> and one with a custom bridge name.
+networks="bridge dhtest-default dhtest-custom"
+
+# What a MODE does to the bridge's route_localnet, and the counter that
+# counts its deliveries (the other mode's stays 0).
+route_localnet_in() {  # MODE
+	case $1 in nat) echo 1 ;; *) echo 0 ;; esac
 }
 
-# Docker's MASQUERADE rules make a NAT chain on every Docker host, and
-# with one socket mode cannot work (user/netfilter.c says why): attach
-# refuses it, naming the reason, and changes nothing, on every network.
-test_mode_socket_refused_on_a_docker_host() {
-	local net br
-	start_services
-	for net in bridge dhtest-default dhtest-custom; do
-		br=$(bridge_of "$net")
-		expect_exit 1 dhd attach "$net" --mode socket --port $port_tcp
-		expect_contains "$OUT" "has an IPv4 NAT chain" "$net ($br): socket mode refused"
-		expect_eq "$(sysctl -n "net.ipv4.conf.$br.route_localnet")" 0 "$net ($br): route_localnet"
+delivered_in() {  # MODE
+	case $1 in nat) echo redirected ;; *) echo assigned ;; esac
+}
+
+expect_route_localnet() {  # BRIDGE WANT WHAT
+	expect_eq "$(sysctl -n "net.ipv4.conf.$1.route_localnet")" "$2" "$3: route_localnet"
+}
+
+# The ids of socket mode's cgroup/sendmsg programs in the pin set.
+sendmsg_ids() {
+	local hook
+	for hook in sendmsg4 sendmsg6; do
+		bpftool prog show pinned "$PIN/prog_$hook" 2>/dev/null | sed -n 's/^\([0-9]*\): .*/\1/p'
 	done
-	[ ! -e "$PIN" ] || fail "pins left: $(ls "$PIN")"
+}
+
+# None of IDS is on the host's cgroup v2 root any more (host_snapshot
+# leaves dh_sendmsg programs out: other checkouts' come and go).
+expect_off_cgroup_root() {  # WHAT IDS...
+	local what=$1 attached id
+	shift
+	attached=$(cgroup_root_attachments | awk '{ print $1 }')
+	for id in "$@"; do
+		! grep -qx "$id" <<<"$attached" || fail "$what: sendmsg program $id still on the cgroup root"
+	done
+}
+
+# Every network in each mode, each attached by its network name: socket
+# mode by a plain attach (the default, with Docker's NAT chain in the
+# netns), NAT mode by --mode nat. host.docker.internal is host-gateway,
+# docker0's address, on every network. Each mode delivers through its own
+# counter and never the other's, keeps route_localnet as it should, closes
+# unmapped ports and stops the attack; detach puts everything back.
+test_modes() {
+	local mode net br delivered before ids
+	local -a how
+	start_services
+	expect_not_contains "$(tcp_from bridge $port_tcp)" tcp-pong "default bridge before attach"
+	for mode in socket nat; do
+		how=(--mode "$mode")
+		[ "$mode" = socket ] && how=()  # the default
+		for net in $networks; do
+			dhd attach "$net" "${how[@]}" >/dev/null
+		done
+		dhd port add $port_tcp
+		dhd port add $port_udp/udp
+		delivered=$(delivered_in $mode)
+		for net in $networks; do
+			br=$(bridge_of "$net")
+			expect_eq "$(mode_of "$br")" "$mode" "$net ($br): status"
+			before=$(counter "$delivered")
+			expect_eq "$(tcp_from "$net" $port_tcp)" tcp-pong "$net ($br), $mode mode: TCP"
+			expect_eq "$(udp_from "$net" $port_udp)" udp-pong "$net ($br), $mode mode: UDP"
+			[ "$(counter "$delivered")" -ge $((before + 2)) ] ||
+				fail "$net ($br), $mode mode: $delivered counted no TCP and UDP: $(dhd stats)"
+			expect_not_contains "$(tcp_from "$net" $port_secret)" secret "$net ($br), $mode mode: an unmapped port"
+			expect_route_localnet "$br" "$(route_localnet_in $mode)" "$net ($br), $mode mode"
+		done
+		expect_eq "$(counter "$(delivered_in "$([ $mode = nat ] && echo socket || echo nat)")")" 0 \
+			"$mode mode: the other mode's counter"
+		attack_from bridge
+		attack_from dhtest-default
+		mapfile -t ids < <(sendmsg_ids)
+		for net in dhtest-custom dhtest-default bridge; do
+			dhd detach "$net" >/dev/null
+			expect_route_localnet "$(bridge_of "$net")" 0 "$net, $mode mode, after detach"
+		done
+		[ ! -e "$PIN" ] || fail "$mode mode: pins left: $(ls "$PIN")"
+		expect_off_cgroup_root "$mode mode, after detach" "${ids[@]}"
+	done
 }
 
 # A test that failed leaves no bridge attached (tcx programs without links
@@ -314,7 +385,7 @@ cleanup() {
 	local net
 	set +e
 	if [ -e "${PIN:-/nonexistent}" ]; then
-		for net in bridge dhtest-default dhtest-custom; do dhd detach "$net" >/dev/null 2>&1; done
+		for net in $networks dhtest-v6; do dhd detach "$net" >/dev/null 2>&1; done
 	fi
 	[ -n "$state" ] && firewall_off
 	lib_cleanup
@@ -356,37 +427,101 @@ firewall_off() {
 }
 
 # Docker's br_netfilter (bridge-nf-call-iptables=1) with an INVALID-drop
-# rule in INPUT: conntrack sees a NAT-mode flow as container -> gateway:P
-# on the bridge, before the rewrite, and its reply from 127.0.0.1:P, so the
-# container's ACK is INVALID and dropped. NAT mode's TCP fails (asserted:
-# it is documented); UDP works. Socket mode, which would not have this
-# problem, cannot run on a Docker host (its NAT chain): refused.
+# rule in INPUT (ufw's and firewalld's default), on every network. Socket
+# mode leaves the packet alone: conntrack sees container -> gateway:P both
+# ways, TCP and UDP work, the rule never matches, route_localnet stays 0.
+# NAT mode: conntrack records the flow on the bridge before the rewrite,
+# the reply comes from 127.0.0.1:P, the container's ACK is INVALID and
+# dropped: TCP fails every time (asserted: the documented known failure),
+# UDP works. Each network is attached in socket mode, then converted to
+# NAT mode in place; once the rules are gone NAT-mode TCP works again (the
+# control: the rule made the failure).
 test_firewall_invalid_drop() {
-	local net br
+	local net br mode drops
 	[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || skip "no br_netfilter loaded"
 	start_services
 	sysctl -n net.bridge.bridge-nf-call-iptables >"$state/bridge_nf"
 	sysctl -qw net.bridge.bridge-nf-call-iptables=1
-	for net in bridge dhtest-default; do
+	for net in $networks; do
 		br=$(bridge_of "$net")
-		dhd attach "$net" --mode nat --port $port_tcp --port $port_udp/udp >/dev/null
-		expect_eq "$(tcp_from "$net" $port_tcp)" tcp-pong "$net ($br), NAT mode, no rule yet (control)"
 		echo "$br" >>"$state/fw_bridges"
 		invalid_drop -I "$br" tcp && invalid_drop -I "$br" udp || fail "cannot add the INVALID-drop rules on $br"
-		expect_not_contains "$(tcp_from "$net" $port_tcp)" tcp-pong \
-			"$net ($br), NAT mode: TCP through the INVALID drop (the known failure)"
-		[ "$(invalid_drops "$br")" -ge 1 ] || fail "$net ($br): the INVALID rule never matched"
-		expect_eq "$(udp_from "$net" $port_udp)" udp-pong "$net ($br), NAT mode: UDP through the INVALID drop"
-		expect_exit 1 dhd attach "$net" --mode socket
-		expect_contains "$OUT" "NAT chain" "$net ($br): no conversion to socket mode on a Docker host"
+		for mode in socket nat; do
+			dhd attach "$net" --mode "$mode" --port $port_tcp --port $port_udp/udp >/dev/null
+			expect_eq "$(mode_of "$br")" "$mode" "$net ($br): status"
+			drops=$(invalid_drops "$br")
+			if [ "$mode" = socket ]; then
+				expect_eq "$(tcp_from "$net" $port_tcp)" tcp-pong \
+					"$net ($br), socket mode: TCP through the INVALID drop"
+				expect_eq "$(invalid_drops "$br")" "$drops" "$net ($br), socket mode: INVALID packets dropped"
+			else
+				expect_not_contains "$(tcp_from "$net" $port_tcp)" tcp-pong \
+					"$net ($br), NAT mode: TCP through the INVALID drop (the known failure)"
+				[ "$(invalid_drops "$br")" -gt "$drops" ] ||
+					fail "$net ($br), NAT mode: the INVALID rule never matched"
+			fi
+			expect_eq "$(udp_from "$net" $port_udp)" udp-pong "$net ($br), $mode mode: UDP through the INVALID drop"
+			expect_route_localnet "$br" "$(route_localnet_in $mode)" "$net ($br), $mode mode"
+		done
+		invalid_drop -D "$br" tcp && invalid_drop -D "$br" udp || fail "cannot remove the INVALID-drop rules on $br"
+		expect_eq "$(tcp_from "$net" $port_tcp)" tcp-pong "$net ($br), NAT mode, the rules gone (control)"
 		dhd detach "$net" >/dev/null
+		expect_route_localnet "$br" 0 "$net ($br), after detach"
 	done
 	firewall_off
 	[ ! -e "$PIN" ] || fail "pins left: $(ls "$PIN")"
 }
 
-# watch picks up a network created after it started, and forgets it when
-# it is removed.
+# IPv6: a network made with --ipv6 and a unique-local subnet (Docker 20.10
+# needs nothing in daemon.json for a user-defined network), services on the
+# host's [::1] beside the 127.0.0.1 ones, on the same ports, and one mapping
+# for both families. Docker's host-gateway is a single address (docker0's
+# IPv4, or daemon.json's host-gateway-ip; host-gateway-ips, for both
+# families, is Docker 25+), so the container names the host over IPv6 by
+# the network's IPv6 gateway, the bridge's address, through an --add-host
+# of its own. Socket mode (the default): TCP and UDP reach [::1] (the
+# replies tell the services apart), the UDP reply comes from the gateway
+# (sendmsg6), route_localnet stays 0, IPv4 works beside it.
+test_ipv6() {
+	local net=dhtest-v6 subnet=fd42:d0c:6::/64 gw6=fd42:d0c:6::1 br before sourced ids i
+	local -a host6=(host6.docker.internal --add-host "host6.docker.internal:$gw6")
+	start_services
+	start_services6
+	"$docker_bin" network create --label "$label" --ipv6 --subnet "$subnet" "$net" >"$state/v6net" 2>&1 ||
+		skip "docker network create --ipv6: $(cat "$state/v6net")"
+	br=$(bridge_of "$net")
+	# The gateway's address is tentative (DAD) for a second or two once
+	# the bridge's first port comes up, and takes no packets until then:
+	# a container keeps the bridge up, and the test waits for DAD to end.
+	"$docker_bin" run -d --label "$label" --network "$net" "$image" sleep 600 >"$state/v6keeper"
+	for i in $(seq 100); do
+		[ -n "$(ip -6 addr show dev "$br" to "$gw6/128" -tentative)" ] && break
+		sleep 0.1
+	done
+	[ -n "$(ip -6 addr show dev "$br" to "$gw6/128" -tentative)" ] ||
+		fail "$net ($br): $gw6 still tentative: $(ip -6 addr show dev "$br")"
+	dhd attach "$net" --port $port_tcp --port $port_udp/udp >/dev/null
+	expect_eq "$(mode_of "$br")" socket "$net ($br): status"
+	expect_contains "$(dhd --json status | tr -d ' \n')" "\"addr\":\"$gw6\"" "$net ($br): the IPv6 gateway"
+	before=$(counter assigned)
+	sourced=$(counter udp_replies_sourced)
+	expect_eq "$(tcp_from "$net" $port_tcp "${host6[@]}")" tcp6-pong "$net ($br): TCP to [::1] via [$gw6]"
+	expect_eq "$(udp_from "$net" $port_udp "${host6[@]}")" udp6-pong "$net ($br): UDP to [::1] via [$gw6]"
+	[ "$(counter assigned)" -ge $((before + 2)) ] || fail "$net ($br): assigned counted no TCP and UDP: $(dhd stats)"
+	[ "$(counter udp_replies_sourced)" -gt "$sourced" ] || fail "$net ($br): no UDP reply sourced: $(dhd stats)"
+	expect_not_contains "$(tcp_from "$net" $port_secret "${host6[@]}")" secret "$net ($br): an unmapped port over IPv6"
+	expect_eq "$(tcp_from "$net" $port_tcp)" tcp-pong "$net ($br): TCP over IPv4 beside it"
+	expect_route_localnet "$br" 0 "$net ($br)"
+	mapfile -t ids < <(sendmsg_ids)
+	dhd detach "$net" >/dev/null
+	[ ! -e "$PIN" ] || fail "pins left: $(ls "$PIN")"
+	expect_off_cgroup_root "after detach" "${ids[@]}"
+	"$docker_bin" rm -f "$(cat "$state/v6keeper")" >/dev/null
+	"$docker_bin" network rm "$net" >/dev/null
+}
+
+# watch picks up a network created after it started (in socket mode, the
+# default), and forgets it when it is removed.
 test_watch() {
 	local watch i
 	start_services
@@ -396,6 +531,7 @@ test_watch() {
 	"$docker_bin" network create --label "$label" -o com.docker.network.bridge.name=dhtest-late \
 		dhtest-late >/dev/null
 	for i in $(seq 50); do dhd --json status | grep -q '"bridge":"dhtest-late"' && break; sleep 0.1; done
+	expect_eq "$(mode_of dhtest-late)" socket "watch's default mode"
 	expect_eq "$(tcp_from dhtest-late $port_tcp)" tcp-pong "a network created after watch started"
 	"$docker_bin" network rm dhtest-late >/dev/null
 	for i in $(seq 50); do dhd --json status | grep -q '"bridge":"dhtest-late"' || break; sleep 0.1; done
