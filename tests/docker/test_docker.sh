@@ -340,7 +340,7 @@ expect_off_cgroup_root() {  # WHAT IDS...
 # counter and never the other's, keeps route_localnet as it should, closes
 # unmapped ports and stops the attack; detach puts everything back.
 test_modes() {
-	local mode net br delivered before ids
+	local mode net br delivered other before ids
 	local -a how
 	start_services
 	expect_not_contains "$(tcp_from bridge $port_tcp)" tcp-pong "default bridge before attach"
@@ -364,8 +364,8 @@ test_modes() {
 			expect_not_contains "$(tcp_from "$net" $port_secret)" secret "$net ($br), $mode mode: an unmapped port"
 			expect_route_localnet "$br" "$(route_localnet_in $mode)" "$net ($br), $mode mode"
 		done
-		expect_eq "$(counter "$(delivered_in "$([ $mode = nat ] && echo socket || echo nat)")")" 0 \
-			"$mode mode: the other mode's counter"
+		other=$(delivered_in "$([ "$mode" = nat ] && echo socket || echo nat)")
+		expect_eq "$(counter "$other")" 0 "$mode mode: $other, the other mode's counter"
 		attack_from bridge
 		attack_from dhtest-default
 		mapfile -t ids < <(sendmsg_ids)
@@ -393,37 +393,55 @@ cleanup() {
 
 # The INVALID-drop rule of a firewall (ufw's and firewalld's default), as
 # narrow as it can be: packets in from BRIDGE to the suite's TCP or UDP
-# service, marked with the suite's comment. OP is -I (first in INPUT) or -D.
-invalid_drop() {  # OP BRIDGE tcp|udp
+# service, marked with the suite's comment. OP is -I (first in INPUT) or -D;
+# TOOL iptables (the default) or ip6tables.
+invalid_drop() {  # OP BRIDGE tcp|udp [TOOL]
 	local port=$port_tcp
 	[ "$3" = udp ] && port=$port_udp
-	iptables "$1" INPUT -i "$2" -p "$3" --dport "$port" -m conntrack --ctstate INVALID \
+	"${4:-iptables}" "$1" INPUT -i "$2" -p "$3" --dport "$port" -m conntrack --ctstate INVALID \
 		-m comment --comment "$fw_comment" -j DROP
 }
 
 # How many packets the TCP rule on BRIDGE dropped.
-invalid_drops() {  # BRIDGE
-	iptables -L INPUT -v -n -x | awk -v br=" $1 " -v c="/* $fw_comment */" \
+invalid_drops() {  # BRIDGE [TOOL]
+	"${2:-iptables}" -L INPUT -v -n -x | awk -v br=" $1 " -v c="/* $fw_comment */" \
 		'index($0, c) && / tcp / && index($0, br) { print $1 }'
 }
 
-# Takes the suite's rules out and puts bridge-nf-call-iptables back: from
-# the test's EXIT trap, whatever happened, and from finish() in case the
-# test never got there.
+# Takes the suite's rules out, and the ip6 filter table if ip6tables made
+# it, and puts bridge-nf-call-iptables and -ip6tables back: from the test's
+# EXIT trap, whatever happened, and from finish() in case the test never
+# got there.
 firewall_off() {
-	local br proto
+	local br proto tool
 	if [ -e "$state/fw_bridges" ]; then
 		while read -r br; do
-			for proto in tcp udp; do
-				while invalid_drop -D "$br" $proto 2>/dev/null; do :; done
+			for tool in iptables ip6tables; do
+				for proto in tcp udp; do
+					while invalid_drop -D "$br" $proto $tool 2>/dev/null; do :; done
+				done
 			done
 		done <"$state/fw_bridges"
 		rm -f "$state/fw_bridges"
 	fi
-	if [ -e "$state/bridge_nf" ]; then
-		sysctl -qw "net.bridge.bridge-nf-call-iptables=$(cat "$state/bridge_nf")"
-		rm -f "$state/bridge_nf"
+	if nft list table ip6 filter >/dev/null 2>&1 && ! grep -qx 'table ip6 filter' "$state/before" &&
+		! ip6tables-save 2>/dev/null | grep -q '^-A'; then
+		nft delete table ip6 filter
 	fi
+	for tool in iptables ip6tables; do
+		if [ -e "$state/bridge_nf.$tool" ]; then
+			sysctl -qw "net.bridge.bridge-nf-call-$tool=$(cat "$state/bridge_nf.$tool")"
+			rm -f "$state/bridge_nf.$tool"
+		fi
+	done
+}
+
+# br_netfilter on for TOOL's family (as Docker leaves it), put back by
+# firewall_off.
+bridge_nf_on() {  # iptables|ip6tables
+	[ -e "/proc/sys/net/bridge/bridge-nf-call-$1" ] || skip "no br_netfilter loaded"
+	sysctl -n "net.bridge.bridge-nf-call-$1" >"$state/bridge_nf.$1"
+	sysctl -qw "net.bridge.bridge-nf-call-$1=1"
 }
 
 # Docker's br_netfilter (bridge-nf-call-iptables=1) with an INVALID-drop
@@ -438,10 +456,8 @@ firewall_off() {
 # control: the rule made the failure).
 test_firewall_invalid_drop() {
 	local net br mode drops
-	[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || skip "no br_netfilter loaded"
 	start_services
-	sysctl -n net.bridge.bridge-nf-call-iptables >"$state/bridge_nf"
-	sysctl -qw net.bridge.bridge-nf-call-iptables=1
+	bridge_nf_on iptables
 	for net in $networks; do
 		br=$(bridge_of "$net")
 		echo "$br" >>"$state/fw_bridges"
@@ -481,7 +497,8 @@ test_firewall_invalid_drop() {
 # the network's IPv6 gateway, the bridge's address, through an --add-host
 # of its own. Socket mode (the default): TCP and UDP reach [::1] (the
 # replies tell the services apart), the UDP reply comes from the gateway
-# (sendmsg6), route_localnet stays 0, IPv4 works beside it.
+# (sendmsg6), route_localnet stays 0, IPv4 works beside it; then all of it
+# again through br_netfilter and an ip6tables INVALID drop.
 test_ipv6() {
 	local net=dhtest-v6 subnet=fd42:d0c:6::/64 gw6=fd42:d0c:6::1 br before sourced ids i
 	local -a host6=(host6.docker.internal --add-host "host6.docker.internal:$gw6")
@@ -511,6 +528,20 @@ test_ipv6() {
 	[ "$(counter udp_replies_sourced)" -gt "$sourced" ] || fail "$net ($br): no UDP reply sourced: $(dhd stats)"
 	expect_not_contains "$(tcp_from "$net" $port_secret "${host6[@]}")" secret "$net ($br): an unmapped port over IPv6"
 	expect_eq "$(tcp_from "$net" $port_tcp)" tcp-pong "$net ($br): TCP over IPv4 beside it"
+	# The same through br_netfilter and an INVALID drop for IPv6: socket
+	# mode's flows are conntrack-clean in both families.
+	if [ -e /proc/sys/net/bridge/bridge-nf-call-ip6tables ]; then
+		bridge_nf_on ip6tables
+		echo "$br" >>"$state/fw_bridges"
+		invalid_drop -I "$br" tcp ip6tables && invalid_drop -I "$br" udp ip6tables ||
+			fail "cannot add the IPv6 INVALID-drop rules on $br"
+		expect_eq "$(tcp_from "$net" $port_tcp "${host6[@]}")" tcp6-pong \
+			"$net ($br): TCP to [::1] through the INVALID drop"
+		expect_eq "$(udp_from "$net" $port_udp "${host6[@]}")" udp6-pong \
+			"$net ($br): UDP to [::1] through the INVALID drop"
+		expect_eq "$(invalid_drops "$br" ip6tables)" 0 "$net ($br): INVALID packets dropped"
+		firewall_off
+	fi
 	expect_route_localnet "$br" 0 "$net ($br)"
 	mapfile -t ids < <(sendmsg_ids)
 	dhd detach "$net" >/dev/null
@@ -546,12 +577,14 @@ test_watch() {
 # snapshot cannot show: an iptables rule in a private dockerd's table goes
 # with the table. Prints each one and removes it.
 host_leftovers() {
-	local line
+	local line tool
 	firewall_off
-	iptables-save 2>/dev/null | grep -F -e "--comment $fw_comment" | while read -r line; do
-		echo "iptables rule: $line"
-		# shellcheck disable=SC2086  # the rule's words, as iptables-save wrote them
-		iptables ${line/#-A /-D }
+	for tool in iptables ip6tables; do
+		"$tool-save" 2>/dev/null | grep -F -e "--comment $fw_comment" | while read -r line; do
+			echo "$tool rule: $line"
+			# shellcheck disable=SC2086  # the rule's words, as iptables-save wrote them
+			"$tool" ${line/#-A /-D }
+		done
 	done
 }
 
