@@ -214,6 +214,16 @@ cgroup_test_ids() {  # HOOK
 	return 0
 }
 
+# A test about to remove the pins notes its cgroup programs' ids first:
+# nothing else would find them on the host-wide root.
+note_cgroup_ids() {
+	local hook
+	for hook in $DH_CGROUP_HOOKS; do
+		bpftool prog show pinned "$PIN/prog_$hook" 2>/dev/null |
+			sed -n 's/^\([0-9]*\): .*/\1/p' >>"$DH_SCRATCH/${hook}_ids" || true
+	done
+}
+
 # Socket mode's cgroup programs hang on the host-wide cgroup v2 root: a
 # test that failed before its detach must not leave them there. Only the
 # programs of this test's pin set are taken off.

@@ -29,18 +29,11 @@ our_cgroup_id() {  # HOOK (one of DH_CGROUP_HOOKS)
 	bpftool prog show pinned "$PIN/prog_$1" | sed -n 's/^\([0-9]*\): .*/\1/p'
 }
 
-# The ids of our pinned cgroup programs, one a line; and, for a test that
-# removes the pins, also written where cgroup_cleanup finds them.
+# The ids of our pinned cgroup programs, one a line.
 our_cgroup_ids() {
 	local hook
 	for hook in $DH_CGROUP_HOOKS; do
 		our_cgroup_id $hook
-	done
-}
-note_cgroup_ids() {
-	local hook
-	for hook in $DH_CGROUP_HOOKS; do
-		our_cgroup_id $hook 2>/dev/null >>"$DH_SCRATCH/${hook}_ids" || true
 	done
 }
 
