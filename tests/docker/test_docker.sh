@@ -40,9 +40,9 @@ host_snapshot() {
 		nft list tables 2>/dev/null
 		sysctl -a 2>/dev/null | grep -E '^net\.ipv4\.(ip_forward|conf\.[^.]+\.route_localnet)|bridge-nf-call' | sort
 		# The cgroup v2 root's attachments, but dockhost-bpf's sendmsg
-		# programs: other checkouts' tests attach and detach theirs at
-		# any time. The suite's own are checked by id (host_leftovers).
-		cgroup_root_attachments | awk '$NF !~ /^dh_sendmsg/ { $1 = "cgroup root:"; print }'
+		# and connect programs: other checkouts' tests attach and detach
+		# theirs at any time. The suite's own are checked by id (host_leftovers).
+		cgroup_root_attachments | awk '$NF !~ /^dh_(sendmsg|connect)/ { $1 = "cgroup root:"; print }'
 	}
 }
 
