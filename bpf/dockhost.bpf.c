@@ -20,6 +20,8 @@
  *   the bridge to a gateway and a mapped port picks the target's socket.
  * cgroup/sendmsg4, sendmsg6 (socket mode): a UDP socket bound to loopback
  *   answering a container sends from the gateway the container used.
+ * cgroup/connect4, connect6 (socket mode): count the UDP servers that
+ *   connect() to a container instead, which only NAT mode serves.
  *
  * Bridged container-to-container frames never reach the bridge device's own
  * hooks, so they cost nothing.
@@ -752,6 +754,11 @@ int dh_egress(struct __sk_buff *skb)
  * IPV6_PKTINFO with a non-loopback address) alone. They always allow the
  * send.
  */
+
+/* The flow @key (addresses and family filled in by the caller) names, if
+ * it is a socket-mode flow of ours seen from @ctx's netns; else NULL. The
+ * port and protocol come from @ctx: the peer's (user_port) and the
+ * socket's own. Counts nothing: what a match means is the caller's. */
 static __always_inline struct dh_sock_flow *dh_sock_flow_ours(struct bpf_sock_addr *ctx,
 							       struct dh_sock_flow_key *key)
 {
@@ -767,46 +774,27 @@ static __always_inline struct dh_sock_flow *dh_sock_flow_ours(struct bpf_sock_ad
 	mode = bpf_map_lookup_elem(&modes, &flow->ifindex);
 	if (!mode || mode->mode != DH_MODE_SOCKET || mode->netns_cookie != bpf_get_netns_cookie(ctx))
 		return NULL;
-	DH_COUNT(udp_replies_sourced);
 	return flow;
 }
 
-SEC("cgroup/sendmsg4")
-int dh_sendmsg4(struct bpf_sock_addr *ctx)
+/* The IPv4 flow between @ctx's socket (its bound address) and its peer. */
+static __always_inline struct dh_sock_flow *dh_sock_flow_ours4(struct bpf_sock_addr *ctx)
 {
 	struct dh_sock_flow_key key;
-	struct dh_sock_flow *flow;
-	__u32 src = ctx->msg_src_ip4;
 
-	if (ctx->type != DH_SOCK_DGRAM || (src && !dh_is_loopback(src)))
-		return 1;
 	__builtin_memset(&key, 0, sizeof(key));
 	key.family = DH_AF_INET;
 	key.container_addr[0] = ctx->user_ip4;
 	key.sock_addr[0] = ctx->sk->src_ip4;
-	flow = dh_sock_flow_ours(ctx, &key);
-	if (flow)
-		ctx->msg_src_ip4 = flow->gateway_addr[0];
-	return 1;
+	return dh_sock_flow_ours(ctx, &key);
 }
 
-SEC("cgroup/sendmsg6")
-int dh_sendmsg6(struct bpf_sock_addr *ctx)
+/* The same for IPv6. One word at a time: the context takes no wider loads. */
+static __always_inline struct dh_sock_flow *dh_sock_flow_ours6(struct bpf_sock_addr *ctx)
 {
 	struct bpf_sock *sk = ctx->sk;
 	struct dh_sock_flow_key key;
-	struct dh_sock_flow *flow;
-	__u32 src[4];
 
-	if (ctx->type != DH_SOCK_DGRAM)
-		return 1;
-	/* One word at a time: the context takes no wider loads. */
-	src[0] = ctx->msg_src_ip6[0];
-	src[1] = ctx->msg_src_ip6[1];
-	src[2] = ctx->msg_src_ip6[2];
-	src[3] = ctx->msg_src_ip6[3];
-	if (!dh_ipv6_unset(src) && !dh_ipv6_is_loopback(src))
-		return 1;
 	__builtin_memset(&key, 0, sizeof(key));
 	key.family = DH_AF_INET6;
 	key.container_addr[0] = ctx->user_ip6[0];
@@ -817,13 +805,86 @@ int dh_sendmsg6(struct bpf_sock_addr *ctx)
 	key.sock_addr[1] = sk->src_ip6[1];
 	key.sock_addr[2] = sk->src_ip6[2];
 	key.sock_addr[3] = sk->src_ip6[3];
-	flow = dh_sock_flow_ours(ctx, &key);
+	return dh_sock_flow_ours(ctx, &key);
+}
+
+SEC("cgroup/sendmsg4")
+int dh_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	struct dh_sock_flow *flow;
+	__u32 src = ctx->msg_src_ip4;
+
+	if (ctx->type != DH_SOCK_DGRAM || (src && !dh_is_loopback(src)))
+		return 1;
+	flow = dh_sock_flow_ours4(ctx);
+	if (flow) {
+		ctx->msg_src_ip4 = flow->gateway_addr[0];
+		DH_COUNT(udp_replies_sourced);
+	}
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int dh_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct dh_sock_flow *flow;
+	__u32 src[4];
+
+	if (ctx->type != DH_SOCK_DGRAM)
+		return 1;
+	src[0] = ctx->msg_src_ip6[0];
+	src[1] = ctx->msg_src_ip6[1];
+	src[2] = ctx->msg_src_ip6[2];
+	src[3] = ctx->msg_src_ip6[3];
+	if (!dh_ipv6_unset(src) && !dh_ipv6_is_loopback(src))
+		return 1;
+	flow = dh_sock_flow_ours6(ctx);
 	if (flow) {
 		ctx->msg_src_ip6[0] = flow->gateway_addr[0];
 		ctx->msg_src_ip6[1] = flow->gateway_addr[1];
 		ctx->msg_src_ip6[2] = flow->gateway_addr[2];
 		ctx->msg_src_ip6[3] = flow->gateway_addr[3];
+		DH_COUNT(udp_replies_sourced);
 	}
+	return 1;
+}
+
+/*
+ * A UDP server that connect()s its loopback-bound socket to the container
+ * that wrote to it cannot be helped in socket mode: the connect itself
+ * fails (IPv4: no route from a loopback source off lo with route_localnet
+ * 0; IPv6: its sends leave from ::1), and a connected socket's sends carry
+ * no address for sendmsg4/6 to act on. Such servers need NAT mode: these
+ * count them (udp_connects_unsupported), so `stats` says why the
+ * container got no answer. Attached beside sendmsg4/6, with the same
+ * checks; they always allow the connect.
+ */
+SEC("cgroup/connect4")
+int dh_connect4(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != DH_SOCK_DGRAM || !dh_is_loopback(ctx->sk->src_ip4))
+		return 1;
+	if (dh_sock_flow_ours4(ctx))
+		DH_COUNT(udp_connects_unsupported);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int dh_connect6(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__u32 src[4];
+
+	if (ctx->type != DH_SOCK_DGRAM)
+		return 1;
+	src[0] = sk->src_ip6[0];
+	src[1] = sk->src_ip6[1];
+	src[2] = sk->src_ip6[2];
+	src[3] = sk->src_ip6[3];
+	if (!dh_ipv6_is_loopback(src))
+		return 1;
+	if (dh_sock_flow_ours6(ctx))
+		DH_COUNT(udp_connects_unsupported);
 	return 1;
 }
 

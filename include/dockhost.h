@@ -22,6 +22,8 @@
 #define DH_PIN_PROG_SENDMSG4 "prog_sendmsg4"  /* socket mode's UDP reply source */
 #define DH_PIN_PROG_SENDMSG6 "prog_sendmsg6"  /* the same for IPv6 */
 #define DH_PIN_PROG_SK_LOOKUP "prog_sk_lookup" /* socket mode's delivery */
+#define DH_PIN_PROG_CONNECT4 "prog_connect4"  /* socket mode: counts connect()ing UDP servers */
+#define DH_PIN_PROG_CONNECT6 "prog_connect6"  /* the same for IPv6 */
 /* The netns attachment of prog_sk_lookup: a BPF link, the only way to
  * attach sk_lookup, so it lives as long as this pin (or an open fd). */
 #define DH_PIN_LINK_SK_LOOKUP "link_sk_lookup"
@@ -293,6 +295,7 @@ struct dh_target_key {
 	X(passed_no_socket)       /* socket mode: nothing at the target */      \
 	X(passed_assign_failed)   /* socket mode: the target cannot take it */  \
 	X(udp_replies_sourced)    /* socket mode: sendmsg4/6 set the gateway */ \
+	X(udp_connects_unsupported) /* socket mode: UDP server connect()ed: use NAT */ \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \
 	X(icmp_errors_rewritten)  /* ICMP error about a redirected flow */     \

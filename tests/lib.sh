@@ -202,25 +202,42 @@ setup_pin_dir() {
 	DH_SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}"/dh-test-scratch-XXXXXX)
 }
 
-# Socket mode's cgroup/sendmsg4 and sendmsg6 hang on the host-wide cgroup
-# v2 root: a test that failed before its detach must not leave them there.
-# Only the programs of this test's pin set are taken off. A test that
-# removes the pins first writes the ids to sendmsg4_ids and sendmsg6_ids.
-cgroup_cleanup() {
-	local ids id dir hook all=
-	[ -n "${PIN:-}" ] || return 0
-	for hook in sendmsg4 sendmsg6; do
-		ids=$(bpftool prog show pinned "$PIN/prog_$hook" 2>/dev/null | sed -n 's/^\([0-9]*\): .*/\1/p')
-		[ -n "${DH_SCRATCH:-}" ] && [ -e "$DH_SCRATCH/${hook}_ids" ] && ids="$ids $(cat "$DH_SCRATCH/${hook}_ids")"
-		all="$all $ids"
+# Socket mode's cgroup programs, by the suffix of their pins (prog_HOOK),
+# which is also bpftool's name of their attach type.
+DH_CGROUP_HOOKS="sendmsg4 sendmsg6 connect4 connect6"
+
+# This test's ids of cgroup program HOOK: the pinned one, and those a test
+# that removes the pins first wrote to HOOK_ids.
+cgroup_test_ids() {  # HOOK
+	bpftool prog show pinned "$PIN/prog_$1" 2>/dev/null | sed -n 's/^\([0-9]*\): .*/\1/p'
+	[ -n "${DH_SCRATCH:-}" ] && [ -e "$DH_SCRATCH/$1_ids" ] && cat "$DH_SCRATCH/$1_ids"
+	return 0
+}
+
+# A test about to remove the pins notes its cgroup programs' ids first:
+# nothing else would find them on the host-wide root.
+note_cgroup_ids() {
+	local hook
+	for hook in $DH_CGROUP_HOOKS; do
+		bpftool prog show pinned "$PIN/prog_$hook" 2>/dev/null |
+			sed -n 's/^\([0-9]*\): .*/\1/p' >>"$DH_SCRATCH/${hook}_ids" || true
 	done
-	[ -n "${all// /}" ] || return 0
+}
+
+# Socket mode's cgroup programs hang on the host-wide cgroup v2 root: a
+# test that failed before its detach must not leave them there. Only the
+# programs of this test's pin set are taken off.
+cgroup_cleanup() {
+	local id dir hook all=
+	[ -n "${PIN:-}" ] || return 0
+	for hook in $DH_CGROUP_HOOKS; do
+		all="$all $(cgroup_test_ids $hook)"
+	done
+	[ -n "${all//[[:space:]]/}" ] || return 0
 	dir=$(mktemp -d /tmp/dh-test-cgroup2-XXXXXX)
 	if mount -t cgroup2 none "$dir"; then
-		for hook in sendmsg4 sendmsg6; do
-			ids=$(bpftool prog show pinned "$PIN/prog_$hook" 2>/dev/null | sed -n 's/^\([0-9]*\): .*/\1/p')
-			[ -n "${DH_SCRATCH:-}" ] && [ -e "$DH_SCRATCH/${hook}_ids" ] && ids="$ids $(cat "$DH_SCRATCH/${hook}_ids")"
-			for id in $ids; do
+		for hook in $DH_CGROUP_HOOKS; do
+			for id in $(cgroup_test_ids $hook); do
 				bpftool cgroup detach "$dir" "$hook" id "$id" 2>/dev/null
 			done
 		done

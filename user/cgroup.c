@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
  * Socket mode's cgroup/sendmsg4 and sendmsg6 programs at the cgroup v2
- * root, and what socket mode needs of the kernel. The two go on and off
- * together: "the sendmsg programs" below.
+ * root, with connect4 and connect6 (which count the UDP servers that only
+ * NAT mode serves), and what socket mode needs of the kernel. The four go
+ * on and off together: "the sendmsg programs" below.
  *
  * The root holds every process of the host, whatever its hierarchy: on a
  * cgroup v1 host (no cgroup2 mounted) it is mounted for the call in a
@@ -15,6 +16,7 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,15 +72,18 @@ static int open_cgroup2_root(void)
 static const struct {
 	enum bpf_attach_type type;
 	const char *name;  /* the function in dockhost.bpf.c */
+	size_t fd_offset;  /* of its pinned program's fd in struct dh_state */
 } hooks[] = {
-	{ BPF_CGROUP_UDP4_SENDMSG, "dh_sendmsg4" },
-	{ BPF_CGROUP_UDP6_SENDMSG, "dh_sendmsg6" },
+	{ BPF_CGROUP_UDP4_SENDMSG, "dh_sendmsg4", offsetof(struct dh_state, prog_sendmsg4_fd) },
+	{ BPF_CGROUP_UDP6_SENDMSG, "dh_sendmsg6", offsetof(struct dh_state, prog_sendmsg6_fd) },
+	{ BPF_CGROUP_INET4_CONNECT, "dh_connect4", offsetof(struct dh_state, prog_connect4_fd) },
+	{ BPF_CGROUP_INET6_CONNECT, "dh_connect6", offsetof(struct dh_state, prog_connect6_fd) },
 };
 #define N_HOOKS (sizeof(hooks) / sizeof(hooks[0]))
 
 static int hook_prog_fd(const struct dh_state *st, unsigned int i)
 {
-	return i == 0 ? st->prog_sendmsg4_fd : st->prog_sendmsg6_fd;
+	return *(const int *)((const char *)st + hooks[i].fd_offset);
 }
 
 static int prog_id(int fd, __u32 *id)
@@ -104,7 +109,7 @@ static int attached_on(int cg_fd, enum bpf_attach_type type, __u32 id)
 	return 0;
 }
 
-/* 1 if both are attached, 0 if either is missing, or -errno. */
+/* 1 if all are attached, 0 if any is missing, or -errno. */
 int dh_cgroup_sendmsg_attached(const struct dh_state *st)
 {
 	int cg_fd, ret = 1;
@@ -123,7 +128,7 @@ int dh_cgroup_sendmsg_attached(const struct dh_state *st)
 	return ret;
 }
 
-/* Both or neither: sendmsg4 comes off again if sendmsg6 fails. */
+/* All or none: those attached come off again if one fails. */
 int dh_cgroup_sendmsg_attach(const struct dh_state *st)
 {
 	bool added[N_HOOKS] = {};
@@ -188,7 +193,7 @@ __u64 dh_netns_cookie(void)
 /*
  * A lost pin set (see detach_unrecorded) leaves its sendmsg programs on
  * the cgroup root with nothing recording them. Ours for @ifindex is the
- * dh_sendmsg4 (dh_sendmsg6) whose own modes map holds @ifindex in socket
+ * dh_sendmsg4 (dh_sendmsg6, ...) whose own modes map holds @ifindex in socket
  * mode with this namespace's cookie: the program goes with the last such
  * entry, and the entry once both hooks were looked at. Another pin set's
  * program (another netns, another pin dir) is left alone.

@@ -140,6 +140,7 @@ struct dh_state {
 	int ports_fd, port_stats_fd, gateways_fd, nat_state_fd, counters_fd, bridges_fd;
 	int modes_fd, sock_flows_fd, gateways6_fd, targets_fd;
 	int prog_ingress_fd, prog_egress_fd, prog_sendmsg4_fd, prog_sendmsg6_fd, prog_sk_lookup_fd;
+	int prog_connect4_fd, prog_connect6_fd;
 	bool created;  /* this process loaded and pinned everything */
 };
 enum dh_open_mode { DH_OPEN_EXISTING, DH_OPEN_OR_CREATE };
@@ -183,12 +184,13 @@ void dh_state_older_unlink(const struct dh_state *st, __u32 ifindex);
 /* Test only: SIGKILLs the CLI at @step if DH_TEST_KILL_AT names it. */
 void dh_test_kill_point(const char *step);
 
-/* cgroup.c: socket mode's cgroup/sendmsg4 and sendmsg6 at the cgroup v2 root (mounted
- * in a private directory for the call where no cgroup2 is mounted). It is
- * attached without a link, like tcx, so it never depends on a pin. */
+/* cgroup.c: socket mode's cgroup/sendmsg4, sendmsg6, connect4 and connect6 at
+ * the cgroup v2 root (mounted in a private directory for the call where no
+ * cgroup2 is mounted), "the sendmsg programs": all or none. They are
+ * attached without a link, like tcx, so they never depend on a pin. */
 int dh_cgroup_sendmsg_attach(const struct dh_state *st);
 int dh_cgroup_sendmsg_detach(const struct dh_state *st);
-int dh_cgroup_sendmsg_attached(const struct dh_state *st); /* 1 (both), 0 or -errno */
+int dh_cgroup_sendmsg_attached(const struct dh_state *st); /* 1 (all), 0 or -errno */
 /* A lost pin set's program for @ifindex: how many were removed, or -errno. */
 int dh_cgroup_remove_unrecorded(__u32 ifindex);
 /* sk_lookup.c: socket mode's hooks off the bridge, dh_sk_lookup on the

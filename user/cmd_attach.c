@@ -768,7 +768,7 @@ static int detach_unrecorded(const struct dh_cli *cli, const char *name)
 	if (err)
 		return dh_runtime_error("detach: %s: cannot remove the programs: %s", name, strerror(-err));
 	if (dh_cgroup_remove_unrecorded(dev.ifindex) < 0)
-		dh_warn("%s: cannot look for socket mode's cgroup/sendmsg4 at the cgroup v2 root", name);
+		dh_warn("%s: cannot look for socket mode's cgroup programs at the cgroup v2 root", name);
 	report_detach(cli, name, "detached (no record)", 0,
 		      "detached programs with no record (their pin set was lost); route_localnet set to 0");
 	return 0;

@@ -119,7 +119,7 @@ int dh_socket_hooks_attach(const struct dh_state *st, const char **failed)
 	made = sk_lookup_attach(st);
 	if (made < 0)
 		return made;
-	*failed = "cgroup/sendmsg4 and sendmsg6 at the cgroup v2 root";
+	*failed = "cgroup/sendmsg4, sendmsg6, connect4 and connect6 at the cgroup v2 root";
 	err = dh_cgroup_sendmsg_attach(st);
 	if (err && made)
 		sk_lookup_detach(st);

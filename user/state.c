@@ -57,6 +57,8 @@ static const struct pinned pins[] = {
 	{ DH_PIN_PROG_SENDMSG4, offsetof(struct dh_state, prog_sendmsg4_fd), "dh_sendmsg4", 0, 0, 0 },
 	{ DH_PIN_PROG_SENDMSG6, offsetof(struct dh_state, prog_sendmsg6_fd), "dh_sendmsg6", 0, 0, 0 },
 	{ DH_PIN_PROG_SK_LOOKUP, offsetof(struct dh_state, prog_sk_lookup_fd), "dh_sk_lookup", 0, 0, 0 },
+	{ DH_PIN_PROG_CONNECT4, offsetof(struct dh_state, prog_connect4_fd), "dh_connect4", 0, 0, 0 },
+	{ DH_PIN_PROG_CONNECT6, offsetof(struct dh_state, prog_connect6_fd), "dh_connect6", 0, 0, 0 },
 };
 #define N_PINS (sizeof(pins) / sizeof(pins[0]))
 

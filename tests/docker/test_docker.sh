@@ -47,9 +47,9 @@ host_snapshot() {
 		bpftool link show 2>/dev/null | grep -E "netns_ino $(stat -L -c %i /proc/self/ns/net) .*sk_lookup" |
 			sed 's/^[[:space:]]*/sk_lookup link: /'
 		# The cgroup v2 root's attachments, but dockhost-bpf's sendmsg
-		# programs: other checkouts' tests attach and detach theirs at
-		# any time. The suite's own are checked by id (host_leftovers).
-		cgroup_root_attachments | awk '$NF !~ /^dh_sendmsg/ { $1 = "cgroup root:"; print }'
+		# and connect programs: other checkouts' tests attach and detach
+		# theirs at any time. The suite's own are checked by id (host_leftovers).
+		cgroup_root_attachments | awk '$NF !~ /^dh_(sendmsg|connect)/ { $1 = "cgroup root:"; print }'
 	}
 }
 

@@ -13,21 +13,38 @@ all_route_localnet() {
 		n=${f%/route_localnet}; echo "${n##*/}=$(cat "$f")"; done'
 }
 
-# The sendmsg4 programs on the cgroup v2 root, by id. The root is mounted
-# for the call and unmounted at once (never removed with rm -r: that would
-# remove the host's empty cgroups).
-cgroup_sendmsg4_ids() {
+# The sendmsg and connect programs on the cgroup v2 root, by id. The root
+# is mounted for the call and unmounted at once (never removed with rm -r:
+# that would remove the host's empty cgroups).
+cgroup_root_ids() {
 	local dir
 	dir=$(mktemp -d /tmp/dh-test-cgroup2-XXXXXX)
 	mount -t cgroup2 none "$dir" || { rmdir "$dir"; fail "cannot mount cgroup2"; }
-	bpftool cgroup show "$dir" 2>/dev/null | awk '$2 ~ /sendmsg/ { print $1 }'
+	bpftool cgroup show "$dir" 2>/dev/null | awk '$2 ~ /sendmsg|connect/ { print $1 }'
 	umount "$dir"
 	rmdir "$dir"
 }
 
-our_sendmsg4_id() { our_sendmsg_id sendmsg4; }
-our_sendmsg_id() {  # sendmsg4|sendmsg6
+our_cgroup_id() {  # HOOK (one of DH_CGROUP_HOOKS)
 	bpftool prog show pinned "$PIN/prog_$1" | sed -n 's/^\([0-9]*\): .*/\1/p'
+}
+
+# The ids of our pinned cgroup programs, one a line.
+our_cgroup_ids() {
+	local hook
+	for hook in $DH_CGROUP_HOOKS; do
+		our_cgroup_id $hook
+	done
+}
+
+# How many of IDS (one a line) are on the cgroup root.
+cgroup_root_count() {  # IDS
+	local root id n=0
+	root=$(cgroup_root_ids)
+	for id in $1; do
+		n=$((n + $(grep -c -x "$id" <<<"$root" || true)))
+	done
+	echo $n
 }
 
 # Socket mode never changes a sysctl: route_localnet is 0 on every
@@ -121,7 +138,7 @@ test_convert_between_modes() {
 	[ -e "$PIN/link_sk_lookup" ] || fail "no sk_lookup link in socket mode"
 	expect_eq "$(tcp_get $GW 8088)" pong "socket mode: tcp"
 	expect_eq "$(udp_get $GW 8089)" upong "socket mode: udp"
-	expect_contains "$(cgroup_sendmsg4_ids)" "$(our_sendmsg4_id)" "sendmsg4 on the cgroup root"
+	expect_eq "$(cgroup_root_count "$(our_cgroup_ids)")" 4 "sendmsg4/6 and connect4/6 on the cgroup root"
 
 	expect_exit 0 dh attach br0
 	expect_contains "$OUT" "already attached" "plain attach"
@@ -133,7 +150,7 @@ test_convert_between_modes() {
 	expect_eq "$(route_localnet br0)" 1 "NAT mode again"
 	expect_eq "$(tcp_get $GW 8088)" pong "NAT mode again: tcp"
 	expect_eq "$(udp_get $GW 8089)" upong "NAT mode again: udp"
-	expect_not_contains "$(cgroup_sendmsg4_ids)" "$(our_sendmsg4_id)" "sendmsg4 left with the last socket-mode bridge"
+	expect_eq "$(cgroup_root_count "$(our_cgroup_ids)")" 0 "the cgroup programs left with the last socket-mode bridge"
 	[ ! -e "$PIN/link_sk_lookup" ] || fail "the sk_lookup link stayed after the last socket-mode bridge"
 	dh detach br0
 	expect_eq "$(route_localnet br0)" 0 "after detach"
@@ -182,47 +199,46 @@ test_socket_mode_refuses_udp_to_another_port() {
 	expect_contains "$OUT" "added" "TCP to another port is fine"
 }
 
-# The sendmsg4 and sendmsg6 programs stay on the host-wide cgroup root
+# The sendmsg4/6 and connect4/6 programs stay on the host-wide cgroup root
 # only while a socket-mode bridge needs them.
-test_sendmsg4_detached_with_the_last_socket_bridge() {
+test_cgroup_programs_detached_with_the_last_socket_bridge() {
 	local c2=dh-c2-$RANDOM$RANDOM id ids
 	make_bridge "$H" br1 10.202.0.1
 	make_container "$c2" br1 10.202.0.2 10.202.0.1
 	dh attach br0 --mode socket
 	dh attach br1 --mode socket
-	ids="$(our_sendmsg_id sendmsg4) $(our_sendmsg_id sendmsg6)"
+	ids=$(our_cgroup_ids)
+	expect_eq "$(wc -w <<<"$ids")" 4 "pinned cgroup programs"
 	for id in $ids; do
-		expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 1 "$id attached once for two bridges"
+		expect_eq "$(cgroup_root_count "$id")" 1 "$id attached once for two bridges"
 	done
 	dh detach br0
 	for id in $ids; do
-		expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 1 "$id kept for br1"
+		expect_eq "$(cgroup_root_count "$id")" 1 "$id kept for br1"
 	done
 	dh detach br1
 	for id in $ids; do
-		expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 0 "$id gone with the last bridge"
+		expect_eq "$(cgroup_root_count "$id")" 0 "$id gone with the last bridge"
 	done
 }
 
 # A lost pin set: detach finds the programs no record explains, the
-# sendmsg4 on the cgroup root included (by its modes entry for br0 in
+# cgroup programs on the root included (by their modes entry for br0 in
 # this namespace), and leaves nothing on the host-wide root.
 test_socket_mode_detach_of_a_lost_pin_set() {
-	local id4 id6
+	local ids
 	serve_tcp 8088 127.0.0.1 pong
 	dh attach br0 --mode socket --port 8088
-	id4=$(our_sendmsg_id sendmsg4)
-	id6=$(our_sendmsg_id sendmsg6)
-	echo "$id4" >>"$DH_SCRATCH/sendmsg4_ids"  # for cleanup, should detach fail
-	echo "$id6" >>"$DH_SCRATCH/sendmsg6_ids"
+	ids=$(our_cgroup_ids)
+	note_cgroup_ids  # for cleanup, should detach fail
 	expect_eq "$(tcp_get $GW 8088)" pong "socket mode with its pins"
 	rm -rf "$PIN"
-	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x -e "$id4" -e "$id6")" 2 "still attached without pins"
+	expect_eq "$(cgroup_root_count "$ids")" 4 "still attached without pins"
 	# sk_lookup went with its link's pin: closed, never open.
 	expect_contains "$(tcp_get $GW 8088)" "Connection refused" "socket mode without its pins"
 	expect_exit 0 dh detach br0
 	expect_contains "$OUT" "no record" "detach of a bridge whose state was lost"
-	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x -e "$id4" -e "$id6")" 0 "sendmsg4 and sendmsg6 removed"
+	expect_eq "$(cgroup_root_count "$ids")" 0 "sendmsg4/6 and connect4/6 removed"
 }
 
 # A server that answers with IP_PKTINFO (as dnsmasq does): it names the
@@ -249,11 +265,84 @@ while True:
 	expect_eq "$(counter udp_replies_sourced)" 0 "sendmsg4 left the server's own source alone"
 }
 
+# A UDP server that connect()s its loopback-bound socket to the client
+# after recvfrom(), then send()s: ADDR PORT. It logs each connect's
+# outcome to LOG, and takes a fresh socket for each client.
+serve_udp_connecting() {  # ADDR PORT LOG
+	in_host python3 -c '
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+while True:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], int(sys.argv[2])))
+    data, addr = s.recvfrom(100)
+    try:
+        s.connect(addr)
+        s.send(b"connected\n")
+        print("connected", flush=True)
+    except OSError as e:
+        print("connect failed:", e, flush=True)
+    s.close()
+' "$1" "$2" >>"$3" 2>&1 &
+	wait_listening udp "$2"
+}
+
+# Waits (5 s at most) until FILE has N lines: a server's log.
+wait_lines() {  # FILE N
+	local i
+	for i in $(seq 100); do
+		[ "$(wc -l <"$1")" -ge "$2" ] && return 0
+		sleep 0.05
+	done
+	fail "$1: $(wc -l <"$1") lines, want $2: $(cat "$1")"
+}
+
+# Such a server cannot answer in socket mode: over IPv4 the connect itself
+# fails (EINVAL: route_localnet=0); over IPv6 it succeeds and the answer
+# leaves from ::1, which never reaches the container; sendmsg4/6 never see
+# a connected socket's sends.
+# connect4/connect6 count it in udp_connects_unsupported; NAT mode, the
+# documented way for such servers, serves it. A loopback-bound socket
+# connecting to anything that is no flow of ours is not counted.
+test_udp_server_that_connects_needs_nat_mode() {
+	local log4=$DH_SCRATCH/server4.log log6=$DH_SCRATCH/server6.log
+	add_ipv6
+	: >"$log4"
+	: >"$log6"
+	serve_udp_connecting 127.0.0.1 8089 "$log4"
+	serve_udp_connecting ::1 8090 "$log6"
+	dh attach br0 --mode socket --port 8089/udp --port 8090/udp
+	expect_eq "$(counter udp_connects_unsupported)" 0 "before"
+	in_host python3 -c '
+import socket
+for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((addr, 0))
+    s.connect((addr, 9))
+'
+	expect_eq "$(counter udp_connects_unsupported)" 0 "a local client's connect"
+
+	expect_not_contains "$(udp_get $GW 8089)" connected "socket mode: an answer"
+	wait_lines "$log4" 1
+	expect_contains "$(cat "$log4")" "connect failed" "socket mode: the server's connect"
+	expect_eq "$(counter udp_connects_unsupported)" 1 "socket mode: counted"
+	expect_not_contains "$(udp6_get $GW6 8090)" connected "socket mode, IPv6: an answer"
+	wait_lines "$log6" 1
+	expect_eq "$(counter udp_connects_unsupported)" 2 "socket mode, IPv6: counted"
+	expect_eq "$(counter udp_replies_sourced)" 0 "no reply to source"
+
+	dh attach br0 --mode nat
+	expect_eq "$(udp_get $GW 8089)" connected "NAT mode: the answer"
+	wait_lines "$log4" 2
+	expect_eq "$(tail -n 1 "$log4")" connected "NAT mode: the server's connect"
+	expect_eq "$(counter udp_connects_unsupported)" 2 "NAT mode counts nothing"
+}
+
 # kill -9 at every step of a socket-mode attach: route_localnet is never
 # 1, and the next attach or detach converges; after the detach nothing of
 # ours is left, on the bridge, in the pins or on the host-wide cgroup root.
 test_socket_mode_kill_at_every_step() {
-	local step next rc id id6
+	local step next rc ids
 	for step in meta-pinned maps-pinned prog-pinned attach-recorded attach-gateways port-stats-added \
 		port-added attach-ports attach-mode attach-hooked attach-hook-recorded; do
 		for next in attach detach; do
@@ -261,10 +350,8 @@ test_socket_mode_kill_at_every_step() {
 			DH_TEST_KILL_AT=$step dh attach br0 --mode socket --port 8088 >/dev/null 2>&1 || rc=$?
 			expect_eq "$rc" 137 "killed at $step"
 			expect_eq "$(route_localnet br0)" 0 "killed at $step: route_localnet"
-			id=$(our_sendmsg_id sendmsg4 2>/dev/null || true)
-			id6=$(our_sendmsg_id sendmsg6 2>/dev/null || true)
-			[ -z "$id" ] || echo "$id" >>"$DH_SCRATCH/sendmsg4_ids"
-			[ -z "$id6" ] || echo "$id6" >>"$DH_SCRATCH/sendmsg6_ids"
+			ids=$(our_cgroup_ids 2>/dev/null || true)
+			note_cgroup_ids
 			if [ $next = attach ]; then
 				expect_exit 0 dh attach br0 --mode socket --port 8088
 				expect_contains "$(dh --json status)" '"mode":"socket"' "killed at $step, attach again"
@@ -274,10 +361,8 @@ test_socket_mode_kill_at_every_step() {
 			[ ! -e "$PIN" ] || fail "killed at $step, $next: pins left: $(ls "$PIN")"
 			expect_eq "$(in_host tc filter show dev br0 ingress)$(in_host "$DH_TCXCTL" list br0 | grep dh_)" "" \
 				"killed at $step, $next: programs left"
-			[ -z "$id" ] || expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id")" 0 \
-				"killed at $step, $next: sendmsg4 left on the cgroup root"
-			[ -z "$id6" ] || expect_eq "$(cgroup_sendmsg4_ids | grep -c -x "$id6")" 0 \
-				"killed at $step, $next: sendmsg6 left on the cgroup root"
+			[ -z "$ids" ] || expect_eq "$(cgroup_root_count "$ids")" 0 \
+				"killed at $step, $next: cgroup programs left on the cgroup root"
 			expect_eq "$(route_localnet br0)" 0 "killed at $step, $next: route_localnet"
 		done
 	done

@@ -1,15 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * Unit tests of the datapath: crafted frames through BPF_PROG_TEST_RUN,
- * each test on a freshly loaded (never attached, never pinned) skeleton.
+ * Unit tests of the datapath: crafted frames (and, for dh_sk_lookup,
+ * socket lookups) through BPF_PROG_TEST_RUN, each test on a freshly loaded
+ * (never attached, never pinned) skeleton, in a network namespace of the
+ * run's own: its sockets are the only ones the programs can find.
  * Output: one "PASS name" / "FAIL name" line per test, then the summary.
  */
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <net/if.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "dockhost.h"
@@ -1278,6 +1284,402 @@ static void test_port_entry_removed_stops_redirect(struct dockhost *skel)
 	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
 }
 
+/* ---- socket mode: targets and dh_sk_lookup -------------------------------- */
+
+/*
+ * Real sockets in the test's own network namespace (main() makes one): a
+ * TCP listener or a bound UDP socket at @addr (127.x or ::1) and @port.
+ */
+static int open_target(int type, const char *addr, uint16_t port)
+{
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	bool v6 = strchr(addr, ':') != NULL;
+	int one = 1, fd = socket(v6 ? AF_INET6 : AF_INET, type | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		printf("    socket: %s\n", strerror(errno));
+		failed = true;
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	inet_pton(AF_INET6, addr, &sin6.sin6_addr);
+	inet_pton(AF_INET, addr, &sin.sin_addr);
+	if ((v6 ? bind(fd, (struct sockaddr *)&sin6, sizeof(sin6)) : bind(fd, (struct sockaddr *)&sin, sizeof(sin))) ||
+	    (type == SOCK_STREAM && listen(fd, 8))) {
+		printf("    bind or listen %s port %u: %s\n", addr, port, strerror(errno));
+		failed = true;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static uint64_t sock_cookie(int fd)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+
+	CHECK_EQ(getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len), 0);
+	CHECK(cookie != 0, "no cookie for fd %d", fd);
+	return cookie;
+}
+
+static struct dh_target_key target_key(uint8_t proto, const char *addr, uint16_t port)
+{
+	struct dh_target_key key = { .port = htons(port), .proto = proto };
+
+	if (strchr(addr, ':')) {
+		inet_pton(AF_INET6, addr, key.addr);
+		key.family = DH_AF_INET6;
+	} else {
+		key.addr[0] = ip(addr);
+		key.family = DH_AF_INET;
+	}
+	return key;
+}
+
+/* What user space reads of a sockhash entry: the socket's cookie; 0 if none. */
+static uint64_t target_cookie(struct dockhost *skel, uint8_t proto, const char *addr, uint16_t port)
+{
+	struct dh_target_key key = target_key(proto, addr, port);
+	uint64_t cookie = 0;
+
+	if (bpf_map__lookup_elem(skel->maps.targets, &key, sizeof(key), &cookie, sizeof(cookie), 0))
+		return 0;
+	return cookie;
+}
+
+/* Puts socket @fd in targets as the target (@proto, @addr, @port), as
+ * dh_ingress would: from user space the value is the fd. */
+static void put_target(struct dockhost *skel, uint8_t proto, const char *addr, uint16_t port, int fd)
+{
+	struct dh_target_key key = target_key(proto, addr, port);
+	uint64_t value = fd;
+
+	CHECK_EQ(bpf_map__update_elem(skel->maps.targets, &key, sizeof(key), &value, sizeof(value), 0), 0);
+}
+
+static bool targets_empty(struct dockhost *skel)
+{
+	struct dh_target_key key;
+
+	return bpf_map__get_next_key(skel->maps.targets, NULL, &key, sizeof(key)) != 0;
+}
+
+static void add_gateway_at(struct dockhost *skel, uint32_t ifindex, const char *addr)
+{
+	struct dh_gateway6_key key6 = { .ifindex = ifindex };
+	struct dh_gateway_key key = { .ifindex = ifindex, .addr = ip(addr) };
+	struct dh_gateway value = { .origin = DH_GW_BRIDGE };
+
+	if (!strchr(addr, ':')) {
+		CHECK_EQ(bpf_map__update_elem(skel->maps.gateways, &key, sizeof(key), &value, sizeof(value), 0), 0);
+		return;
+	}
+	inet_pton(AF_INET6, addr, key6.addr);
+	CHECK_EQ(bpf_map__update_elem(skel->maps.gateways6, &key6, sizeof(key6), &value, sizeof(value), 0), 0);
+}
+
+/* A ports entry for either family or both: @to4, @to6 NULL leave that
+ * family unmapped. */
+static void map_port(struct dockhost *skel, uint32_t ifindex, uint8_t proto, uint16_t port,
+		     const char *to4, const char *to6, uint16_t to_port)
+{
+	struct dh_port_key key = { .ifindex = ifindex, .port = htons(port), .proto = proto };
+	struct dh_port_target target = { .addr = to4 ? ip(to4) : 0, .port = htons(to_port) };
+
+	if (to6)
+		inet_pton(AF_INET6, to6, target.addr6);
+	CHECK_EQ(bpf_map__update_elem(skel->maps.ports, &key, sizeof(key), &target, sizeof(target), 0), 0);
+}
+
+/* The modes entry of @ifindex: socket or NAT mode, or (-1) none. */
+static void set_mode_at(struct dockhost *skel, uint32_t ifindex, int mode)
+{
+	struct dh_bridge_mode value = { .mode = mode };
+
+	if (mode < 0) {
+		bpf_map__delete_elem(skel->maps.modes, &ifindex, sizeof(ifindex), 0);
+		return;
+	}
+	CHECK_EQ(bpf_map__update_elem(skel->maps.modes, &ifindex, sizeof(ifindex), &value, sizeof(value), 0), 0);
+}
+
+/*
+ * Runs dh_sk_lookup on the stack's lookup for a @proto packet to @local
+ * (IPv4 or IPv6) and @port, from a container. Returns the cookie of the
+ * socket it selected, 0 for none; *retval gets the verdict.
+ *
+ * The kernel's test run (bpf_prog_test_run_sk_lookup) refuses a context
+ * with any field after local_port set (EINVAL): ingress_ifindex is 0 in
+ * every test run, so the bridge is ifindex 0 here. It reports the
+ * selected socket as its cookie in the output context's `cookie`, and
+ * runs in the caller's network namespace.
+ */
+static uint64_t run_sk_lookup(struct dockhost *skel, uint8_t proto, const char *local, uint16_t port,
+			      int *retval)
+{
+	struct bpf_sk_lookup ctx = { .protocol = proto, .local_port = port, .remote_port = htons(40000) };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .ctx_out = &ctx,
+		    .ctx_size_out = sizeof(ctx), .repeat = 1);
+	int err;
+
+	if (strchr(local, ':')) {
+		ctx.family = AF_INET6;
+		inet_pton(AF_INET6, local, ctx.local_ip6);
+		inet_pton(AF_INET6, "fd00::2", ctx.remote_ip6);
+	} else {
+		ctx.family = AF_INET;
+		ctx.local_ip4 = ip(local);
+		ctx.remote_ip4 = ip(CONTAINER);
+	}
+	err = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.dh_sk_lookup), &opts);
+	if (err) {
+		printf("    bpf_prog_test_run_opts(sk_lookup): %s\n", strerror(-err));
+		failed = true;
+		return 0;
+	}
+	*retval = opts.retval;
+	return ctx.cookie;
+}
+
+#define SKL_BRIDGE 0   /* the ingress_ifindex of every sk_lookup test run */
+#define SKL_OTHER  77  /* another bridge */
+#define SKL_TARGET 18088
+
+enum { TCP4, UDP4, TCP6, UDP6, N_TARGETS };
+
+/*
+ * dh_sk_lookup's decision table. One setup: a listener and a UDP socket
+ * at 127.0.0.1 and at ::1 (port SKL_TARGET) in targets, gateways of the
+ * bridge (10.0.0.1, fd00::1) and of another one (10.0.0.77, fd00::77):
+ *   8088 tcp, udp  -> both families, the entry for every bridge (ifindex
+ *                     0, which is also the tested bridge's own: see
+ *                     run_sk_lookup)
+ *   8090 tcp       -> both, but only for the other bridge
+ *   8091 tcp       -> 127.0.0.1 only;  8092 tcp -> [::1] only
+ *   8093 tcp       -> a target with no socket in targets
+ *   8094 tcp       -> a target whose targets entry is the UDP socket
+ *   8095 udp       -> both (no TCP mapping)
+ *   8096 sctp      -> 127.0.0.1, whose targets entry (for SCTP) is the
+ *                     listener: entries the CLI never makes, so that only
+ *                     the program's own checks keep these cases out
+ * and in targets, as well, the TCP listeners under the unset address of
+ * their family (0.0.0.0, ::), where the unmapped family of a one-family
+ * mapping would look.
+ * Each case sets the bridge's mode and looks up one destination: the
+ * socket it must get (or none), and the one counter that moves: assigned,
+ * passed_assign_failed for FAILS, none for NONE (every counter stays).
+ */
+static void test_sk_lookup_decision_table(struct dockhost *skel)
+{
+	enum { NONE = -1, FAILS = -2 };  /* nothing selected; bpf_sk_assign refused the socket */
+	enum { MODE_NONE = -1, MODE_SOCKET = DH_MODE_SOCKET, MODE_NAT = DH_MODE_NAT, MODE_OTHER = 2 };
+	static const struct {
+		const char *what;
+		int mode;       /* the bridge's modes entry; MODE_OTHER: only the other bridge's */
+		uint8_t proto;
+		const char *local;
+		uint16_t port;
+		int want;       /* TCP4 ... UDP6, NONE or FAILS */
+	} cases[] = {
+		{ "tcp4, mapped for every bridge", MODE_SOCKET, IPPROTO_TCP, "10.0.0.1", 8088, TCP4 },
+		{ "udp4, mapped for every bridge", MODE_SOCKET, IPPROTO_UDP, "10.0.0.1", 8088, UDP4 },
+		{ "tcp6, mapped for every bridge", MODE_SOCKET, IPPROTO_TCP, "fd00::1", 8088, TCP6 },
+		{ "udp6, mapped for every bridge", MODE_SOCKET, IPPROTO_UDP, "fd00::1", 8088, UDP6 },
+		{ "NAT mode", MODE_NAT, IPPROTO_TCP, "10.0.0.1", 8088, NONE },
+		{ "NAT mode, udp6", MODE_NAT, IPPROTO_UDP, "fd00::1", 8088, NONE },
+		{ "no modes entry (NAT mode)", MODE_NONE, IPPROTO_TCP, "10.0.0.1", 8088, NONE },
+		{ "only another bridge in socket mode", MODE_OTHER, IPPROTO_TCP, "10.0.0.1", 8088, NONE },
+		{ "not a gateway", MODE_SOCKET, IPPROTO_TCP, "10.0.0.9", 8088, NONE },
+		{ "not a gateway, IPv6", MODE_SOCKET, IPPROTO_UDP, "fd00::9", 8088, NONE },
+		{ "another bridge's gateway", MODE_SOCKET, IPPROTO_TCP, "10.0.0.77", 8088, NONE },
+		{ "another bridge's gateway, IPv6", MODE_SOCKET, IPPROTO_TCP, "fd00::77", 8088, NONE },
+		{ "loopback destination", MODE_SOCKET, IPPROTO_TCP, "127.0.0.1", SKL_TARGET, NONE },
+		{ "unmapped port", MODE_SOCKET, IPPROTO_TCP, "10.0.0.1", 8089, NONE },
+		{ "mapped for another bridge only", MODE_SOCKET, IPPROTO_TCP, "10.0.0.1", 8090, NONE },
+		{ "IPv4-only mapping, IPv4", MODE_SOCKET, IPPROTO_TCP, "10.0.0.1", 8091, TCP4 },
+		{ "IPv4-only mapping, IPv6", MODE_SOCKET, IPPROTO_TCP, "fd00::1", 8091, NONE },
+		{ "IPv6-only mapping, IPv6", MODE_SOCKET, IPPROTO_TCP, "fd00::1", 8092, TCP6 },
+		{ "IPv6-only mapping, IPv4", MODE_SOCKET, IPPROTO_TCP, "10.0.0.1", 8092, NONE },
+		{ "no socket in targets", MODE_SOCKET, IPPROTO_TCP, "10.0.0.1", 8093, NONE },
+		{ "no socket in targets, IPv6", MODE_SOCKET, IPPROTO_TCP, "fd00::1", 8093, NONE },
+		{ "targets holds a UDP socket for TCP", MODE_SOCKET, IPPROTO_TCP, "10.0.0.1", 8094, FAILS },
+		{ "TCP to a port mapped for UDP only", MODE_SOCKET, IPPROTO_TCP, "10.0.0.1", 8095, NONE },
+		{ "UDP to it", MODE_SOCKET, IPPROTO_UDP, "10.0.0.1", 8095, UDP4 },
+		{ "SCTP to a port mapped for TCP", MODE_SOCKET, IPPROTO_SCTP, "10.0.0.1", 8088, NONE },
+		{ "SCTP with entries for SCTP", MODE_SOCKET, IPPROTO_SCTP, "10.0.0.1", 8096, NONE },
+	};
+	static const struct { int type; uint8_t proto; const char *addr; } sockets[N_TARGETS] = {
+		[TCP4] = { SOCK_STREAM, IPPROTO_TCP, "127.0.0.1" },
+		[UDP4] = { SOCK_DGRAM, IPPROTO_UDP, "127.0.0.1" },
+		[TCP6] = { SOCK_STREAM, IPPROTO_TCP, "::1" },
+		[UDP6] = { SOCK_DGRAM, IPPROTO_UDP, "::1" },
+	};
+	int fds[N_TARGETS], i, n = 0;
+	uint64_t cookies[N_TARGETS];
+	size_t c;
+
+	for (i = 0; i < N_TARGETS; i++) {
+		fds[i] = open_target(sockets[i].type, sockets[i].addr, SKL_TARGET);
+		if (fds[i] < 0)
+			goto out;
+		n++;
+		cookies[i] = sock_cookie(fds[i]);
+		put_target(skel, sockets[i].proto, sockets[i].addr, SKL_TARGET, fds[i]);
+	}
+	put_target(skel, IPPROTO_TCP, "127.0.0.4", SKL_TARGET, fds[UDP4]);
+	put_target(skel, IPPROTO_SCTP, "127.0.0.1", SKL_TARGET, fds[TCP4]);
+	put_target(skel, IPPROTO_TCP, "0.0.0.0", SKL_TARGET, fds[TCP4]);
+	put_target(skel, IPPROTO_TCP, "::", SKL_TARGET, fds[TCP6]);
+	add_gateway_at(skel, SKL_BRIDGE, "10.0.0.1");
+	add_gateway_at(skel, SKL_BRIDGE, "fd00::1");
+	add_gateway_at(skel, SKL_OTHER, "10.0.0.77");
+	add_gateway_at(skel, SKL_OTHER, "fd00::77");
+	map_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", "::1", SKL_TARGET);
+	map_port(skel, 0, IPPROTO_UDP, 8088, "127.0.0.1", "::1", SKL_TARGET);
+	map_port(skel, SKL_OTHER, IPPROTO_TCP, 8090, "127.0.0.1", "::1", SKL_TARGET);
+	map_port(skel, 0, IPPROTO_TCP, 8091, "127.0.0.1", NULL, SKL_TARGET);
+	map_port(skel, 0, IPPROTO_TCP, 8092, NULL, "::1", SKL_TARGET);
+	map_port(skel, 0, IPPROTO_TCP, 8093, "127.0.0.1", "::1", SKL_TARGET + 1);
+	map_port(skel, 0, IPPROTO_TCP, 8094, "127.0.0.4", NULL, SKL_TARGET);
+	map_port(skel, 0, IPPROTO_UDP, 8095, "127.0.0.1", "::1", SKL_TARGET);
+	map_port(skel, 0, IPPROTO_SCTP, 8096, "127.0.0.1", NULL, SKL_TARGET);
+
+	for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct dh_counters before, after, want;
+		uint64_t got, expect = cases[c].want < 0 ? 0 : cookies[cases[c].want];
+		int retval = -1;
+
+		set_mode_at(skel, SKL_BRIDGE, cases[c].mode == MODE_OTHER ? MODE_NONE : cases[c].mode);
+		set_mode_at(skel, SKL_OTHER, cases[c].mode == MODE_OTHER ? MODE_SOCKET : MODE_NONE);
+		before = counters(skel);
+		got = run_sk_lookup(skel, cases[c].proto, cases[c].local, cases[c].port, &retval);
+		after = counters(skel);
+		want = before;
+		want.assigned += cases[c].want >= 0;
+		want.passed_assign_failed += cases[c].want == FAILS;
+		CHECK(got == expect, "%s: selected cookie %llu, want %llu%s", cases[c].what,
+		      (unsigned long long)got, (unsigned long long)expect, expect ? "" : " (none)");
+		CHECK(retval == SK_PASS, "%s: verdict %d, want SK_PASS", cases[c].what, retval);
+		CHECK(!memcmp(&after, &want, sizeof(want)),
+		      "%s: counters: assigned %llu -> %llu, passed_assign_failed %llu -> %llu, or another moved",
+		      cases[c].what, before.assigned, after.assigned, before.passed_assign_failed,
+		      after.passed_assign_failed);
+	}
+out:
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* A closed socket leaves targets by itself (a sockhash drops a member
+ * that closes): the lookup then hands over nothing. */
+static void test_sk_lookup_closed_target_not_assigned(struct dockhost *skel)
+{
+	int fd = open_target(SOCK_STREAM, "127.0.0.1", SKL_TARGET), retval;
+
+	if (fd < 0)
+		return;
+	put_target(skel, IPPROTO_TCP, "127.0.0.1", SKL_TARGET, fd);
+	set_mode_at(skel, SKL_BRIDGE, DH_MODE_SOCKET);
+	add_gateway_at(skel, SKL_BRIDGE, "10.0.0.1");
+	map_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", NULL, SKL_TARGET);
+	CHECK_EQ(run_sk_lookup(skel, IPPROTO_TCP, "10.0.0.1", 8088, &retval), sock_cookie(fd));
+	close(fd);
+	CHECK(targets_empty(skel), "a closed socket stayed in targets");
+	CHECK_EQ(run_sk_lookup(skel, IPPROTO_TCP, "10.0.0.1", 8088, &retval), 0);
+	CHECK_EQ(counters(skel).assigned, 1);
+}
+
+/*
+ * dh_ingress in socket mode, TCP: a SYN to a mapped port puts the target's
+ * listener in targets, for dh_sk_lookup; a segment after the SYN leaves
+ * the map alone (its flow's own socket takes it); nothing listening at the
+ * target: passed_no_socket, nothing put in. IPv4 and IPv6.
+ */
+static void test_socket_mode_syn_puts_listener_in_targets(struct dockhost *skel)
+{
+	int prog = bpf_program__fd(skel->progs.dh_ingress);
+	int fd4 = open_target(SOCK_STREAM, "127.0.0.1", SKL_TARGET);
+	int fd6 = open_target(SOCK_STREAM, "::1", SKL_TARGET);
+	struct flow ack = tcp_to_gateway, syn = tcp_to_gateway;
+	struct frame f;
+
+	if (fd4 < 0 || fd6 < 0)
+		goto out;
+	set_mode(skel, DH_MODE_SOCKET);
+	add_gateway(skel, GATEWAY);
+	add_gateway6(skel, "fd00::1");
+	map_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", "::1", SKL_TARGET);
+	map_port(skel, 0, IPPROTO_TCP, 8089, "127.0.0.1", "::1", SKL_TARGET + 1);  /* nothing there */
+
+	ack.tcp_flags = 0x10;
+	build_ipv4(&f, &ack);
+	expect_untouched(prog, &f);
+	build_ipv6(&f, "fd00::1", IPPROTO_TCP, 8088);
+	f.data[f.l4_off + 13] = 0x10;  /* ACK */
+	expect_untouched(prog, &f);
+	CHECK(targets_empty(skel), "a segment after the SYN touched targets");
+	CHECK_EQ(counters(skel).passed_no_socket, 0);
+
+	build_ipv4(&f, &syn);
+	expect_untouched(prog, &f);
+	CHECK_EQ(target_cookie(skel, IPPROTO_TCP, "127.0.0.1", SKL_TARGET), sock_cookie(fd4));
+	CHECK_EQ(target_cookie(skel, IPPROTO_TCP, "::1", SKL_TARGET), 0);
+	build_ipv6(&f, "fd00::1", IPPROTO_TCP, 8088);
+	expect_untouched(prog, &f);
+	CHECK_EQ(target_cookie(skel, IPPROTO_TCP, "::1", SKL_TARGET), sock_cookie(fd6));
+	CHECK_EQ(counters(skel).passed_no_socket, 0);
+
+	syn.dport = 8089;
+	build_ipv4(&f, &syn);
+	expect_untouched(prog, &f);
+	build_ipv6(&f, "fd00::1", IPPROTO_TCP, 8089);
+	expect_untouched(prog, &f);
+	CHECK_EQ(counters(skel).passed_no_socket, 2);
+	CHECK_EQ(target_cookie(skel, IPPROTO_TCP, "127.0.0.1", SKL_TARGET + 1), 0);
+	CHECK_EQ(target_cookie(skel, IPPROTO_TCP, "::1", SKL_TARGET + 1), 0);
+	CHECK_EQ(counters(skel).passed_assign_failed, 0);
+	CHECK_EQ(counters(skel).assigned, 0);  /* dh_sk_lookup's, not tc's */
+out:
+	if (fd4 >= 0)
+		close(fd4);
+	if (fd6 >= 0)
+		close(fd6);
+}
+
+/* dh_ingress in socket mode, UDP: a datagram puts the target's socket in
+ * targets and notes its flow in sock_flows, keyed as the socket sees it
+ * (for dh_sendmsg4's reply source and dh_connect4's count). */
+static void test_socket_mode_udp_notes_flow(struct dockhost *skel)
+{
+	struct flow fl = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 5353, .dport = 8089,
+			   .proto = IPPROTO_UDP, .payload = "q" };
+	struct dh_sock_flow_key key = { .container_port = htons(5353), .sock_port = htons(SKL_TARGET),
+					.proto = IPPROTO_UDP, .family = DH_AF_INET };
+	int fd = open_target(SOCK_DGRAM, "127.0.0.1", SKL_TARGET);
+	struct dh_sock_flow flow = {};
+	struct frame f;
+
+	if (fd < 0)
+		return;
+	key.container_addr[0] = ip(CONTAINER);
+	key.sock_addr[0] = ip("127.0.0.1");
+	set_mode(skel, DH_MODE_SOCKET);
+	add_gateway(skel, GATEWAY);
+	map_port(skel, 0, IPPROTO_UDP, 8089, "127.0.0.1", NULL, SKL_TARGET);
+	build_ipv4(&f, &fl);
+	expect_untouched(bpf_program__fd(skel->progs.dh_ingress), &f);
+	CHECK_EQ(target_cookie(skel, IPPROTO_UDP, "127.0.0.1", SKL_TARGET), sock_cookie(fd));
+	CHECK_EQ(bpf_map__lookup_elem(skel->maps.sock_flows, &key, sizeof(key), &flow, sizeof(flow), 0), 0);
+	CHECK_EQ(flow.gateway_addr[0], ip(GATEWAY));
+	CHECK_EQ(flow.gateway_addr[1] | flow.gateway_addr[2] | flow.gateway_addr[3], 0);
+	CHECK_EQ(flow.ifindex, LO_IFINDEX);
+	CHECK_EQ(counters(skel).passed_no_socket, 0);
+	close(fd);
+}
+
 /* ---- runner --------------------------------------------------------------- */
 
 struct test {
@@ -1326,7 +1728,33 @@ static const struct test tests[] = {
 	TEST(test_fragments_untouched),
 	TEST(test_fragmented_reply_rewritten),
 	TEST(test_port_entry_removed_stops_redirect),
+	TEST(test_sk_lookup_decision_table),
+	TEST(test_sk_lookup_closed_target_not_assigned),
+	TEST(test_socket_mode_syn_puts_listener_in_targets),
+	TEST(test_socket_mode_udp_notes_flow),
 };
+
+/* A network namespace of our own, its lo up (for 127.0.0.1 and ::1): the
+ * programs' socket lookups then find only the sockets the tests open, and
+ * the host's are never touched. */
+static int own_netns(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd, err = 0;
+
+	if (unshare(CLONE_NEWNET))
+		return -errno;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		err = -errno;
+	ifr.ifr_flags |= IFF_UP;
+	if (!err && ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
 
 static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
@@ -1335,13 +1763,18 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 
 int main(void)
 {
-	int passed = 0, failures = 0;
+	int passed = 0, failures = 0, err;
 	size_t i;
 
 	/* Not a skip: a run that tested nothing must not look green. */
 	if (geteuid() != 0) {
 		fprintf(stderr, "test_datapath: nothing tested: BPF_PROG_TEST_RUN needs root, running as uid %u\n",
 			geteuid());
+		return 1;
+	}
+	err = own_netns();
+	if (err) {
+		fprintf(stderr, "test_datapath: nothing tested: cannot make a network namespace: %s\n", strerror(-err));
 		return 1;
 	}
 	libbpf_set_print(quiet_print);
