@@ -314,22 +314,23 @@ expect_route_localnet() {  # BRIDGE WANT WHAT
 	expect_eq "$(sysctl -n "net.ipv4.conf.$1.route_localnet")" "$2" "$3: route_localnet"
 }
 
-# The ids of socket mode's cgroup/sendmsg programs in the pin set.
-sendmsg_ids() {
+# The ids of socket mode's cgroup programs in the pin set (sendmsg4/6,
+# connect4/6: lib.sh's DH_CGROUP_HOOKS).
+cgroup_ids() {
 	local hook
-	for hook in sendmsg4 sendmsg6; do
+	for hook in $DH_CGROUP_HOOKS; do
 		bpftool prog show pinned "$PIN/prog_$hook" 2>/dev/null | sed -n 's/^\([0-9]*\): .*/\1/p'
 	done
 }
 
 # None of IDS is on the host's cgroup v2 root any more (host_snapshot
-# leaves dh_sendmsg programs out: other checkouts' come and go).
+# leaves dockhost-bpf's programs out: other checkouts' come and go).
 expect_off_cgroup_root() {  # WHAT IDS...
 	local what=$1 attached id
 	shift
 	attached=$(cgroup_root_attachments | awk '{ print $1 }')
 	for id in "$@"; do
-		! grep -qx "$id" <<<"$attached" || fail "$what: sendmsg program $id still on the cgroup root"
+		! grep -qx "$id" <<<"$attached" || fail "$what: cgroup program $id still on the cgroup root"
 	done
 }
 
@@ -368,7 +369,8 @@ test_modes() {
 		expect_eq "$(counter "$other")" 0 "$mode mode: $other, the other mode's counter"
 		attack_from bridge
 		attack_from dhtest-default
-		mapfile -t ids < <(sendmsg_ids)
+		mapfile -t ids < <(cgroup_ids)
+		[ "$mode" = nat ] || [ ${#ids[@]} -gt 0 ] || fail "socket mode: no cgroup programs pinned"
 		for net in dhtest-custom dhtest-default bridge; do
 			dhd detach "$net" >/dev/null
 			expect_route_localnet "$(bridge_of "$net")" 0 "$net, $mode mode, after detach"
@@ -543,7 +545,8 @@ test_ipv6() {
 		firewall_off
 	fi
 	expect_route_localnet "$br" 0 "$net ($br)"
-	mapfile -t ids < <(sendmsg_ids)
+	mapfile -t ids < <(cgroup_ids)
+	[ ${#ids[@]} -gt 0 ] || fail "$net ($br): no cgroup programs pinned"
 	dhd detach "$net" >/dev/null
 	[ ! -e "$PIN" ] || fail "pins left: $(ls "$PIN")"
 	expect_off_cgroup_root "after detach" "${ids[@]}"
