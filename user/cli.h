@@ -117,6 +117,7 @@ const char *dh_hook_name(const struct dh_bridge *bridge);
 /* Programs of ours on @ifindex that no record explains (a lost pin set):
  * found, and removed, by name in either hook. */
 bool dh_hook_unrecorded_present(int ifindex);
+bool dh_hook_unrecorded_guard(int ifindex);  /* an ingress program of ours */
 int dh_hook_remove_unrecorded(int ifindex);
 bool dh_parse_hook(const char *text, enum dh_hook *hook);  /* spec.c */
 
@@ -128,6 +129,7 @@ enum dh_tc_presence dh_clsact_presence(int ifindex, bool egress);
 int dh_clsact_egress_attach(int ifindex, int egress_fd);
 int dh_clsact_egress_detach(int ifindex);
 bool dh_clsact_any_ours(int ifindex);
+bool dh_clsact_guard_ours(int ifindex);
 
 /* tcx.c: our programs first in the tcx chains, attached without links so
  * they never depend on a pin; -EOPNOTSUPP from attach on kernels without tcx */
@@ -138,6 +140,7 @@ int dh_tcx_egress_attach(const struct dh_state *st, int ifindex);
 int dh_tcx_egress_detach(int ifindex);
 int dh_tcx_before_guard(int ifindex, bool guard_in_tcx, __u32 *first_foreign);
 int dh_tcx_count_ours(int ifindex);
+bool dh_tcx_guard_present(int ifindex);
 
 /* state.c: the pin directory, its lock, the pinned maps and programs */
 struct dh_state {

@@ -89,6 +89,14 @@ bool dh_hook_unrecorded_present(int ifindex)
 	return dh_tcx_count_ours(ifindex) > 0 || dh_clsact_any_ours(ifindex);
 }
 
+/* An ingress program of ours, in either hook: what keeps 127/8 out of
+ * the host (the egress one only keeps NAT mode's replies honest, and a
+ * socket-mode bridge has none). */
+bool dh_hook_unrecorded_guard(int ifindex)
+{
+	return dh_tcx_guard_present(ifindex) || dh_clsact_guard_ours(ifindex);
+}
+
 int dh_hook_remove_unrecorded(int ifindex)
 {
 	int err = dh_tcx_detach(ifindex), clsact_err = dh_clsact_detach(ifindex, false);

@@ -87,6 +87,11 @@ bool dh_clsact_any_ours(int ifindex)
 	       filter_presence(ifindex, &directions[1]) == DH_TC_OURS;
 }
 
+bool dh_clsact_guard_ours(int ifindex)
+{
+	return filter_presence(ifindex, &directions[0]) == DH_TC_OURS;
+}
+
 static int count_cb(const struct nlmsghdr *nlh, void *data)
 {
 	(*(int *)data)++;

@@ -139,6 +139,14 @@ int dh_tcx_count_ours(int ifindex)
 	return count;
 }
 
+/* True if an ingress program of ours (by name) is in the chain: a guard. */
+bool dh_tcx_guard_present(int ifindex)
+{
+	__u32 ids[DH_TCX_MAX_PROGS];
+
+	return ours_in_chain(ifindex, 0, ids) > 0;
+}
+
 /* Removes every program of ours (by name) from one chain: the pinned one
  * and any left by a lost pin set. -EINVAL: no tcx on this kernel. */
 static int detach_chain(int ifindex, int dir)

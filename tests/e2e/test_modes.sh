@@ -357,6 +357,34 @@ test_socket_mode_detach_of_a_lost_pin_set() {
 	expect_eq "$(cgroup_sendmsg4_ids | grep -c -x -e "$id4" -e "$id6")" 0 "sendmsg4 and sendmsg6 removed"
 }
 
+# status's audit of bridges no record explains, with route_localnet on: a
+# lost socket-mode pin set left its ingress guard alone (socket mode has
+# no egress program), which keeps 127/8 out: not exposed. A NAT-mode egress
+# program alone keeps nothing out: exposed.
+test_status_audit_of_a_lost_socket_mode_pin_set() {
+	dh attach br0 --mode socket
+	echo "$(our_sendmsg_id sendmsg4)" >>"$DH_SCRATCH/sendmsg4_ids"  # for cleanup, should detach fail
+	echo "$(our_sendmsg_id sendmsg6)" >>"$DH_SCRATCH/sendmsg6_ids"
+	rm -rf "$PIN"
+	expect_programs_of socket "without its pins"
+	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
+	expect_exit 0 dh status
+	expect_contains "$OUT" "br0: dockhost programs with no record" "status"
+	expect_not_contains "$OUT" "WARNING br0" "status"
+	expect_exit 0 dh detach br0
+	expect_contains "$OUT" "no record" "detach"
+	expect_eq "$(our_programs)" "" "after detach"
+	expect_eq "$(route_localnet br0)" 0 "after detach"
+
+	dh attach br0 --mode nat
+	rm -rf "$PIN"
+	in_host "$DH_TCXCTL" detach br0 ingress dh_ingress
+	expect_exit 0 dh status
+	expect_contains "$OUT" "WARNING br0: route_localnet on and no dockhost guard" "an egress program alone"
+	expect_exit 0 dh detach br0
+	expect_eq "$(our_programs)" "" "after detach"
+}
+
 # A server that answers with IP_PKTINFO (as dnsmasq does): it names the
 # source itself (the gateway, from the request's own pktinfo), which
 # sendmsg4 leaves alone; it must keep working.
