@@ -187,12 +187,30 @@ int dh_clsact_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_c
 	return err;
 }
 
+/* The id of the program in one direction's filter at our handle, or 0. */
+static __u32 filter_prog_id(int ifindex, const struct direction *dir)
+{
+	struct bpf_tc_hook hook;
+	struct bpf_tc_opts opts;
+
+	hook_opts(&hook, ifindex, dir->point);
+	filter_opts(&opts);
+	return bpf_tc_query(&hook, &opts) ? 0 : opts.prog_id;
+}
+
 /* NAT mode's egress filter on a bridge whose ingress filter is in place
- * (so is the clsact qdisc): a conversion from socket mode. */
+ * (so is the clsact qdisc): a conversion from socket mode. One of ours
+ * from a lost pin set is replaced: it reads maps nobody writes any more. */
 int dh_clsact_egress_attach(int ifindex, int egress_fd)
 {
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+
 	if (filter_presence(ifindex, &directions[1]) == DH_TC_FOREIGN)
 		return -EBUSY;
+	if (bpf_obj_get_info_by_fd(egress_fd, &info, &len) == 0 &&
+	    filter_prog_id(ifindex, &directions[1]) == info.id)
+		return 0;  /* the pinned one, there already */
 	return attach_direction(ifindex, &directions[1], egress_fd);
 }
 
