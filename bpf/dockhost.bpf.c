@@ -708,8 +708,13 @@ int dh_egress(struct __sk_buff *skb)
 	if (pkt.vlan_tags)
 		return DH_DROP(dropped_reply_no_state);
 	/* Socket mode rewrites nothing: its replies leave from the gateway,
-	 * and with route_localnet=0 nothing leaves from loopback. Should
-	 * something, it is no reply of ours: never guessed, never rewritten. */
+	 * and with route_localnet=0 nothing leaves from loopback, so a
+	 * socket-mode bridge carries no egress program. This one sees such a
+	 * bridge only between steps of a conversion (attach adds it before
+	 * route_localnet=1 and removes it after route_localnet is back), or
+	 * until the next attach removes a stray one. Defence in depth: a
+	 * loopback source then is no reply of ours, never guessed, never
+	 * rewritten. */
 	if (dh_bridge_mode(skb->ifindex) == DH_MODE_SOCKET)
 		return DH_DROP(dropped_reply_no_state);
 

@@ -238,8 +238,8 @@ setup_mode() {  # MODE
 		noop_attach "$mode" ingress
 		noop_attach "$mode" egress ;;
 	tcx-noop-ingress)
-		# Socket mode's floor: a program on ingress only. (dockhost still
-		# hangs its egress program in socket mode, where it only parses.)
+		# Socket mode's floor: a program on ingress only, as socket mode
+		# attaches (its replies leave from the gateway: no egress program).
 		noop_attach "$mode" ingress ;;
 	dockhost)
 		dockhost "$mode" attach br0 --port 5000 --port 5000/udp --port 5201 >/dev/null ;;
@@ -257,6 +257,7 @@ setup_mode() {  # MODE
 		dockhost "$mode" port add 5000/udp >/dev/null
 		dockhost "$mode" port add 5201 >/dev/null ;;
 	socket)
+		# Attached as socket mode attaches: the ingress program only.
 		dockhost "$mode" attach br0 --mode socket --port 5000 --port 5000/udp --port 5201 >/dev/null ;;
 	socket-unmapped)
 		dockhost "$mode" attach br0 --mode socket --port 5001 --port 5001/udp --port 5202 >/dev/null ;;
@@ -376,11 +377,12 @@ program_costs() {
 			# shellcheck disable=SC2086
 			set -- $before $after
 			# sendmsg4 runs only on UDP replies from a loopback-bound
-			# socket: "-" where it never ran.
+			# socket, the egress program only in NAT mode (socket mode
+			# has none): "-" where it never ran.
 			awk -v m="$mode $metric" -v ti="$((${7} - $1))" -v ni="$((${8} - $2))" \
 				-v te="$((${9} - $3))" -v ne="$((${10} - $4))" -v ts="$((${11} - $5))" -v ns="$((${12} - $6))" 'BEGIN {
-				printf "| %s | %.0f | %.0f | %s |\n", m, (ni ? ti / ni : 0), (ne ? te / ne : 0),
-					(ns ? sprintf("%.0f", ts / ns) : "-") }'
+				printf "| %s | %.0f | %s | %s |\n", m, (ni ? ti / ni : 0),
+					(ne ? sprintf("%.0f", te / ne) : "-"), (ns ? sprintf("%.0f", ts / ns) : "-") }'
 		done
 	done
 	sysctl -qw kernel.bpf_stats_enabled=0
@@ -495,8 +497,8 @@ socket_targets() {
 	metric_targets "socket+fw %s / native+fw" socket+fw native+fw 0.97
 	metric_targets "socket-4096 %s / socket" socket-4096 socket 0.98
 	metric_targets "unmatched traffic %s, socket mode attached / not" socket-unmapped native 0.99
-	metric_targets "(floor: empty tcx programs, both hooks, %s / native)" tcx-noop native 0.99
-	metric_targets "(floor: empty tcx program, ingress only, %s / native)" tcx-noop-ingress native 0.99
+	metric_targets "(NAT mode's floor: empty tcx programs, both hooks, %s / native)" tcx-noop native 0.99
+	metric_targets "(socket mode's floor: empty tcx program, ingress only, %s / native)" tcx-noop-ingress native 0.99
 	metric_targets "(noise: native-aa %s / native)" native-aa native 0.98
 }
 

@@ -178,6 +178,14 @@ prog_ids() {
 	done
 }
 
+# Our programs on br0, as the kernel says (not our pins), tcx and clsact
+# alike: "ingress dh_ingress" and "egress dh_egress", a line per program.
+our_programs() {
+	in_host "$DH_TCXCTL" list br0 | grep -E ' dh_(ingress|egress)$' || true
+	in_host tc filter show dev br0 ingress | grep 'dh_ingress' | sed 's/.*/ingress dh_ingress/' || true
+	in_host tc filter show dev br0 egress | grep 'dh_egress' | sed 's/.*/egress dh_egress/' || true
+}
+
 counter() {  # NAME: one field of 'stats --json'
 	dh --json stats | sed -n "s/^ *\"$1\": *\([0-9]*\),*$/\1/p"
 }

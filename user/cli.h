@@ -106,15 +106,18 @@ int dh_bridge_nf_call_iptables(int *value);  /* the caller's netns */
  * has them (6.6+), clsact filters otherwise. */
 enum dh_hook { DH_HOOK_AUTO, DH_HOOK_TCX, DH_HOOK_CLSACT };
 struct dh_state;
-/* Attaches per @hook (AUTO: tcx, else clsact) and records in @bridge->flags
- * what it used. */
+/* Attaches per @hook (AUTO: tcx, else clsact) the programs @bridge->mode
+ * needs, and records in @bridge->flags what it used. */
 int dh_hook_attach(const struct dh_state *st, int ifindex, enum dh_hook hook, struct dh_bridge *bridge);
 int dh_hook_detach(const struct dh_state *st, int ifindex, const struct dh_bridge *bridge);
+/* True if the programs @bridge's mode needs are on it (socket mode: no egress one). */
 bool dh_hook_attached(const struct dh_state *st, int ifindex, const struct dh_bridge *bridge);
+int dh_hook_egress_sync(const struct dh_state *st, int ifindex, const struct dh_bridge *bridge);
 const char *dh_hook_name(const struct dh_bridge *bridge);
 /* Programs of ours on @ifindex that no record explains (a lost pin set):
  * found, and removed, by name in either hook. */
 bool dh_hook_unrecorded_present(int ifindex);
+bool dh_hook_unrecorded_guard(int ifindex);  /* an ingress program of ours */
 int dh_hook_remove_unrecorded(int ifindex);
 bool dh_parse_hook(const char *text, enum dh_hook *hook);  /* spec.c */
 
@@ -122,16 +125,22 @@ bool dh_parse_hook(const char *text, enum dh_hook *hook);  /* spec.c */
 enum dh_tc_presence { DH_TC_NONE, DH_TC_OURS, DH_TC_FOREIGN };
 int dh_clsact_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_clsact);
 int dh_clsact_detach(int ifindex, bool destroy_clsact_if_empty);
-enum dh_tc_presence dh_clsact_presence(int ifindex);
+enum dh_tc_presence dh_clsact_presence(int ifindex, bool egress);
+int dh_clsact_egress_attach(int ifindex, int egress_fd);
+int dh_clsact_egress_detach(int ifindex);
 bool dh_clsact_any_ours(int ifindex);
+bool dh_clsact_guard_ours(int ifindex);
 
 /* tcx.c: our programs first in the tcx chains, attached without links so
  * they never depend on a pin; -EOPNOTSUPP from attach on kernels without tcx */
-int dh_tcx_attach(const struct dh_state *st, int ifindex);
+int dh_tcx_attach(const struct dh_state *st, int ifindex, bool egress);
 int dh_tcx_detach(int ifindex);
-bool dh_tcx_attached(const struct dh_state *st, int ifindex);
+bool dh_tcx_attached(const struct dh_state *st, int ifindex, bool egress);
+int dh_tcx_egress_attach(const struct dh_state *st, int ifindex);
+int dh_tcx_egress_detach(int ifindex);
 int dh_tcx_before_guard(int ifindex, bool guard_in_tcx, __u32 *first_foreign);
 int dh_tcx_count_ours(int ifindex);
+bool dh_tcx_guard_present(int ifindex);
 
 /* state.c: the pin directory, its lock, the pinned maps and programs */
 struct dh_state {

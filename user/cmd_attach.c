@@ -38,6 +38,7 @@ struct undo {
 	bool mode_changed; /* a conversion: old_mode is what to put back */
 	__u32 old_mode;
 	bool socket_hooks; /* attached sk_lookup and sendmsg4/6 */
+	bool egress_synced; /* the egress program as the new mode wants it */
 };
 
 static void add_gateway(struct gateway *gws, int *n, const struct dh_ip *addr, __u32 origin)
@@ -125,6 +126,13 @@ static void undo_attach(const struct dh_state *st, const char *name, int ifindex
 		if (bpf_map_lookup_elem(st->bridges_fd, &key, &record) == 0) {
 			record.mode = u->old_mode;
 			bpf_map_update_elem(st->bridges_fd, &key, &record, BPF_ANY);
+		}
+		/* Back to socket mode: the egress program this conversion
+		 * added goes, now that route_localnet is back to its value. */
+		if (u->egress_synced && !u->hooked) {
+			record = *bridge;
+			record.mode = u->old_mode;
+			dh_hook_egress_sync(st, ifindex, &record);
 		}
 	}
 	if (u->hooked)
@@ -588,11 +596,27 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 		dh_test_kill_point("attach-hook-recorded");
 	}
 	if (!socket) {
-		/* NAT mode: route_localnet=1 under our programs. Also repairs
-		 * an attach killed before its sysctl, or a detach killed after
-		 * it, that left 0 with the programs in place. */
+		/* NAT mode: route_localnet=1 under our programs, both of them:
+		 * the egress program keeps loopback sources from leaving but as
+		 * replies of our flows. A bridge coming from socket mode has
+		 * only its guard: the egress program goes in first. Also
+		 * repairs an attach killed before its sysctl, or a detach
+		 * killed after it, that left 0 with the programs in place. */
 		int now;
 
+		err = dh_hook_egress_sync(&st, dev.ifindex, &bridge);
+		if (err == -EBUSY) {
+			err = dh_runtime_error("attach: %s: another program holds tc handle 0x%x priority %d on egress",
+					       opts->bridge, DH_TC_HANDLE, DH_TC_PRIORITY);
+			goto fail;
+		}
+		if (err) {
+			err = dh_runtime_error("attach: %s: cannot attach the egress program: %s", opts->bridge,
+					       strerror(-err));
+			goto fail;
+		}
+		u.egress_synced = true;
+		dh_test_kill_point("attach-egress-added");
 		u.sysctl = u.bridge_entry || u.mode_changed;
 		if ((dh_route_localnet_get(opts->bridge, &now) || now != 1) &&
 		    dh_route_localnet_set(opts->bridge, 1)) {
@@ -613,6 +637,17 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 					       bridge.saved_route_localnet, strerror(errno));
 			goto fail;
 		}
+		dh_test_kill_point("attach-sysctl-restored");
+		/* Then NAT mode's egress program goes (socket mode has none),
+		 * never before: route_localnet=1 wants both programs. One left
+		 * here is harmless (with route_localnet=0 nothing leaves from
+		 * loopback for it to see), and the next attach removes it. */
+		err = dh_hook_egress_sync(&st, dev.ifindex, &bridge);
+		if (err)
+			dh_warn("%s: cannot remove NAT mode's egress program (harmless in socket mode; the next attach tries again): %s",
+				opts->bridge, strerror(-err));
+		err = 0;
+		dh_test_kill_point("attach-egress-removed");
 	}
 	if (need_hook || u.mode_changed)
 		warn_bridge_netfilter(opts->bridge, socket);

@@ -188,7 +188,7 @@ static struct json_object *unrecorded_json(const struct dh_state *st)
 	for (i = 0; i < n; i++) {
 		__u32 key = devs[i].ifindex;
 		struct json_object *obj;
-		bool programs;
+		bool programs, guard;
 
 		if (st && bpf_map_lookup_elem(st->bridges_fd, &key, &bridge) == 0)
 			continue;
@@ -198,12 +198,17 @@ static struct json_object *unrecorded_json(const struct dh_state *st)
 		if (!route_localnet)
 			continue;
 		programs = dh_hook_unrecorded_present(devs[i].ifindex);
+		/* Exposed unless an ingress guard of ours is there: a lost
+		 * socket-mode pin set leaves only that one (socket mode has
+		 * no egress program), and it keeps 127/8 out; an egress
+		 * program alone keeps nothing out. */
+		guard = programs && dh_hook_unrecorded_guard(devs[i].ifindex);
 		obj = json_object_new_object();
 		json_object_object_add(obj, "bridge", json_object_new_string(devs[i].name));
 		json_object_object_add(obj, "ifindex", json_object_new_int(devs[i].ifindex));
 		json_object_object_add(obj, "route_localnet", json_object_new_int(route_localnet));
 		json_object_object_add(obj, "programs", json_object_new_boolean(programs));
-		json_object_object_add(obj, "exposed", json_object_new_boolean(!programs));
+		json_object_object_add(obj, "exposed", json_object_new_boolean(!guard));
 		json_object_array_add(list, obj);
 	}
 	return list;

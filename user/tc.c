@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
  * clsact, for kernels without tcx (or --hook clsact): our filters on the
- * bridge's clsact qdisc, one on ingress, one on egress, at
+ * bridge's clsact qdisc, one on ingress, one on egress (NAT mode only), at
  * a fixed handle and priority (DH_TC_HANDLE, DH_TC_PRIORITY). A filter there
  * counts as ours only if its program is ours by name, so detach never
  * removes somebody else's filter, and the clsact qdisc is removed only if
@@ -68,10 +68,13 @@ static enum dh_tc_presence filter_presence(int ifindex, const struct direction *
 	return DH_TC_OURS;
 }
 
-enum dh_tc_presence dh_clsact_presence(int ifindex)
+/* Ours on ingress and, with @egress (NAT mode), on egress: DH_TC_OURS.
+ * Without it, egress is none of its business (socket mode has no egress
+ * program; a stray one of ours goes at the next attach). */
+enum dh_tc_presence dh_clsact_presence(int ifindex, bool egress)
 {
 	enum dh_tc_presence in = filter_presence(ifindex, &directions[0]);
-	enum dh_tc_presence out = filter_presence(ifindex, &directions[1]);
+	enum dh_tc_presence out = egress ? filter_presence(ifindex, &directions[1]) : DH_TC_OURS;
 
 	if (in == DH_TC_FOREIGN || out == DH_TC_FOREIGN)
 		return DH_TC_FOREIGN;
@@ -82,6 +85,11 @@ bool dh_clsact_any_ours(int ifindex)
 {
 	return filter_presence(ifindex, &directions[0]) == DH_TC_OURS ||
 	       filter_presence(ifindex, &directions[1]) == DH_TC_OURS;
+}
+
+bool dh_clsact_guard_ours(int ifindex)
+{
+	return filter_presence(ifindex, &directions[0]) == DH_TC_OURS;
 }
 
 static int count_cb(const struct nlmsghdr *nlh, void *data)
@@ -141,15 +149,28 @@ int dh_clsact_detach(int ifindex, bool destroy_clsact_if_empty)
 	return err == -ENOENT ? 0 : err;
 }
 
+static int attach_direction(int ifindex, const struct direction *dir, int prog_fd)
+{
+	struct bpf_tc_hook hook;
+	struct bpf_tc_opts opts;
+
+	hook_opts(&hook, ifindex, dir->point);
+	filter_opts(&opts);
+	opts.prog_fd = prog_fd;
+	opts.flags = BPF_TC_F_REPLACE;  /* ours may be there already */
+	return bpf_tc_attach(&hook, &opts);
+}
+
+/* @egress_fd -1: ingress only (socket mode). */
 int dh_clsact_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_clsact)
 {
 	const int fds[2] = { ingress_fd, egress_fd };
+	int n = egress_fd < 0 ? 1 : 2;
 	struct bpf_tc_hook hook;
-	struct bpf_tc_opts opts;
 	int err, i;
 
 	*created_clsact = false;
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < n; i++)
 		if (filter_presence(ifindex, &directions[i]) == DH_TC_FOREIGN)
 			return -EBUSY;
 
@@ -158,17 +179,43 @@ int dh_clsact_attach(int ifindex, int ingress_fd, int egress_fd, bool *created_c
 	if (err && err != -EEXIST)
 		return err;
 	*created_clsact = !err;
-
-	for (i = 0; i < 2; i++) {
-		hook_opts(&hook, ifindex, directions[i].point);
-		filter_opts(&opts);
-		opts.prog_fd = fds[i];
-		opts.flags = BPF_TC_F_REPLACE;  /* ours may be there already */
-		err = bpf_tc_attach(&hook, &opts);
-		if (err)
-			break;
-	}
+	err = 0;
+	for (i = 0; i < n && !err; i++)
+		err = attach_direction(ifindex, &directions[i], fds[i]);
 	if (err)
 		dh_clsact_detach(ifindex, *created_clsact);
 	return err;
+}
+
+/* The id of the program in one direction's filter at our handle, or 0. */
+static __u32 filter_prog_id(int ifindex, const struct direction *dir)
+{
+	struct bpf_tc_hook hook;
+	struct bpf_tc_opts opts;
+
+	hook_opts(&hook, ifindex, dir->point);
+	filter_opts(&opts);
+	return bpf_tc_query(&hook, &opts) ? 0 : opts.prog_id;
+}
+
+/* NAT mode's egress filter on a bridge whose ingress filter is in place
+ * (so is the clsact qdisc): a conversion from socket mode. One of ours
+ * from a lost pin set is replaced: it reads maps nobody writes any more. */
+int dh_clsact_egress_attach(int ifindex, int egress_fd)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+
+	if (filter_presence(ifindex, &directions[1]) == DH_TC_FOREIGN)
+		return -EBUSY;
+	if (bpf_obj_get_info_by_fd(egress_fd, &info, &len) == 0 &&
+	    filter_prog_id(ifindex, &directions[1]) == info.id)
+		return 0;  /* the pinned one, there already */
+	return attach_direction(ifindex, &directions[1], egress_fd);
+}
+
+/* Our egress filter, if there (socket mode has none). */
+int dh_clsact_egress_detach(int ifindex)
+{
+	return detach_direction(ifindex, &directions[1]);
 }

@@ -107,9 +107,10 @@ static bool in_chain(int ifindex, int dir, int prog_fd)
 	return false;
 }
 
-bool dh_tcx_attached(const struct dh_state *st, int ifindex)
+/* Our pinned ingress program in the chain, and (@egress) the egress one. */
+bool dh_tcx_attached(const struct dh_state *st, int ifindex, bool egress)
 {
-	return in_chain(ifindex, 0, st->prog_ingress_fd) && in_chain(ifindex, 1, st->prog_egress_fd);
+	return in_chain(ifindex, 0, st->prog_ingress_fd) && (!egress || in_chain(ifindex, 1, st->prog_egress_fd));
 }
 
 /* The ids of our programs (by name) in one chain of @ifindex; how many,
@@ -138,31 +139,55 @@ int dh_tcx_count_ours(int ifindex)
 	return count;
 }
 
-/* Removes every program of ours (by name) from both chains: the pinned
- * ones and any left by a lost pin set. */
-int dh_tcx_detach(int ifindex)
+/* True if an ingress program of ours (by name) is in the chain: a guard. */
+bool dh_tcx_guard_present(int ifindex)
 {
 	__u32 ids[DH_TCX_MAX_PROGS];
-	int dir, i, n, fd, err = 0;
 
-	for (dir = 0; dir < 2; dir++) {
-		n = ours_in_chain(ifindex, dir, ids);
-		if (n < 0)
-			return n;
-		for (i = 0; i < n; i++) {
-			fd = bpf_prog_get_fd_by_id(ids[i]);
-			if ((fd < 0 || bpf_prog_detach2(fd, ifindex, tcx_dirs[dir].attach_type)) &&
-			    errno != ENOENT && !err)
-				err = -errno;
-			if (fd >= 0)
-				close(fd);
-		}
+	return ours_in_chain(ifindex, 0, ids) > 0;
+}
+
+/* Removes every program of ours (by name) from one chain: the pinned one
+ * and any left by a lost pin set. -EINVAL: no tcx on this kernel. */
+static int detach_chain(int ifindex, int dir)
+{
+	__u32 ids[DH_TCX_MAX_PROGS];
+	int i, n, fd, err = 0;
+
+	n = ours_in_chain(ifindex, dir, ids);
+	if (n < 0)
+		return n;
+	for (i = 0; i < n; i++) {
+		fd = bpf_prog_get_fd_by_id(ids[i]);
+		if ((fd < 0 || bpf_prog_detach2(fd, ifindex, tcx_dirs[dir].attach_type)) && errno != ENOENT &&
+		    !err)
+			err = -errno;
+		if (fd >= 0)
+			close(fd);
 	}
 	return err;
 }
 
-/* -EOPNOTSUPP when the kernel has no tcx: the caller falls back to clsact. */
-int dh_tcx_attach(const struct dh_state *st, int ifindex)
+/* Removes every program of ours (by name) from both chains. */
+int dh_tcx_detach(int ifindex)
+{
+	int err = detach_chain(ifindex, 0), egress_err = detach_chain(ifindex, 1);
+
+	return err ? err : egress_err;
+}
+
+/* BPF_F_BEFORE with no anchor: first in line, so the loopback guard runs
+ * before any other tcx program. */
+static int attach_first(int prog_fd, int ifindex, int dir)
+{
+	LIBBPF_OPTS(bpf_prog_attach_opts, opts, .flags = DH_BPF_F_BEFORE);
+
+	return bpf_prog_attach_opts(prog_fd, ifindex, tcx_dirs[dir].attach_type, &opts) ? -errno : 0;
+}
+
+/* -EOPNOTSUPP when the kernel has no tcx: the caller falls back to clsact.
+ * The egress program only with @egress (NAT mode: see dh_hook_attach). */
+int dh_tcx_attach(const struct dh_state *st, int ifindex, bool egress)
 {
 	const int prog_fds[2] = { st->prog_ingress_fd, st->prog_egress_fd };
 	int dir, err;
@@ -173,19 +198,37 @@ int dh_tcx_attach(const struct dh_state *st, int ifindex)
 	if (err)
 		return err == -EINVAL ? -EOPNOTSUPP : err;
 	dh_test_kill_point("tcx-old-removed");  /* no guard of ours until the next one */
-	for (dir = 0; dir < 2; dir++) {
-		/* BPF_F_BEFORE with no anchor: first in line, so the loopback
-		 * guard runs before any other tcx program. */
-		LIBBPF_OPTS(bpf_prog_attach_opts, opts, .flags = DH_BPF_F_BEFORE);
-
-		if (bpf_prog_attach_opts(prog_fds[dir], ifindex, tcx_dirs[dir].attach_type, &opts)) {
+	for (dir = 0; dir < (egress ? 2 : 1); dir++) {
+		err = attach_first(prog_fds[dir], ifindex, dir);
+		if (err) {
 			/* Kernels without tcx reject the attach type itself. */
-			err = (errno == EINVAL && dir == 0) ? -EOPNOTSUPP : -errno;
+			if (err == -EINVAL && dir == 0)
+				err = -EOPNOTSUPP;
 			dh_tcx_detach(ifindex);
 			return err;
 		}
 	}
 	return 0;
+}
+
+/* NAT mode's egress program on a bridge whose guard is in place (a
+ * conversion from socket mode): ours, the pinned one, first in the egress
+ * chain. Any other of ours there (a lost pin set's) goes first: it reads
+ * maps nobody writes any more. */
+int dh_tcx_egress_attach(const struct dh_state *st, int ifindex)
+{
+	int err;
+
+	if (in_chain(ifindex, 1, st->prog_egress_fd))
+		return 0;
+	err = detach_chain(ifindex, 1);
+	return err ? err : attach_first(st->prog_egress_fd, ifindex, 1);
+}
+
+/* Every egress program of ours, pinned or not (socket mode has none). */
+int dh_tcx_egress_detach(int ifindex)
+{
+	return detach_chain(ifindex, 1);
 }
 
 /* How many programs run before our guard in @ifindex's tcx ingress chain

@@ -11,17 +11,11 @@ DH_MODE=nat
 # Steps on the way of 'attach br0 --port 8088' (a first attach: loads and
 # pins), of 'detach br0' (the last one: removes the pins), of port edits.
 ATTACH_STEPS="meta-pinned maps-pinned prog-pinned attach-recorded attach-gateways port-stats-added
-	port-added attach-ports attach-mode attach-sysctl-closed attach-hooked attach-hook-recorded attach-sysctl"
+	port-added attach-ports attach-mode attach-sysctl-closed attach-hooked attach-hook-recorded
+	attach-egress-added attach-sysctl"
 DETACH_STEPS="detach-sysctl detach-unhooked detach-forgetting detach-forgotten pins-removing"
 
 route_localnet() { in_host sysctl -n net.ipv4.conf.br0.route_localnet; }
-
-# Our programs on br0, as the kernel says (not our pins): "HOOK NAME".
-our_programs() {
-	in_host "$DH_TCXCTL" list br0 | grep -E ' dh_(ingress|egress)$' || true
-	in_host tc filter show dev br0 ingress | grep 'dh_ingress' | sed 's/.*/ingress dh_ingress/' || true
-	in_host tc filter show dev br0 egress | grep 'dh_egress' | sed 's/.*/egress dh_egress/' || true
-}
 
 # The one rule at every moment: route_localnet=1 only under our programs.
 expect_guarded() {  # WHAT

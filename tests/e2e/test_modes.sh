@@ -47,6 +47,31 @@ cgroup_root_count() {  # IDS
 	echo $n
 }
 
+# The programs each mode hangs on br0, as the kernel says: the ingress
+# guard in both, the egress program in NAT mode only (socket mode's
+# replies leave from the gateway, and nothing leaves from loopback).
+expect_programs_of() {  # socket|nat WHAT
+	local progs want_egress=1
+	progs=$(our_programs | paste -s -d, -)
+	[ "$1" = socket ] && want_egress=0
+	expect_eq "$(echo "$progs" | tr , '\n' | grep -c '^ingress dh_ingress$')" 1 "$2: one ingress program ($progs)"
+	expect_eq "$(echo "$progs" | tr , '\n' | grep -c '^egress dh_egress$')" $want_egress \
+		"$2: egress programs in $1 mode ($progs)"
+}
+
+# The fail-closed rule, at any moment: route_localnet=1 only under both
+# programs; and the ingress guard, never off while br0 is attached.
+expect_guarded() {  # WHAT
+	local progs
+	progs=$(our_programs)
+	expect_contains "$progs" "ingress dh_ingress" "$1: the ingress guard"
+	if [ "$(route_localnet br0)" != 0 ]; then
+		expect_contains "$progs" "egress dh_egress" "$1: route_localnet=$(route_localnet br0) and the egress program"
+	fi
+}
+
+status_mode() { dh --json status | sed -n 's/.*"mode":"\([a-z]*\)".*/\1/p'; }
+
 # Socket mode never changes a sysctl: route_localnet is 0 on every
 # interface, sampled all along attach, traffic, edits, re-attach and detach.
 test_socket_mode_route_localnet_stays_0() {
@@ -156,6 +181,110 @@ test_convert_between_modes() {
 	expect_eq "$(route_localnet br0)" 0 "after detach"
 }
 
+# A socket-mode bridge carries the ingress guard only; converting it to
+# NAT mode adds the egress program (before route_localnet=1), converting
+# it back removes it (after route_localnet is back to 0). Both hooks.
+socket_mode_has_no_egress_program() {  # HOOK
+	serve_tcp 8088 127.0.0.1 pong
+	serve_udp 8089 127.0.0.1 upong
+	expect_exit 0 dh attach br0 --mode socket --hook "$1" --port 8088 --port 8089/udp
+	expect_contains "$(dh --json status)" "\"hook\":\"$1\"" "hook"
+	expect_programs_of socket "socket mode"
+	expect_contains "$(dh status)" "programs attached" "status in socket mode"
+	expect_contains "$(dh --json status)" '"attached":true' "status --json in socket mode"
+	expect_eq "$(tcp_get $GW 8088)" pong "socket mode: tcp"
+	expect_eq "$(udp_get $GW 8089)" upong "socket mode: udp"
+	expect_exit 0 dh attach br0 --hook "$1"
+	expect_contains "$OUT" "already attached" "a plain attach adds nothing"
+	expect_programs_of socket "socket mode, attached again"
+
+	expect_exit 0 dh attach br0 --mode nat --hook "$1"
+	expect_contains "$OUT" "converted to nat mode" "conversion"
+	expect_programs_of nat "converted to NAT mode"
+	expect_eq "$(route_localnet br0)" 1 "NAT mode"
+	expect_contains "$(dh status)" "programs attached" "status in NAT mode"
+	expect_eq "$(tcp_get $GW 8088)" pong "NAT mode: tcp"
+	expect_eq "$(udp_get $GW 8089)" upong "NAT mode: udp"
+
+	expect_exit 0 dh attach br0 --mode socket --hook "$1"
+	expect_contains "$OUT" "converted to socket mode" "conversion back"
+	expect_programs_of socket "converted back to socket mode"
+	expect_eq "$(route_localnet br0)" 0 "socket mode again"
+	expect_contains "$(dh status)" "programs attached" "status in socket mode again"
+	expect_eq "$(tcp_get $GW 8088)" pong "socket mode again: tcp"
+	expect_eq "$(udp_get $GW 8089)" upong "socket mode again: udp"
+	expect_exit 0 dh detach br0
+	expect_eq "$(our_programs)" "" "after detach"
+}
+
+test_socket_mode_has_no_egress_program_tcx() { socket_mode_has_no_egress_program tcx; }
+test_socket_mode_has_no_egress_program_clsact() { socket_mode_has_no_egress_program clsact; }
+
+# NAT mode needs both programs: its egress program removed behind our
+# back is MISSING in status (socket mode's absent one is not), and the
+# next attach puts it back.
+test_nat_mode_egress_program_removed_is_missing() {
+	dh attach br0 --mode nat --hook tcx
+	in_host "$DH_TCXCTL" detach br0 egress dh_egress
+	expect_contains "$(dh status)" "MISSING" "status without NAT mode's egress program"
+	expect_exit 0 dh attach br0
+	expect_contains "$OUT" "re-attached" "repair"
+	expect_programs_of nat "repaired"
+	expect_eq "$(route_localnet br0)" 1 "repaired"
+}
+
+# kill -9 at every step of a conversion, both ways, both hooks: at every
+# kill the guard is on and route_localnet=1 only with both programs; a
+# plain attach (which keeps the mode the record has), the conversion run
+# again, or a detach converges to what that mode carries, or to nothing.
+conversion_kill_everywhere() {  # HOOK
+	local from to steps step next rc mode
+	for to in socket nat; do
+		if [ $to = socket ]; then
+			from=nat
+			steps="attach-gateways attach-ports attach-mode attach-sysctl-restored attach-egress-removed"
+		else
+			from=socket
+			steps="attach-gateways attach-ports attach-mode attach-egress-added attach-sysctl"
+		fi
+		for step in $steps; do
+			for next in attach convert detach; do
+				expect_exit 0 dh attach br0 --mode $from --hook "$1" --port 8088
+				expect_programs_of $from "$from mode before the conversion"
+				rc=0
+				DH_TEST_KILL_AT=$step dh attach br0 --mode $to --hook "$1" >/dev/null 2>&1 || rc=$?
+				expect_eq "$rc" 137 "$from -> $to killed at $step"
+				expect_guarded "$from -> $to killed at $step"
+				expect_exit 0 dh status
+				expect_guarded "status after $from -> $to killed at $step"
+				case $next in
+				attach) expect_exit 0 dh attach br0 --hook "$1" ;;
+				convert) expect_exit 0 dh attach br0 --mode $to --hook "$1" ;;
+				detach) expect_exit 0 dh detach br0 ;;
+				esac
+				if [ $next != detach ]; then
+					mode=$(status_mode)
+					[ $next = attach ] || expect_eq "$mode" $to "killed at $step, converted again"
+					expect_programs_of "$mode" "$from -> $to killed at $step, then $next"
+					if [ "$mode" = nat ]; then
+						expect_eq "$(route_localnet br0)" 1 "killed at $step, then $next: NAT mode"
+					else
+						expect_eq "$(route_localnet br0)" 0 "killed at $step, then $next: socket mode"
+					fi
+					expect_not_contains "$(dh status)" MISSING "killed at $step, then $next: status"
+					expect_exit 0 dh detach br0
+				fi
+				[ ! -e "$PIN" ] || fail "killed at $step, then $next: pins left: $(ls "$PIN")"
+				expect_eq "$(our_programs)" "" "killed at $step, then $next: programs left"
+				expect_eq "$(route_localnet br0)" 0 "killed at $step, then $next, detached"
+			done
+		done
+	done
+}
+
+test_kill_at_every_step_of_a_conversion_tcx() { conversion_kill_everywhere tcx; }
+test_kill_at_every_step_of_a_conversion_clsact() { conversion_kill_everywhere clsact; }
+
 # A new bridge gets socket mode unless --mode says otherwise; watch takes
 # --mode for the bridges it attaches.
 test_socket_mode_is_the_default() {
@@ -175,8 +304,11 @@ test_socket_mode_repairs_a_killed_conversion() {
 	DH_TEST_KILL_AT=attach-mode dh attach br0 --mode socket >/dev/null 2>&1 || true
 	expect_contains "$(dh --json status)" '"mode":"socket"' "the mode entry went in before the kill"
 	expect_eq "$(route_localnet br0)" 1 "the kill left the sysctl"
+	expect_programs_of nat "the kill left NAT mode's egress program, as route_localnet=1 needs"
+	expect_contains "$(dh status)" "programs attached" "status: a stray egress program is no harm"
 	expect_exit 0 dh attach br0
 	expect_eq "$(route_localnet br0)" 0 "repaired by a plain attach"
+	expect_programs_of socket "the stray egress program removed by a plain attach"
 	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
 	dh detach br0
 	expect_eq "$(route_localnet br0)" 0 "repaired by detach"
@@ -239,6 +371,33 @@ test_socket_mode_detach_of_a_lost_pin_set() {
 	expect_exit 0 dh detach br0
 	expect_contains "$OUT" "no record" "detach of a bridge whose state was lost"
 	expect_eq "$(cgroup_root_count "$ids")" 0 "sendmsg4/6 and connect4/6 removed"
+}
+
+# status's audit of bridges no record explains, with route_localnet on: a
+# lost socket-mode pin set left its ingress guard alone (socket mode has
+# no egress program), which keeps 127/8 out: not exposed. A NAT-mode egress
+# program alone keeps nothing out: exposed.
+test_status_audit_of_a_lost_socket_mode_pin_set() {
+	dh attach br0 --mode socket
+	note_cgroup_ids  # for cleanup, should detach fail
+	rm -rf "$PIN"
+	expect_programs_of socket "without its pins"
+	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=1
+	expect_exit 0 dh status
+	expect_contains "$OUT" "br0: dockhost programs with no record" "status"
+	expect_not_contains "$OUT" "WARNING br0" "status"
+	expect_exit 0 dh detach br0
+	expect_contains "$OUT" "no record" "detach"
+	expect_eq "$(our_programs)" "" "after detach"
+	expect_eq "$(route_localnet br0)" 0 "after detach"
+
+	dh attach br0 --mode nat
+	rm -rf "$PIN"
+	in_host "$DH_TCXCTL" detach br0 ingress dh_ingress
+	expect_exit 0 dh status
+	expect_contains "$OUT" "WARNING br0: route_localnet on and no dockhost guard" "an egress program alone"
+	expect_exit 0 dh detach br0
+	expect_eq "$(our_programs)" "" "after detach"
 }
 
 # A server that answers with IP_PKTINFO (as dnsmasq does): it names the
@@ -344,7 +503,8 @@ for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
 test_socket_mode_kill_at_every_step() {
 	local step next rc ids
 	for step in meta-pinned maps-pinned prog-pinned attach-recorded attach-gateways port-stats-added \
-		port-added attach-ports attach-mode attach-hooked attach-hook-recorded; do
+		port-added attach-ports attach-mode attach-sysctl-closed attach-hooked attach-hook-recorded \
+		attach-sysctl-restored attach-egress-removed; do
 		for next in attach detach; do
 			rc=0
 			DH_TEST_KILL_AT=$step dh attach br0 --mode socket --port 8088 >/dev/null 2>&1 || rc=$?
@@ -352,10 +512,12 @@ test_socket_mode_kill_at_every_step() {
 			expect_eq "$(route_localnet br0)" 0 "killed at $step: route_localnet"
 			ids=$(our_cgroup_ids 2>/dev/null || true)
 			note_cgroup_ids
+			expect_eq "$(our_programs | grep -c '^egress')" 0 "killed at $step: socket mode hung an egress program"
 			if [ $next = attach ]; then
 				expect_exit 0 dh attach br0 --mode socket --port 8088
 				expect_contains "$(dh --json status)" '"mode":"socket"' "killed at $step, attach again"
 				expect_eq "$(route_localnet br0)" 0 "killed at $step, attach again: route_localnet"
+				expect_programs_of socket "killed at $step, attach again"
 			fi
 			OUT=$(dh detach br0 2>&1) || expect_contains "$OUT" "'br0': not attached" "killed at $step, $next, detach"
 			[ ! -e "$PIN" ] || fail "killed at $step, $next: pins left: $(ls "$PIN")"

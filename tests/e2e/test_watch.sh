@@ -116,6 +116,7 @@ test_repairs_a_removed_guard() {
 	expect_contains "$(dh status)" MISSING "status right after the removal"
 	wait_for "the guard back on br0" "! dh status | grep -q MISSING"
 	expect_contains "$(cat "$WATCH_LOG")" "br0: re-attached" "watch says so"
+	expect_eq "$(our_programs)" "ingress dh_ingress" "repaired as socket mode attaches: the guard alone"
 	note_cgroup_ids  # the lost pin set's stay on the cgroup root
 	rm -rf "$PIN"
 	wait_for "a new pin set with br0" "dh --json status | grep -q '\"attached\":true'"
