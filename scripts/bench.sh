@@ -42,18 +42,18 @@ suffix=$(od -An -N3 -tx1 /dev/urandom | tr -d ' ')
 bpffs=$(mktemp -d /tmp/dh-bench-bpffs-XXXXXX)
 mount -t bpf bpf "$bpffs"
 namespaces=()
-sock_modes=()  # socket-mode modes set up so far: their sendmsg4 is on the cgroup root
+sock_modes=()  # socket-mode modes set up so far: their cgroup programs are on the cgroup root
 cg2=""         # a cgroup v2 mount in this mount namespace, for bpftool cgroup
 
 cleanup() {
 	local ns pid m
-	# Socket mode's cgroup/sendmsg4 hangs on the host-wide cgroup v2 root,
-	# not in a namespace: it must go before anything else, or it would
-	# outlive the bench (no link holds it; deleting the namespaces and the
-	# bpffs does not detach it).
+	# Socket mode's cgroup programs hang on the host-wide cgroup v2 root,
+	# not in a namespace: they must go before anything else, or they would
+	# outlive the bench (no link holds them; deleting the namespaces and the
+	# bpffs does not detach them).
 	for m in "${sock_modes[@]}"; do
 		dockhost "$m" detach br0 >/dev/null 2>&1 || true
-		sendmsg_detach "$m"
+		cgroup_detach "$m"
 	done
 	# Quietly: bash reports every killed background job on stderr.
 	{
@@ -127,14 +127,15 @@ serves_on_gateway() {
 
 is_socket_mode() { case ${1%+*} in socket | socket-*) return 0 ;; *) return 1 ;; esac; }
 
-# ---- socket mode's cgroup/sendmsg4: one on the cgroup root at a time ----------
+# ---- socket mode's cgroup programs: one set on the cgroup root at a time -------
 #
-# Every socket-mode pin set attaches its own cgroup/sendmsg4 at the cgroup v2
-# root, and that root is host-wide: each one runs (a map lookup that misses)
-# on every unconnected UDP send of every mode here, the servers' replies
-# included. With four socket modes that would tax native's UDP RR with four
-# programs no real host runs. So before each measurement only the measured
-# mode's own program stays attached: none for the others, as on a host
+# Every socket-mode pin set attaches its own sendmsg4/6 and connect4/6 at the
+# cgroup v2 root, and that root is host-wide: each one runs (a map lookup
+# that misses, or a type check) on every unconnected UDP send and every
+# connect() of every mode here, the servers' replies and the CRR clients'
+# connects included. With five socket modes that would tax native's rows
+# with five sets no real host runs. So before each measurement only the
+# measured mode's own set stays attached: none for the others, as on a host
 # without dockhost, one for a socket mode, as on a host with it.
 
 find_cgroup2() {
@@ -148,21 +149,26 @@ find_cgroup2() {
 	fi
 }
 
-sendmsg_pin() { echo "$bpffs/$(ns_id "$1")/prog_sendmsg4"; }
+cgroup_hooks="sendmsg4 sendmsg6 connect4 connect6"  # bpftool's names, and our pins' prog_NAME
 
-sendmsg_detach() {  # MODE (not attached: nothing to do)
+cgroup_detach() {  # MODE (not attached: nothing to do)
+	local hook
 	[ -n "$cg2" ] || return 0
-	bpftool cgroup detach "$cg2" sendmsg4 pinned "$(sendmsg_pin "$1")" 2>/dev/null || true
+	for hook in $cgroup_hooks; do
+		bpftool cgroup detach "$cg2" $hook pinned "$bpffs/$(ns_id "$1")/prog_$hook" 2>/dev/null || true
+	done
 }
 
 # Stateless (measure runs in a subshell, which would lose any state):
 # detaching a program that is not attached fails harmlessly.
-sendmsg_only() {  # MODE: the cgroup root carries MODE's sendmsg4 (if any), no other
-	local m
+cgroup_only() {  # MODE: the cgroup root carries MODE's programs (if any), no other's
+	local m hook
 	for m in "${sock_modes[@]}"; do
-		sendmsg_detach "$m"
+		cgroup_detach "$m"
 		if [ "$m" = "$1" ]; then
-			bpftool cgroup attach "$cg2" sendmsg4 pinned "$(sendmsg_pin "$m")" multi
+			for hook in $cgroup_hooks; do
+				bpftool cgroup attach "$cg2" $hook pinned "$bpffs/$(ns_id "$m")/prog_$hook" multi
+			done
 		fi
 	done
 }
@@ -188,9 +194,9 @@ conntrack_on() {  # MODE: a MASQUERADE rule that never matches, as on every Dock
 	in_host "$1" iptables -t nat -A POSTROUTING -s 192.0.2.0/24 ! -o br0 -j MASQUERADE
 }
 
-# Conntrack without a NAT chain, which socket mode refuses: the INVALID-drop
-# rule of ufw and firewalld. (NAT mode's TCP fails behind it while the
-# bridge has bridge-nf-call-iptables=1, as every new netns here does.)
+# Conntrack without a NAT chain: the INVALID-drop rule of ufw and firewalld.
+# (NAT mode's TCP fails behind it while the bridge has
+# bridge-nf-call-iptables=1, as every new netns here does.)
 firewall_on() {  # MODE
 	in_host "$1" iptables -A INPUT -m conntrack --ctstate INVALID -j DROP
 }
@@ -214,7 +220,7 @@ iptables_recipe() {  # MODE OTHER_RULES
 setup_mode() {  # MODE
 	local mode=$1 base=${1%+*} p
 	make_pair "$mode"
-	# Before the attach: cleanup must know a sendmsg4 may be on the root.
+	# Before the attach: cleanup must know cgroup programs may be on the root.
 	is_socket_mode "$mode" && sock_modes+=("$mode")
 	case $mode in
 	*+ct) conntrack_on "$mode" ;;
@@ -242,13 +248,14 @@ setup_mode() {  # MODE
 		# attaches (its replies leave from the gateway: no egress program).
 		noop_attach "$mode" ingress ;;
 	dockhost)
-		dockhost "$mode" attach br0 --port 5000 --port 5000/udp --port 5201 >/dev/null ;;
+		# dockhost* rows: NAT mode (socket mode is the default).
+		dockhost "$mode" attach br0 --mode nat --port 5000 --port 5000/udp --port 5201 >/dev/null ;;
 	dockhost-unmapped)
 		# Traffic that does not match: a service on the gateway itself,
 		# with dockhost attached and mapping other ports.
-		dockhost "$mode" attach br0 --port 5001 --port 5001/udp --port 5202 >/dev/null ;;
+		dockhost "$mode" attach br0 --mode nat --port 5001 --port 5001/udp --port 5202 >/dev/null ;;
 	dockhost-4096)
-		dockhost "$mode" attach br0 >/dev/null
+		dockhost "$mode" attach br0 --mode nat >/dev/null
 		# Map edits need no netns: skip ip netns exec for the bulk fill.
 		for ((p = 0; p < others; p++)); do
 			"$bin" --pin-dir "$bpffs/$(ns_id "$mode")" port add $((10000 + p)) >/dev/null
@@ -291,7 +298,7 @@ setup_mode() {  # MODE
 
 measure() {  # MODE METRIC -> "value errors"
 	local mode=$1 metric=$2 addr
-	sendmsg_only "$mode" >&2
+	cgroup_only "$mode" >&2
 	case $metric in
 	tput)
 		addr=127.0.0.1
@@ -350,11 +357,13 @@ cli_times() {
 
 # ---- our programs' own cost, from the kernel's BPF run-time statistics --------
 
-prog_stats() {  # MODE -> "ingress_ns ingress_runs egress_ns egress_runs sendmsg4_ns sendmsg4_runs" so far
+cost_progs="ingress egress sk_lookup sendmsg4 connect4"  # our pins' prog_NAME
+
+prog_stats() {  # MODE -> "ns runs" per program of cost_progs, so far
 	local mode=$1 p out=""
-	for p in prog_ingress prog_egress prog_sendmsg4; do
+	for p in $cost_progs; do
 		# bpftool leaves out run_time_ns and run_cnt while they are 0.
-		out+=" $(bpftool -j prog show pinned "$bpffs/$(ns_id "$mode")/$p" 2>/dev/null |
+		out+=" $(bpftool -j prog show pinned "$bpffs/$(ns_id "$mode")/prog_$p" 2>/dev/null |
 			awk '{ t = c = 0 }
 			     match($0, /"run_time_ns":[0-9]+/) { t = substr($0, RSTART + 14, RLENGTH - 14) }
 			     match($0, /"run_cnt":[0-9]+/) { c = substr($0, RSTART + 10, RLENGTH - 10) }
@@ -365,8 +374,8 @@ prog_stats() {  # MODE -> "ingress_ns ingress_runs egress_ns egress_runs sendmsg
 
 program_costs() {
 	local mode metric before after
-	echo "| our programs, ns per run (kernel.bpf_stats_enabled) | ingress | egress | sendmsg4 |"
-	echo "|---|---|---|---|"
+	echo "| our programs, ns per run (kernel.bpf_stats_enabled) | $(echo $cost_progs | sed 's/ / | /g') |"
+	echo "|---|$(for p in $cost_progs; do printf -- '---|'; done)"
 	sysctl -qw kernel.bpf_stats_enabled=1
 	for mode in dockhost dockhost-unmapped socket socket-unmapped; do
 		has_mode "$mode" || continue
@@ -374,15 +383,17 @@ program_costs() {
 			before=$(prog_stats "$mode")
 			measure "$mode" "$metric" >/dev/null
 			after=$(prog_stats "$mode")
-			# shellcheck disable=SC2086
-			set -- $before $after
-			# sendmsg4 runs only on UDP replies from a loopback-bound
-			# socket, the egress program only in NAT mode (socket mode
-			# has none): "-" where it never ran.
-			awk -v m="$mode $metric" -v ti="$((${7} - $1))" -v ni="$((${8} - $2))" \
-				-v te="$((${9} - $3))" -v ne="$((${10} - $4))" -v ts="$((${11} - $5))" -v ns="$((${12} - $6))" 'BEGIN {
-				printf "| %s | %.0f | %s | %s |\n", m, (ni ? ti / ni : 0),
-					(ne ? sprintf("%.0f", te / ne) : "-"), (ns ? sprintf("%.0f", ts / ns) : "-") }'
+			# The egress program runs only in NAT mode, sk_lookup and
+			# the cgroup programs only in socket mode, sendmsg4 only on
+			# UDP replies from an unconnected socket: "-" where a
+			# program never ran.
+			echo "$before $after" | awk -v m="$mode $metric" '{
+				n = NF / 4; row = "| " m " |"
+				for (i = 1; i < 2 * n; i += 2) {
+					t = $(i + 2 * n) - $i; c = $(i + 2 * n + 1) - $(i + 1)
+					row = row " " (c ? sprintf("%.0f", t / c) : "-") " |"
+				}
+				print row }'
 		done
 	done
 	sysctl -qw kernel.bpf_stats_enabled=0
@@ -392,7 +403,7 @@ program_costs() {
 
 modes=(native native-aa clsact-noop tcx-noop tcx-noop-ingress dockhost dockhost-unmapped dockhost-4096
 	socket socket-unmapped socket-4096 iptables iptables-4096 docker-proxy socat native+ct dockhost+ct
-	native+fw socket+fw)
+	socket+ct native+fw socket+fw)
 # MODES="native dockhost ..." runs a subset (native is always needed: the baseline).
 [ -z "${MODES:-}" ] || read -r -a modes <<<"$MODES"
 metrics=(crr rr udp tput)
@@ -492,8 +503,9 @@ socket_targets() {
 	metric_targets "socket %s / native" socket native 0.97
 	target_row "socket throughput / native" "$(ratio_median socket tput native)" ">=" 0.95
 	metric_targets "socket %s / dockhost (NAT mode)" socket dockhost 0.98
-	# Socket mode refuses a NAT chain (so no socket+ct), and NAT mode's
-	# TCP fails behind the firewall: each with conntrack where it runs.
+	# With conntrack: a NAT chain as on every Docker host, and the
+	# firewall (where NAT mode's TCP fails).
+	metric_targets "socket+ct %s / native+ct" socket+ct native+ct 0.97
 	metric_targets "socket+fw %s / native+fw" socket+fw native+fw 0.97
 	metric_targets "socket-4096 %s / socket" socket-4096 socket 0.98
 	metric_targets "unmatched traffic %s, socket mode attached / not" socket-unmapped native 0.99
