@@ -155,6 +155,14 @@ struct {
 	__type(value, __u64);
 } targets SEC(".maps");
 
+/* Per-source counters: see lib/sources.bpf.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DH_SOURCE_ENTRIES);
+	__type(key, struct dh_source_key);
+	__type(value, struct dh_source_stats);
+} sources SEC(".maps");
+
 #define DH_COUNT(field)                                                    \
 	({                                                                 \
 		__u32 __zero = 0;                                          \
@@ -252,7 +260,7 @@ static __always_inline bool dh_nat_replaceable(const struct dh_nat_origin *known
  * the SYN's.
  */
 static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct dh_packet *pkt,
-					    const struct dh_port_target *target)
+					    const struct dh_port_target *target, bool *created)
 {
 	__u32 now = bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT;
 	struct dh_nat_origin origin = { .gateway_addr = pkt->daddr, .gateway_port = pkt->dport,
@@ -280,6 +288,7 @@ static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct 
 		if ((known->flags & DH_NAT_CLOSING) && !dh_source_charge(skb->ifindex, pkt->saddr))
 			return DH_DROP(dropped_nat_source_limit);
 		bpf_map_update_elem(&nat_state, &key, &origin, BPF_ANY);
+		*created = true;
 		return 0;
 	}
 	/* A lone RST needs no reply, so no state. */
@@ -290,6 +299,7 @@ static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct 
 	if (tcp && !pkt->tcp_syn)
 		DH_COUNT(flows_recreated);
 	bpf_map_update_elem(&nat_state, &key, &origin, BPF_ANY);
+	*created = true;
 	return 0;
 }
 
@@ -303,6 +313,7 @@ static __always_inline void dh_count_port(struct __sk_buff *skb, const struct dh
 	}
 }
 
+#include "lib/sources.bpf.h"
 #include "lib/steer.bpf.h"
 
 /*
@@ -370,6 +381,7 @@ int dh_ingress(struct __sk_buff *skb)
 {
 	struct dh_port_target *found, target;
 	struct dh_port_key port_key;
+	bool created = false;
 	struct dh_packet pkt;
 	enum dh_l3 l3;
 	int verdict;
@@ -412,9 +424,13 @@ int dh_ingress(struct __sk_buff *skb)
 	if (dh_bridge_mode(skb->ifindex) == DH_MODE_SOCKET)
 		return dh_steer(skb, &pkt, &target, &port_key, false);
 
-	verdict = dh_remember_flow(skb, &pkt, &target);
+	verdict = dh_remember_flow(skb, &pkt, &target, &created);
 	if (verdict)
 		return verdict;
+	/* Before the rewrite: the target's socket is looked up as the
+	 * rewritten packet will find it, and the rewrite changes skb->len
+	 * for no one. */
+	dh_count_source_nat(skb, &pkt, &target, created);
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_DADDR_OFF, pkt.daddr, target.addr) ||
 	    dh_rewrite_port(skb, &pkt, DH_L4_DPORT_OFF, pkt.dport, target.port))
 		return DH_DROP(dropped_rewrite_failed);

@@ -38,6 +38,7 @@
 #define DH_MAP_MODES      "modes"
 #define DH_MAP_SOCK_FLOWS "sock_flows"
 #define DH_MAP_TARGETS    "targets"
+#define DH_MAP_SOURCES    "sources"
 
 /*
  * The pin set's version, in the style of libxdp's dispatcher: a one-entry
@@ -53,7 +54,8 @@
  */
 #define DH_PIN_META     "meta"
 #define DH_ABI_MAGIC    0x66626864  /* "dhbf" in memory on little endian */
-#define DH_ABI_VERSION  6  /* 6: socket mode delivers through sk_lookup and the targets sockhash */
+#define DH_ABI_VERSION  6  /* 6: socket mode delivers through sk_lookup and the targets sockhash;
+			    * per-source counters (sources) */
 
 struct dh_meta {
 	__u32 magic;        /* DH_ABI_MAGIC */
@@ -272,6 +274,32 @@ struct dh_target_key {
 	__u16 port;     /* network byte order */
 	__u8 proto;
 	__u8 family;    /* DH_AF_INET or DH_AF_INET6 */
+};
+
+/*
+ * sources: per-source counters, by (bridge, container address, mapped
+ * port). An LRU of DH_SOURCE_ENTRIES: at the bound the least recently
+ * active sources are evicted, and their counts with them. Every packet of
+ * a mapped port costs one lookup; only a source's first packet adds an
+ * entry. Shared values with atomic adds, not per-CPU ones: a per-CPU LRU
+ * preallocates DH_SOURCE_ENTRIES values per possible CPU.
+ */
+#define DH_SOURCE_ENTRIES 16384
+
+struct dh_source_key {
+	__u32 ifindex;  /* the bridge */
+	__u32 addr[4];  /* the source: IPv4 in the first word (the rest zero), or IPv6 */
+	__u16 port;     /* the mapped (gateway) port, network order */
+	__u8 proto;     /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;    /* DH_AF_INET or DH_AF_INET6 */
+};
+
+struct dh_source_stats {
+	__u64 packets;           /* delivered to the target (refused attempts not counted) */
+	__u64 bytes;
+	__u64 flows;             /* new flows: TCP SYNs, new UDP flows */
+	__u64 refused_no_socket; /* new flows with nothing at the target */
+	__u64 refused_not_allowed; /* reserved for allow-lists: a source not allowed */
 };
 
 /* counters: one per-CPU struct, a field per outcome and per drop reason.

@@ -58,7 +58,7 @@ static __always_inline bool dh_same_gateway(const __u32 a[4], const __u32 b[4])
  * another one, which is dropped.
  */
 static __always_inline bool dh_sock_flow_note(struct __sk_buff *skb, const struct dh_packet *pkt,
-					      struct bpf_sock *sk, bool v6)
+					      struct bpf_sock *sk, bool v6, bool *created)
 {
 	__u32 now = bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT;
 	struct dh_sock_flow flow = { .ifindex = skb->ifindex, .seen = now };
@@ -93,6 +93,7 @@ static __always_inline bool dh_sock_flow_note(struct __sk_buff *skb, const struc
 	if (known && known->ifindex == flow.ifindex && now - known->seen <= DH_NAT_UDP_IDLE)
 		return false;
 	bpf_map_update_elem(&sock_flows, &key, &flow, BPF_ANY);
+	*created = true;
 	return true;
 }
 
@@ -167,6 +168,7 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 				    const struct dh_port_target *target, const struct dh_port_key *port_key,
 				    bool v6)
 {
+	bool created = pkt->proto == IPPROTO_TCP;  /* a SYN, below */
 	struct bpf_sock *sk;
 
 	/* Only a new flow's first packet needs the target's socket: a TCP
@@ -174,17 +176,21 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 	 * own tuple. */
 	if (pkt->proto == IPPROTO_TCP && !pkt->tcp_syn) {
 		dh_count_port(skb, port_key);
+		dh_count_source(skb, pkt, v6, DH_SRC_PACKET);
 		return TC_ACT_UNSPEC;
 	}
 	sk = dh_target_socket(skb, pkt, target, v6);
-	if (!sk)
+	if (!sk) {
+		dh_count_source(skb, pkt, v6, DH_SRC_REFUSED_NO_SOCKET);
 		return DH_PASS(passed_no_socket);
-	if (pkt->proto == IPPROTO_UDP && !dh_sock_flow_note(skb, pkt, sk, v6)) {
+	}
+	if (pkt->proto == IPPROTO_UDP && !dh_sock_flow_note(skb, pkt, sk, v6, &created)) {
 		bpf_sk_release(sk);
 		return DH_DROP(flow_origin_conflicts);
 	}
 	bpf_sk_release(sk);
 	dh_count_port(skb, port_key);
+	dh_count_source(skb, pkt, v6, DH_SRC_PACKET | (created ? DH_SRC_FLOW : 0));
 	return TC_ACT_UNSPEC;
 }
 

@@ -1680,6 +1680,168 @@ static void test_socket_mode_udp_notes_flow(struct dockhost *skel)
 	close(fd);
 }
 
+/* ---- per-source counters ------------------------------------------------- */
+
+/* The sources entry of (@addr, @proto, gateway @port) on LO_IFINDEX; all
+ * zero if there is none. */
+static struct dh_source_stats source_stats(struct dockhost *skel, const char *addr, uint8_t proto,
+					   uint16_t port)
+{
+	struct dh_source_key key = { .ifindex = LO_IFINDEX, .port = htons(port), .proto = proto };
+	struct dh_source_stats stats = {};
+
+	if (strchr(addr, ':')) {
+		inet_pton(AF_INET6, addr, key.addr);
+		key.family = DH_AF_INET6;
+	} else {
+		key.addr[0] = ip(addr);
+		key.family = DH_AF_INET;
+	}
+	bpf_map__lookup_elem(skel->maps.sources, &key, sizeof(key), &stats, sizeof(stats), 0);
+	return stats;
+}
+
+static size_t source_entries(struct dockhost *skel)
+{
+	struct dh_source_key key, *prev = NULL;
+	size_t n = 0;
+
+	while (bpf_map__get_next_key(skel->maps.sources, prev, &key, sizeof(key)) == 0) {
+		prev = &key;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * The same traffic through either mode: a SYN, its retransmission and an
+ * ACK to a port with a listener, a SYN to a port with nothing behind it,
+ * three UDP datagrams from two source ports, a packet to an unmapped port.
+ */
+static void sources_traffic(struct dockhost *skel, int prog, uint32_t *tcp_len, uint32_t *udp_len)
+{
+	struct flow fl = tcp_to_gateway;
+	struct frame f;
+
+	build_ipv4(&f, &fl);  /* SYN */
+	*tcp_len = f.len;
+	run(prog, &f);
+	build_ipv4(&f, &fl);
+	run(prog, &f);
+	fl.tcp_flags = 0x10;
+	build_ipv4(&f, &fl);
+	run(prog, &f);
+	fl.tcp_flags = 0;
+	fl.sport = 40001;
+	fl.dport = 8089;  /* nothing listens at its target */
+	build_ipv4(&f, &fl);
+	run(prog, &f);
+	fl.dport = 8090;  /* unmapped */
+	build_ipv4(&f, &fl);
+	run(prog, &f);
+
+	fl = (struct flow){ .saddr = CONTAINER, .daddr = GATEWAY, .sport = 5000, .dport = 8088,
+			    .proto = IPPROTO_UDP, .payload = "q" };
+	build_ipv4(&f, &fl);
+	*udp_len = f.len;
+	run(prog, &f);
+	fl.sport = 5001;
+	build_ipv4(&f, &fl);
+	run(prog, &f);
+	fl.sport = 5000;
+	build_ipv4(&f, &fl);
+	run(prog, &f);
+}
+
+static void check_sources_traffic(struct dockhost *skel, uint32_t tcp_len, uint32_t udp_len,
+				  uint64_t tcp_flows)
+{
+	struct dh_source_stats tcp = source_stats(skel, CONTAINER, IPPROTO_TCP, 8088);
+	struct dh_source_stats closed = source_stats(skel, CONTAINER, IPPROTO_TCP, 8089);
+	struct dh_source_stats udp = source_stats(skel, CONTAINER, IPPROTO_UDP, 8088);
+
+	CHECK_EQ(tcp.packets, 3);
+	CHECK_EQ(tcp.bytes, 3 * tcp_len);
+	CHECK_EQ(tcp.flows, tcp_flows);
+	CHECK_EQ(tcp.refused_no_socket, 0);
+	CHECK_EQ(closed.packets, 0);
+	CHECK_EQ(closed.flows, 0);
+	CHECK_EQ(closed.refused_no_socket, 1);
+	CHECK_EQ(udp.packets, 3);
+	CHECK_EQ(udp.bytes, 3 * udp_len);
+	CHECK_EQ(udp.flows, 2);
+	CHECK_EQ(udp.refused_no_socket, 0);
+	CHECK_EQ(tcp.refused_not_allowed + closed.refused_not_allowed + udp.refused_not_allowed, 0);
+}
+
+/* NAT mode counts at the rewrite; a retransmitted SYN finds its flow's
+ * entry and is no new flow; a refusal is found by a socket lookup for a
+ * new flow only. */
+static void test_sources_counted_nat_mode(struct dockhost *skel)
+{
+	int tcp = open_target(SOCK_STREAM, "127.0.0.1", SKL_TARGET);
+	int udp = open_target(SOCK_DGRAM, "127.0.0.1", SKL_TARGET);
+	uint32_t tcp_len, udp_len;
+
+	if (tcp < 0 || udp < 0)
+		goto out;
+	add_gateway(skel, GATEWAY);
+	map_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", NULL, SKL_TARGET);
+	map_port(skel, 0, IPPROTO_TCP, 8089, "127.0.0.1", NULL, SKL_TARGET + 1);
+	map_port(skel, 0, IPPROTO_UDP, 8088, "127.0.0.1", NULL, SKL_TARGET);
+	sources_traffic(skel, bpf_program__fd(skel->progs.dh_ingress), &tcp_len, &udp_len);
+	check_sources_traffic(skel, tcp_len, udp_len, 1);
+	CHECK_EQ(counters(skel).redirected, 7);
+	CHECK_EQ(source_entries(skel), 3);
+out:
+	if (tcp >= 0)
+		close(tcp);
+	if (udp >= 0)
+		close(udp);
+}
+
+/* Socket mode counts at the target lookup, IPv4 and IPv6; it cannot tell
+ * a retransmitted SYN from a new one. */
+static void test_sources_counted_socket_mode(struct dockhost *skel)
+{
+	int prog = bpf_program__fd(skel->progs.dh_ingress);
+	int tcp = open_target(SOCK_STREAM, "127.0.0.1", SKL_TARGET);
+	int udp = open_target(SOCK_DGRAM, "127.0.0.1", SKL_TARGET);
+	int tcp6 = open_target(SOCK_STREAM, "::1", SKL_TARGET);
+	uint32_t tcp_len, udp_len;
+	struct dh_source_stats v6;
+	struct frame f;
+
+	if (tcp < 0 || udp < 0 || tcp6 < 0)
+		goto out;
+	set_mode(skel, DH_MODE_SOCKET);
+	add_gateway(skel, GATEWAY);
+	add_gateway6(skel, "fd00::1");
+	map_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", "::1", SKL_TARGET);
+	map_port(skel, 0, IPPROTO_TCP, 8089, "127.0.0.1", "::1", SKL_TARGET + 1);
+	map_port(skel, 0, IPPROTO_UDP, 8088, "127.0.0.1", NULL, SKL_TARGET);
+	sources_traffic(skel, prog, &tcp_len, &udp_len);
+	check_sources_traffic(skel, tcp_len, udp_len, 2);
+	CHECK_EQ(counters(skel).passed_no_socket, 1);
+
+	build_ipv6(&f, "fd00::1", IPPROTO_TCP, 8088);
+	expect_untouched(prog, &f);
+	build_ipv6(&f, "fd00::1", IPPROTO_TCP, 8089);
+	expect_untouched(prog, &f);
+	v6 = source_stats(skel, "fd00::2", IPPROTO_TCP, 8088);
+	CHECK_EQ(v6.packets, 1);
+	CHECK_EQ(v6.flows, 1);
+	CHECK_EQ(source_stats(skel, "fd00::2", IPPROTO_TCP, 8089).refused_no_socket, 1);
+	CHECK_EQ(source_entries(skel), 5);
+out:
+	if (tcp >= 0)
+		close(tcp);
+	if (udp >= 0)
+		close(udp);
+	if (tcp6 >= 0)
+		close(tcp6);
+}
+
 /* ---- runner --------------------------------------------------------------- */
 
 struct test {
@@ -1732,6 +1894,8 @@ static const struct test tests[] = {
 	TEST(test_sk_lookup_closed_target_not_assigned),
 	TEST(test_socket_mode_syn_puts_listener_in_targets),
 	TEST(test_socket_mode_udp_notes_flow),
+	TEST(test_sources_counted_nat_mode),
+	TEST(test_sources_counted_socket_mode),
 };
 
 /* A network namespace of our own, its lo up (for 127.0.0.1 and ::1): the
