@@ -150,6 +150,7 @@ struct dh_state {
 	int modes_fd, sock_flows_fd, gateways6_fd, targets_fd;
 	int prog_ingress_fd, prog_egress_fd, prog_sendmsg4_fd, prog_sendmsg6_fd, prog_sk_lookup_fd;
 	int prog_connect4_fd, prog_connect6_fd;
+	int sources_fd;
 	bool created;  /* this process loaded and pinned everything */
 };
 enum dh_open_mode { DH_OPEN_EXISTING, DH_OPEN_OR_CREATE };
@@ -233,6 +234,17 @@ int dh_docker_parse_network(long status, const char *body, size_t len, char brid
  * malformed or unusable as a gateway. */
 int dh_docker_parse_daemon_json(const char *text, size_t len, struct dh_ip *addrs, int max, char *why,
 				size_t why_len);
+/* Container names by address, for stats --by-source and top. */
+struct dh_docker_name {
+	struct dh_ip addr;
+	char name[128];
+};
+/* Every running container's addresses from GET /containers/json: how many
+ * were filled, or -EHOSTUNREACH (no Docker, or no answer it understood).
+ * docker_parse.c parses the answer (status, @len bytes), as for the fuzz
+ * targets. */
+int dh_docker_container_names(struct dh_docker_name *out, int max);
+int dh_docker_parse_containers(long status, const char *body, size_t len, struct dh_docker_name *out, int max);
 /* BRIDGE as typed: a device name, or a Docker network name or id. Fills
  * @name; returns 0 or an exit code after printing the error. */
 int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSIZ]);
@@ -260,6 +272,10 @@ int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_status(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv);
+int dh_cmd_top(const struct dh_cli *cli, int argc, char **argv);
+/* cmd_sources.c: stats --by-source, and stats --reset's part */
+int dh_sources_show(const struct dh_cli *cli, const struct dh_state *st);
+int dh_sources_reset(const struct dh_state *st);
 
 /* cmd_port.c, shared with attach --port */
 int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port_spec *spec,

@@ -311,16 +311,23 @@ static int reset_counters(const struct dh_state *st)
 
 int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = { { "reset", no_argument, NULL, 'r' }, {} };
+	static const struct option options[] = {
+		{ "reset", no_argument, NULL, 'r' },
+		{ "by-source", no_argument, NULL, 's' },
+		{}
+	};
 	struct dh_counters sum = {};
+	bool reset = false, by_source = false;
 	struct dh_state st;
-	bool reset = false;
 	int opt, err;
 
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		if (opt != 'r')
+		if (opt == 's')
+			by_source = true;
+		else if (opt == 'r')
+			reset = true;
+		else
 			return dh_usage_error("stats: unknown option '%s'", argv[optind - 1]);
-		reset = true;
 	}
 	if (optind != argc)
 		return dh_usage_error("stats: unexpected argument '%s'", argv[optind]);
@@ -330,16 +337,30 @@ int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv)
 	err = dh_state_open(cli, &st, DH_OPEN_EXISTING);
 	if (err && err != -ENOENT)
 		return err;
+	if (by_source) {
+		/* Shown before a reset, like the counters below. */
+		int shown = dh_sources_show(cli, err ? NULL : &st);
+
+		if (shown || !reset) {
+			if (!err)
+				dh_state_close(&st);
+			return shown;
+		}
+	}
 	if (!err) {
 		/* Read before a reset, so the numbers shown are the ones cleared. */
 		err = dh_state_sum_counters(&st, &sum);
 		if (!err && reset)
 			err = reset_counters(&st);
+		if (!err && reset)
+			err = dh_sources_reset(&st);
 		dh_state_close(&st);
 		if (err)
 			return dh_runtime_error("stats: %s", strerror(-err));
 	}
-	if (cli->json) {
+	if (by_source) {
+		/* Already shown: the reset is silent. */
+	} else if (cli->json) {
 		dh_print_json(counters_json(&sum));
 	} else {
 		printf("counters%s:\n", reset ? " (now reset)" : "");

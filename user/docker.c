@@ -228,3 +228,22 @@ int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSI
 	snprintf(name, DH_IFNAMSIZ, "%s", arg);
 	return 0;
 }
+
+int dh_docker_container_names(struct dh_docker_name *out, int max)
+{
+	struct buffer buf = {};
+	char why[256];
+	long status;
+	int n;
+
+	if (!docker_get("/containers/json", &buf, &status, why, sizeof(why))) {
+		dh_debug("no container names: %s", why);
+		n = -EHOSTUNREACH;
+	} else {
+		n = dh_docker_parse_containers(status, buf.data ? buf.data : "", buf.len, out, max);
+		if (n < 0)
+			dh_debug("no container names: Docker answered %ld to GET /containers/json", status);
+	}
+	free(buf.data);
+	return n;
+}

@@ -181,3 +181,50 @@ int dh_docker_parse_daemon_json(const char *text, size_t len, struct dh_ip *addr
 	json_object_put(conf);
 	return n;
 }
+
+/* One container address of @c's, if @text is one: a name per address. */
+static void take_container_addr(const char *text, const char *name, struct dh_docker_name *out, int max, int *n)
+{
+	struct dh_ip ip;
+
+	if (!text || !*text || !dh_parse_ip(text, &ip) || *n >= max)
+		return;
+	out[*n].addr = ip;
+	memcpy(out[*n].name, name, strlen(name) + 1);  /* fits: checked by the caller */
+	(*n)++;
+}
+
+int dh_docker_parse_containers(long status, const char *body, size_t len, struct dh_docker_name *out, int max)
+{
+	struct json_object *list = parse_json(body, len);
+	int n = 0;
+	size_t i;
+
+	if (status != 200 || !json_object_is_type(list, json_type_array)) {
+		json_object_put(list);
+		return -EHOSTUNREACH;
+	}
+	for (i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *c = json_object_array_get_idx(list, i), *names, *nets;
+		const char *name = NULL;
+
+		names = member(c, "Names", json_type_array);
+		if (names && json_object_array_length(names) > 0)
+			name = string_value(json_object_array_get_idx(names, 0));
+		if (name && *name == '/')
+			name++;  /* Docker's names carry their parent, "/" */
+		/* A name that does not fit is not shown cut: no name at all. */
+		if (!name || !*name || strlen(name) >= sizeof(out->name))
+			continue;
+		nets = member(member(c, "NetworkSettings", json_type_object), "Networks", json_type_object);
+		if (!nets)
+			continue;
+		json_object_object_foreach(nets, net_name, net) {
+			(void)net_name;
+			take_container_addr(string_member(net, "IPAddress"), name, out, max, &n);
+			take_container_addr(string_member(net, "GlobalIPv6Address"), name, out, max, &n);
+		}
+	}
+	json_object_put(list);
+	return n;
+}

@@ -63,9 +63,19 @@ static const struct command commands[] = {
 	{ "status", dh_cmd_status, "status",
 	  "Show attached bridges (programs, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },
-	{ "stats", dh_cmd_stats, "stats [--reset]",
+	{ "stats", dh_cmd_stats, "stats [--reset] [--by-source]",
 	  "Show the datapath counters summed over CPUs; --reset zeroes them and the\n"
-	  "per-port counters." },
+	  "per-port counters, and forgets the per-source ones. --by-source shows the\n"
+	  "per-source counters instead: packets, bytes, new flows and refused attempts\n"
+	  "per bridge, source address and mapped port, with the container's name where\n"
+	  "Docker knows the address. The least recently active sources beyond\n"
+	  "16384 are forgotten." },
+	{ "top", dh_cmd_top, "top [--interval SECONDS] [--count N]",
+	  "Show the per-source counters as 'stats --by-source' does, busiest first (bytes\n"
+	  "per second since the previous refresh), every --interval SECONDS (default 1),\n"
+	  "until interrupted or for --count N refreshes. On a terminal it redraws one\n"
+	  "screen; otherwise it prints one plain table per refresh. --json prints one\n"
+	  "object per refresh, one per line." },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -52,6 +52,8 @@ static const struct pinned pins[] = {
 		struct dh_sock_flow),
 	MAP_PIN(DH_MAP_GATEWAYS6, gateways6_fd, BPF_MAP_TYPE_HASH, struct dh_gateway6_key, struct dh_gateway),
 	MAP_PIN(DH_MAP_TARGETS, targets_fd, BPF_MAP_TYPE_SOCKHASH, struct dh_target_key, __u64),
+	MAP_PIN(DH_MAP_SOURCES, sources_fd, BPF_MAP_TYPE_LRU_HASH, struct dh_source_key,
+		struct dh_source_stats),
 	{ DH_PIN_PROG_INGRESS, offsetof(struct dh_state, prog_ingress_fd), "dh_ingress", 0, 0, 0 },
 	{ DH_PIN_PROG_EGRESS, offsetof(struct dh_state, prog_egress_fd), "dh_egress", 0, 0, 0 },
 	{ DH_PIN_PROG_SENDMSG4, offsetof(struct dh_state, prog_sendmsg4_fd), "dh_sendmsg4", 0, 0, 0 },
@@ -858,6 +860,7 @@ void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex)
 	delete_keys_of_bridge(st->gateways_fd, ifindex);
 	delete_keys_of_bridge(st->gateways6_fd, ifindex);
 	delete_keys_of_bridge(st->nat_state_fd, ifindex);
+	delete_keys_of_bridge(st->sources_fd, ifindex);
 	/* sock_flows is keyed without the bridge: its entries for this one
 	 * are inert without the modes entry, and age out of the LRU. */
 	bpf_map_delete_elem(st->modes_fd, &ifindex);

@@ -30,6 +30,10 @@ case $path in
 	reply "500 Internal Server Error" '{"message":null}' ;;
 */networks/array)
 	reply "200 OK" '[{"Driver":"bridge"}]' ;;
+# Containers for stats --by-source's names: "web" has the address of the
+# e2e tests' second container; the others have what must be skipped.
+*/containers/json)
+	reply "200 OK" '[{"Id":"c0ffee","Names":["/web"],"NetworkSettings":{"Networks":{"bridge":{"IPAddress":"10.201.0.3","GlobalIPv6Address":""}}}},{"Id":"bad1","Names":null,"NetworkSettings":{"Networks":{"bridge":{"IPAddress":"10.201.0.2"}}}},{"Id":"bad2","Names":["/nonet"],"NetworkSettings":{"Networks":null}},{"Id":"bad3","Names":["/weird"],"NetworkSettings":{"Networks":{"x":{"IPAddress":7}}}}]' ;;
 */networks/swarmnet)
 	reply "200 OK" '{"Name":"swarmnet","Id":"aaaaaaaaaaaaaaaa","Driver":"overlay","Options":{}}' ;;
 *)
