@@ -273,8 +273,12 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_status(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_top(const struct dh_cli *cli, int argc, char **argv);
-/* cmd_sources.c: stats --by-source, and stats --reset's part */
-int dh_sources_show(const struct dh_cli *cli, const struct dh_state *st);
+/* cmd_sources.c: stats --by-source (a snapshot under the pin dir's lock,
+ * printed after it: names come from Docker), and stats --reset's part. */
+struct dh_sources;
+int dh_sources_snapshot(const struct dh_state *st, struct dh_sources **out);  /* 0 or -errno */
+int dh_sources_print(const struct dh_cli *cli, struct dh_sources *snapshot);   /* NULL: none; frees it */
+void dh_sources_free(struct dh_sources *snapshot);
 int dh_sources_reset(const struct dh_state *st);
 
 /* cmd_port.c, shared with attach --port */

@@ -32,7 +32,7 @@ struct source_row {
 	double pps, bps;  /* top only: since the previous refresh */
 };
 
-struct sources {
+struct dh_sources {
 	struct source_row *rows;
 	size_t n;
 };
@@ -44,7 +44,14 @@ struct names {
 	time_t fetched;  /* 0: never */
 };
 
-static void sources_free(struct sources *s)
+/* qsort() and bsearch() take no NULL, even for no rows (UBSan checks). */
+static void sort_rows(struct dh_sources *s, int (*cmp)(const void *, const void *))
+{
+	if (s->n)
+		qsort(s->rows, s->n, sizeof(*s->rows), cmp);
+}
+
+static void sources_free(struct dh_sources *s)
 {
 	free(s->rows);
 	s->rows = NULL;
@@ -90,7 +97,7 @@ static int rate_order(const void *pa, const void *pb)
 }
 
 /* Every entry of the pinned map, with its bridge's name. */
-static int sources_read(const struct dh_state *st, struct sources *out)
+static int sources_read(const struct dh_state *st, struct dh_sources *out)
 {
 	struct dh_source_key key, *prev = NULL;
 	size_t cap = 0;
@@ -155,7 +162,7 @@ static const char *name_of(const struct names *names, const struct source_row *r
 
 /* Asks Docker when a source has no name yet, at most every few seconds:
  * a container started since the last answer gets its name. */
-static void names_update(struct names *names, const struct sources *s)
+static void names_update(struct names *names, const struct dh_sources *s)
 {
 	time_t now = time(NULL);
 	bool unnamed = false;
@@ -216,7 +223,7 @@ static struct json_object *row_json(const struct source_row *row, const struct n
 	return obj;
 }
 
-static struct json_object *sources_json(const struct sources *s, const struct names *names, bool rates)
+static struct json_object *sources_json(const struct dh_sources *s, const struct names *names, bool rates)
 {
 	struct json_object *list = json_object_new_array();
 	size_t i;
@@ -226,12 +233,31 @@ static struct json_object *sources_json(const struct sources *s, const struct na
 	return list;
 }
 
-/* The table; @rates adds top's two columns. @max rows at most (0: all). */
-static void sources_print(const struct sources *s, const struct names *names, bool rates, size_t max)
+static int widest(int now, const char *text)
+{
+	int len = (int)strlen(text);
+
+	return len > now ? len : now;
+}
+
+/* The table; @rates adds top's two columns. @max rows at most (0: all).
+ * Text columns are as wide as their widest entry. */
+static void sources_print(const struct dh_sources *s, const struct names *names, bool rates, size_t max)
 {
 	size_t i, n = max && max < s->n ? max : s->n;
+	int wb = 6, ws = 6, wc = 9, wp = 4;
 
-	printf("%-15s %-39s %-20s %-11s", "BRIDGE", "SOURCE", "CONTAINER", "PORT");
+	for (i = 0; i < n; i++) {
+		const struct source_row *row = &s->rows[i];
+		struct dh_ip ip = row_ip(row);
+		const char *name = name_of(names, row);
+
+		wb = widest(wb, row->bridge);
+		ws = widest(ws, dh_ip_str(&ip));
+		wc = widest(wc, name ? name : "-");
+		wp = widest(wp, proto_port(row));
+	}
+	printf("%-*s  %-*s  %-*s  %-*s", wb, "BRIDGE", ws, "SOURCE", wc, "CONTAINER", wp, "PORT");
 	if (rates)
 		printf(" %9s %11s", "PKT/S", "BYTES/S");
 	printf(" %10s %13s %8s %8s\n", "PACKETS", "BYTES", "FLOWS", "REFUSED");
@@ -240,7 +266,8 @@ static void sources_print(const struct sources *s, const struct names *names, bo
 		struct dh_ip ip = row_ip(row);
 		const char *name = name_of(names, row);
 
-		printf("%-15s %-39s %-20s %-11s", row->bridge, dh_ip_str(&ip), name ? name : "-", proto_port(row));
+		printf("%-*s  %-*s  %-*s  %-*s", wb, row->bridge, ws, dh_ip_str(&ip), wc, name ? name : "-", wp,
+		       proto_port(row));
 		if (rates)
 			printf(" %9.1f %11.0f", row->pps, row->bps);
 		printf(" %10llu %13llu %8llu %8llu\n", (unsigned long long)row->stats.packets,
@@ -251,28 +278,50 @@ static void sources_print(const struct sources *s, const struct names *names, bo
 		printf("... %zu more\n", s->n - n);
 }
 
-int dh_sources_show(const struct dh_cli *cli, const struct dh_state *st)
+int dh_sources_snapshot(const struct dh_state *st, struct dh_sources **out)
 {
-	struct names names = {};
-	struct sources s = {};
-	int err = st ? sources_read(st, &s) : 0;
+	struct dh_sources *s = calloc(1, sizeof(*s));
+	int err;
 
-	if (err)
-		return dh_runtime_error("stats --by-source: %s", strerror(-err));
-	qsort(s.rows, s.n, sizeof(*s.rows), row_order);
-	names_update(&names, &s);
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	err = sources_read(st, s);
+	if (err) {
+		free(s);
+		return err;
+	}
+	*out = s;
+	return 0;
+}
+
+void dh_sources_free(struct dh_sources *snapshot)
+{
+	if (snapshot)
+		sources_free(snapshot);
+	free(snapshot);
+}
+
+/* After the pin directory's lock is released: Docker may take its time. */
+int dh_sources_print(const struct dh_cli *cli, struct dh_sources *snapshot)
+{
+	struct dh_sources none = {}, *s = snapshot ? snapshot : &none;
+	struct names names = {};
+
+	sort_rows(s, row_order);
+	names_update(&names, s);
 	if (cli->json) {
 		struct json_object *obj = json_object_new_object();
 
 		json_object_object_add(obj, "max_entries", json_object_new_int(DH_SOURCE_ENTRIES));
-		json_object_object_add(obj, "sources", sources_json(&s, &names, false));
+		json_object_object_add(obj, "sources", sources_json(s, &names, false));
 		dh_print_json(obj);
-	} else if (!s.n) {
+	} else if (!s->n) {
 		printf("no traffic to a mapped port from any source yet\n");
 	} else {
-		sources_print(&s, &names, false, 0);
+		sources_print(s, &names, false, 0);
 	}
-	sources_free(&s);
+	dh_sources_free(snapshot);
 	free(names.v);
 	return 0;
 }
@@ -291,7 +340,7 @@ int dh_sources_reset(const struct dh_state *st)
 
 /* One look at the pins, under their lock for that moment only: other
  * commands run between refreshes. Nothing attached: no rows. */
-static int top_sample(const struct dh_cli *cli, struct sources *s)
+static int top_sample(const struct dh_cli *cli, struct dh_sources *s)
 {
 	struct dh_state st;
 	int err = dh_state_open(cli, &st, DH_OPEN_EXISTING);
@@ -306,20 +355,21 @@ static int top_sample(const struct dh_cli *cli, struct sources *s)
 	dh_state_close(&st);
 	if (err)
 		return dh_runtime_error("top: %s", strerror(-err));
-	qsort(s->rows, s->n, sizeof(*s->rows), key_cmp);
+	sort_rows(s, key_cmp);
 	return 0;
 }
 
 /* Rates against @prev (sorted by key); a source new since then counts
  * from zero, one whose counts went down (evicted and back, or reset) from
  * its counts now. */
-static void top_rates(struct sources *cur, const struct sources *prev, double seconds)
+static void top_rates(struct dh_sources *cur, const struct dh_sources *prev, double seconds)
 {
 	size_t i;
 
 	for (i = 0; i < cur->n; i++) {
 		struct source_row *row = &cur->rows[i];
-		const struct source_row *was = bsearch(row, prev->rows, prev->n, sizeof(*row), key_cmp);
+		const struct source_row *was =
+			prev->n ? bsearch(row, prev->rows, prev->n, sizeof(*row), key_cmp) : NULL;
 		__u64 packets = row->stats.packets, bytes = row->stats.bytes;
 
 		if (was && was->stats.packets <= packets && was->stats.bytes <= bytes) {
@@ -369,7 +419,7 @@ static void sleep_seconds(double seconds)
 		;
 }
 
-static void top_print(const struct dh_cli *cli, struct sources *s, const struct names *names, double interval,
+static void top_print(const struct dh_cli *cli, struct dh_sources *s, const struct names *names, double interval,
 		      bool tty)
 {
 	char stamp[32];
@@ -412,7 +462,7 @@ int dh_cmd_top(const struct dh_cli *cli, int argc, char **argv)
 		{}
 	};
 	bool tty = isatty(STDOUT_FILENO);
-	struct sources prev = {}, cur = {};
+	struct dh_sources prev = {}, cur = {};
 	struct names names = {};
 	unsigned long count = 0, done;
 	double interval = 1, then, now;
@@ -461,9 +511,10 @@ int dh_cmd_top(const struct dh_cli *cli, int argc, char **argv)
 			err = dh_runtime_error("top: %s", strerror(ENOMEM));
 			break;
 		}
-		memcpy(cur.rows, prev.rows, prev.n * sizeof(*cur.rows));
+		if (prev.n)
+			memcpy(cur.rows, prev.rows, prev.n * sizeof(*cur.rows));
 		cur.n = prev.n;
-		qsort(cur.rows, cur.n, sizeof(*cur.rows), rate_order);
+		sort_rows(&cur, rate_order);
 		names_update(&names, &cur);
 		top_print(cli, &cur, &names, interval, tty);
 		sources_free(&cur);

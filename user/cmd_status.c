@@ -318,6 +318,7 @@ int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv)
 	};
 	struct dh_counters sum = {};
 	bool reset = false, by_source = false;
+	struct dh_sources *sources = NULL;
 	struct dh_state st;
 	int opt, err;
 
@@ -337,30 +338,25 @@ int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv)
 	err = dh_state_open(cli, &st, DH_OPEN_EXISTING);
 	if (err && err != -ENOENT)
 		return err;
-	if (by_source) {
-		/* Shown before a reset, like the counters below. */
-		int shown = dh_sources_show(cli, err ? NULL : &st);
-
-		if (shown || !reset) {
-			if (!err)
-				dh_state_close(&st);
-			return shown;
-		}
-	}
 	if (!err) {
 		/* Read before a reset, so the numbers shown are the ones cleared. */
-		err = dh_state_sum_counters(&st, &sum);
+		if (by_source)
+			err = dh_sources_snapshot(&st, &sources);
+		else
+			err = dh_state_sum_counters(&st, &sum);
 		if (!err && reset)
 			err = reset_counters(&st);
 		if (!err && reset)
 			err = dh_sources_reset(&st);
 		dh_state_close(&st);
-		if (err)
+		if (err) {
+			dh_sources_free(sources);
 			return dh_runtime_error("stats: %s", strerror(-err));
+		}
 	}
-	if (by_source) {
-		/* Already shown: the reset is silent. */
-	} else if (cli->json) {
+	if (by_source)
+		return dh_sources_print(cli, sources);
+	if (cli->json) {
 		dh_print_json(counters_json(&sum));
 	} else {
 		printf("counters%s:\n", reset ? " (now reset)" : "");
