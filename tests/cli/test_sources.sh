@@ -51,4 +51,13 @@ test_nothing_attached() {
 	[ ! -e "$PIN" ] || fail "pin dir made: $(ls "$PIN")"
 }
 
+# A terminal (script(1) gives it one) gets a redrawn screen; a pipe, above,
+# gets none of that.
+test_top_on_a_terminal() {
+	local out
+	out=$(script -qec "$DH_BIN --pin-dir $PIN top --count 2 --interval 0.01" /dev/null)
+	expect_eq "$(grep -o $'\033\\[H\033\\[2J' <<<"$out" | wc -l)" 2 "one home-and-clear per refresh: $out"
+	expect_contains "$out" "0 sources" "the table"
+}
+
 run_tests
