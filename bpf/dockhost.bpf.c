@@ -155,6 +155,19 @@ struct {
 	__type(value, __u64);
 } targets SEC(".maps");
 
+/* `dockhost-bpf trace`: see lib/trace.bpf.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, DH_TRACE_RING_SIZE);
+} trace_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dh_trace_ctl);
+} trace_ctl SEC(".maps");
+
 #define DH_COUNT(field)                                                    \
 	({                                                                 \
 		__u32 __zero = 0;                                          \
@@ -249,10 +262,10 @@ static __always_inline bool dh_nat_replaceable(const struct dh_nat_origin *known
  * re-creates a missing entry: the LRU may have evicted it under load, and
  * without it every reply would be dropped and the connection would hang.
  * Its origin is the one the container uses right now, so it is as good as
- * the SYN's.
+ * the SYN's. *@created says whether an entry was made (for the trace).
  */
 static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct dh_packet *pkt,
-					    const struct dh_port_target *target)
+					    const struct dh_port_target *target, bool *created)
 {
 	__u32 now = bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT;
 	struct dh_nat_origin origin = { .gateway_addr = pkt->daddr, .gateway_port = pkt->dport,
@@ -280,6 +293,7 @@ static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct 
 		if ((known->flags & DH_NAT_CLOSING) && !dh_source_charge(skb->ifindex, pkt->saddr))
 			return DH_DROP(dropped_nat_source_limit);
 		bpf_map_update_elem(&nat_state, &key, &origin, BPF_ANY);
+		*created = true;
 		return 0;
 	}
 	/* A lone RST needs no reply, so no state. */
@@ -290,6 +304,7 @@ static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct 
 	if (tcp && !pkt->tcp_syn)
 		DH_COUNT(flows_recreated);
 	bpf_map_update_elem(&nat_state, &key, &origin, BPF_ANY);
+	*created = true;
 	return 0;
 }
 
@@ -303,7 +318,18 @@ static __always_inline void dh_count_port(struct __sk_buff *skb, const struct dh
 	}
 }
 
+#include "lib/trace.bpf.h"
 #include "lib/steer.bpf.h"
+
+/* A guard drop is traced with its reason, the frame's source MAC and
+ * address (as far as it was read). */
+#define DH_GUARD_DROP(reason)                                                          \
+	({                                                                             \
+		DH_COUNT(reason);                                                      \
+		dh_trace_packet(skb, pkt, l3, DH_TRACE_MODE_LOOKUP, DH_TRACE_GUARD_DROP, \
+				DH_COUNTER_INDEX(reason), NULL);                       \
+		TC_ACT_SHOT;                                                           \
+	})
 
 /*
  * The loopback guard, for everything from the bridge that the kernel could
@@ -318,9 +344,9 @@ static __always_inline int dh_guard(struct __sk_buff *skb, struct dh_packet *pkt
 	case DH_L3_OTHER:
 		return DH_PASS(passed);
 	case DH_L3_MALFORMED:
-		return DH_DROP(dropped_malformed);
+		return DH_GUARD_DROP(dropped_malformed);
 	case DH_L3_TOO_DEEP:
-		return DH_DROP(dropped_vlan_too_deep);
+		return DH_GUARD_DROP(dropped_vlan_too_deep);
 	case DH_L3_IPV6:
 		/* ipv6_rcv drops both on a device that is not loopback, but
 		 * the guard does not lean on that: it is the promise. */
@@ -335,11 +361,11 @@ static __always_inline int dh_guard(struct __sk_buff *skb, struct dh_packet *pkt
 	/* Only our own rewrite may put a loopback address on a packet from
 	 * the bridge; anything arriving with one is crafted. */
 	if (src)
-		return DH_DROP(dropped_loopback_src);
+		return DH_GUARD_DROP(dropped_loopback_src);
 	if (dst)
-		return DH_DROP(dropped_loopback_dst);
+		return DH_GUARD_DROP(dropped_loopback_dst);
 	if (l3 == DH_L3_IPV4 && pkt->ip_options && dh_ipv4_options_unsafe(skb, pkt))
-		return DH_DROP(dropped_ip_options);
+		return DH_GUARD_DROP(dropped_ip_options);
 	/* Only frames the kernel delivers on the bridge itself are ours to
 	 * redirect: untagged, or with an offloaded priority tag (VID 0). */
 	if (pkt->vlan_tags || (skb->vlan_tci & VLAN_VID_MASK))
@@ -371,6 +397,7 @@ int dh_ingress(struct __sk_buff *skb)
 	struct dh_port_target *found, target;
 	struct dh_port_key port_key;
 	struct dh_packet pkt;
+	bool created = false;
 	enum dh_l3 l3;
 	int verdict;
 
@@ -412,12 +439,14 @@ int dh_ingress(struct __sk_buff *skb)
 	if (dh_bridge_mode(skb->ifindex) == DH_MODE_SOCKET)
 		return dh_steer(skb, &pkt, &target, &port_key, false);
 
-	verdict = dh_remember_flow(skb, &pkt, &target);
+	verdict = dh_remember_flow(skb, &pkt, &target, &created);
 	if (verdict)
 		return verdict;
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_DADDR_OFF, pkt.daddr, target.addr) ||
 	    dh_rewrite_port(skb, &pkt, DH_L4_DPORT_OFF, pkt.dport, target.port))
 		return DH_DROP(dropped_rewrite_failed);
+	if (created)
+		dh_trace_nat_flow(skb, &pkt, &target);
 	dh_count_port(skb, &port_key);
 	DH_COUNT(redirected);
 	return TC_ACT_OK;
@@ -473,10 +502,16 @@ int dh_sk_lookup(struct bpf_sk_lookup *ctx)
 		return SK_PASS;
 	err = bpf_sk_assign(ctx, sk, 0);
 	bpf_sk_release(sk);
-	if (err)
+	if (err) {
 		DH_COUNT(passed_assign_failed);
-	else
+		dh_trace_sk_lookup(ctx, DH_TRACE_REFUSED, DH_COUNTER_INDEX(passed_assign_failed), found);
+	} else {
 		DH_COUNT(assigned);
+		/* A new TCP connection; UDP flows are traced at tc ingress,
+		 * once per flow, not here for every datagram. */
+		if (ctx->protocol == IPPROTO_TCP)
+			dh_trace_sk_lookup(ctx, DH_TRACE_FLOW, DH_COUNTER_INDEX(assigned), found);
+	}
 	return SK_PASS;
 }
 

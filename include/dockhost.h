@@ -38,6 +38,8 @@
 #define DH_MAP_MODES      "modes"
 #define DH_MAP_SOCK_FLOWS "sock_flows"
 #define DH_MAP_TARGETS    "targets"
+#define DH_MAP_TRACE_EVENTS "trace_events"
+#define DH_MAP_TRACE_CTL    "trace_ctl"
 
 /*
  * The pin set's version, in the style of libxdp's dispatcher: a one-entry
@@ -53,7 +55,8 @@
  */
 #define DH_PIN_META     "meta"
 #define DH_ABI_MAGIC    0x66626864  /* "dhbf" in memory on little endian */
-#define DH_ABI_VERSION  6  /* 6: socket mode delivers through sk_lookup and the targets sockhash */
+#define DH_ABI_VERSION  6  /* 6: socket mode delivers through sk_lookup and the targets sockhash;
+			    * trace_events and trace_ctl (dockhost-bpf trace) */
 
 struct dh_meta {
 	__u32 magic;        /* DH_ABI_MAGIC */
@@ -308,6 +311,54 @@ struct dh_counters {
 #define DH_COUNTER_MEMBER(name) __u64 name;
 	DH_COUNTER_FIELDS(DH_COUNTER_MEMBER)
 #undef DH_COUNTER_MEMBER
+};
+
+/* The counter a field of struct dh_counters is, by number: what an event's
+ * reason names (the CLI prints the field's name). */
+#define DH_COUNTER_INDEX(name) (__builtin_offsetof(struct dh_counters, name) / sizeof(__u64))
+
+/*
+ * `dockhost-bpf trace`: the datapath writes events into the trace_events
+ * ring buffer only while trace_ctl's entry is enabled, so that nobody
+ * tracing costs one array lookup on the paths that would emit (new flows,
+ * refusals, drops), never a reservation. trace sets it when it starts and
+ * clears it when it ends. A trace that dies without clearing it (SIGKILL)
+ * leaves it on only until the ring is full: the program that finds no room
+ * turns it off itself and counts the loss, so at most one ring of events
+ * is ever written with nobody reading. A running trace sees that, reports
+ * the loss and turns it back on; a new trace takes over from a dead pid.
+ */
+#define DH_TRACE_RING_SIZE (256 * 1024)  /* about 2900 events */
+
+enum dh_trace_kind {
+	DH_TRACE_FLOW       = 1, /* a new redirected flow */
+	DH_TRACE_REFUSED    = 2, /* a mapped port with no socket (listener) at the target */
+	DH_TRACE_DISALLOWED = 3, /* a source the port's allow-list does not name */
+	DH_TRACE_GUARD_DROP = 4, /* the loopback guard dropped it */
+};
+
+struct dh_trace_ctl {
+	__u32 enabled;  /* the programs emit only while non-zero */
+	__u32 pid;      /* the trace that enabled it */
+	__u64 lost;     /* events that found the ring full (each turned tracing off) */
+};
+
+struct dh_trace_event {
+	__u64 ktime_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 ifindex;    /* the bridge */
+	__u8 kind;        /* enum dh_trace_kind */
+	__u8 proto;       /* IPPROTO_TCP, IPPROTO_UDP; 0 if not read */
+	__u8 family;      /* DH_AF_INET, DH_AF_INET6; 0 if not read */
+	__u8 mode;        /* enum dh_mode of the bridge */
+	__u32 saddr[4];   /* the container (IPv4 in the first word) */
+	__u32 daddr[4];   /* the gateway */
+	__u32 taddr[4];   /* the target, if any */
+	__u16 sport;      /* network order, like the addresses */
+	__u16 dport;
+	__u16 tport;
+	__u16 reason;     /* DH_COUNTER_INDEX() of the counter that counted it */
+	__u8 smac[6];     /* tc only: the frame's source MAC */
+	__u8 pad[2];
 };
 
 #endif /* DOCKHOST_H */

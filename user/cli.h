@@ -148,6 +148,7 @@ struct dh_state {
 	int dir_fd;  /* holds the flock */
 	int ports_fd, port_stats_fd, gateways_fd, nat_state_fd, counters_fd, bridges_fd;
 	int modes_fd, sock_flows_fd, gateways6_fd, targets_fd;
+	int trace_events_fd, trace_ctl_fd;  /* dockhost-bpf trace */
 	int prog_ingress_fd, prog_egress_fd, prog_sendmsg4_fd, prog_sendmsg6_fd, prog_sk_lookup_fd;
 	int prog_connect4_fd, prog_connect6_fd;
 	bool created;  /* this process loaded and pinned everything */

@@ -52,6 +52,9 @@ static const struct pinned pins[] = {
 		struct dh_sock_flow),
 	MAP_PIN(DH_MAP_GATEWAYS6, gateways6_fd, BPF_MAP_TYPE_HASH, struct dh_gateway6_key, struct dh_gateway),
 	MAP_PIN(DH_MAP_TARGETS, targets_fd, BPF_MAP_TYPE_SOCKHASH, struct dh_target_key, __u64),
+	/* A ring buffer has no key or value: sizes 0. */
+	{ DH_MAP_TRACE_EVENTS, offsetof(struct dh_state, trace_events_fd), NULL, BPF_MAP_TYPE_RINGBUF, 0, 0 },
+	MAP_PIN(DH_MAP_TRACE_CTL, trace_ctl_fd, BPF_MAP_TYPE_ARRAY, __u32, struct dh_trace_ctl),
 	{ DH_PIN_PROG_INGRESS, offsetof(struct dh_state, prog_ingress_fd), "dh_ingress", 0, 0, 0 },
 	{ DH_PIN_PROG_EGRESS, offsetof(struct dh_state, prog_egress_fd), "dh_egress", 0, 0, 0 },
 	{ DH_PIN_PROG_SENDMSG4, offsetof(struct dh_state, prog_sendmsg4_fd), "dh_sendmsg4", 0, 0, 0 },

@@ -55,10 +55,11 @@ static __always_inline bool dh_same_gateway(const __u32 a[4], const __u32 b[4])
  * `seen` changes unit. As in NAT mode, a live flow keeps its first gateway
  * (a reply cannot say which one it answers, and a neighbour spoofing the
  * flow's source must not move its replies): false for a datagram naming
- * another one, which is dropped.
+ * another one, which is dropped. *@created says whether this datagram
+ * started a flow (a new entry, or one that replaced an idle one).
  */
 static __always_inline bool dh_sock_flow_note(struct __sk_buff *skb, const struct dh_packet *pkt,
-					      struct bpf_sock *sk, bool v6)
+					      struct bpf_sock *sk, bool v6, bool *created)
 {
 	__u32 now = bpf_ktime_get_coarse_ns() >> DH_NAT_SEEN_SHIFT;
 	struct dh_sock_flow flow = { .ifindex = skb->ifindex, .seen = now };
@@ -93,6 +94,7 @@ static __always_inline bool dh_sock_flow_note(struct __sk_buff *skb, const struc
 	if (known && known->ifindex == flow.ifindex && now - known->seen <= DH_NAT_UDP_IDLE)
 		return false;
 	bpf_map_update_elem(&sock_flows, &key, &flow, BPF_ANY);
+	*created = true;
 	return true;
 }
 
@@ -167,6 +169,7 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 				    const struct dh_port_target *target, const struct dh_port_key *port_key,
 				    bool v6)
 {
+	bool created = false;
 	struct bpf_sock *sk;
 
 	/* Only a new flow's first packet needs the target's socket: a TCP
@@ -177,13 +180,22 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 		return TC_ACT_UNSPEC;
 	}
 	sk = dh_target_socket(skb, pkt, target, v6);
-	if (!sk)
+	if (!sk) {
+		dh_trace_packet(skb, pkt, v6 ? DH_L3_IPV6 : DH_L3_IPV4, DH_MODE_SOCKET, DH_TRACE_REFUSED,
+				DH_COUNTER_INDEX(passed_no_socket), target);
 		return DH_PASS(passed_no_socket);
-	if (pkt->proto == IPPROTO_UDP && !dh_sock_flow_note(skb, pkt, sk, v6)) {
+	}
+	if (pkt->proto == IPPROTO_UDP && !dh_sock_flow_note(skb, pkt, sk, v6, &created)) {
 		bpf_sk_release(sk);
 		return DH_DROP(flow_origin_conflicts);
 	}
 	bpf_sk_release(sk);
+	/* A TCP flow is traced by dh_sk_lookup when it assigns the SYN; a
+	 * UDP flow here, once, when its sock_flows entry is made: tracing
+	 * every datagram would flood the ring with one busy flow. */
+	if (created)
+		dh_trace_packet(skb, pkt, v6 ? DH_L3_IPV6 : DH_L3_IPV4, DH_MODE_SOCKET, DH_TRACE_FLOW,
+				DH_COUNTER_INDEX(assigned), target);
 	dh_count_port(skb, port_key);
 	return TC_ACT_UNSPEC;
 }
