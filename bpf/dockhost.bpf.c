@@ -325,9 +325,9 @@ static __always_inline void dh_count_port(struct __sk_buff *skb, const struct dh
  * address (as far as it was read). */
 #define DH_GUARD_DROP(reason)                                                          \
 	({                                                                             \
-		DH_COUNT(reason);                                                      \
 		dh_trace_packet(skb, pkt, l3, DH_TRACE_MODE_LOOKUP, DH_TRACE_GUARD_DROP, \
 				DH_COUNTER_INDEX(reason), NULL);                       \
+		DH_COUNT(reason);                                                      \
 		TC_ACT_SHOT;                                                           \
 	})
 

@@ -222,6 +222,13 @@ bool dh_parse_mode(const char *text, __u32 *mode);  /* spec.c */
 int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char *why, size_t why_len);
 /* host-gateway-ip(s) from the daemon's configuration; how many were found. */
 int dh_docker_host_gateways(struct dh_ip *addrs, int max);
+/* Running containers' addresses (GET /containers/json), for naming a
+ * source: how many were filled, or -EHOSTUNREACH with @why. */
+struct dh_docker_addr {
+	struct dh_ip addr;
+	char name[128];
+};
+int dh_docker_container_addrs(struct dh_docker_addr *out, int max, char *why, size_t why_len);
 /* docker_parse.c: the same answers parsed from a buffer (@len bytes, no
  * NUL needed), without I/O, for the fuzz targets. The answer to GET
  * /networks/NAME with HTTP @status -> its bridge device: 0, or -ENOENT
@@ -261,6 +268,7 @@ int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_status(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv);
+int dh_cmd_trace(const struct dh_cli *cli, int argc, char **argv);
 
 /* cmd_port.c, shared with attach --port */
 int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port_spec *spec,

@@ -66,6 +66,15 @@ static const struct command commands[] = {
 	{ "stats", dh_cmd_stats, "stats [--reset]",
 	  "Show the datapath counters summed over CPUs; --reset zeroes them and the\n"
 	  "per-port counters." },
+	{ "trace", dh_cmd_trace, "trace",
+	  "Stream one line per datapath event until SIGINT or SIGTERM (exit 0): a new\n"
+	  "redirected flow (flow), a mapped port with nothing listening at its target\n"
+	  "(refused), a source the port's allow-list refuses (disallowed), a frame the\n"
+	  "loopback guard dropped (guard_drop, with its source MAC). Each line names\n"
+	  "the bridge, the source and its container where Docker knows the address,\n"
+	  "the gateway and port, the target and the counter that counted the packet;\n"
+	  "--json prints one object per line. Every line is flushed as it is written.\n"
+	  "The datapath emits only while a trace runs; one trace at a time." },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -96,8 +105,10 @@ static void print_usage(FILE *out)
 		"  --pin-dir DIR  pinned programs and maps (default %s)\n"
 		"  --json         machine-readable output\n"
 		"  -v, --verbose  debug messages and libbpf's log\n"
-		"  -h, --help     this text; '%s COMMAND --help' for one command\n",
-		DH_PIN_DIR_DEFAULT, DH_PROG);
+		"  -h, --help     this text; '%s COMMAND --help' for one command\n"
+		"Options may also follow the command name ('%s trace --json'), before any\n"
+		"'--'; a command's value that looks like one is written --OPTION=VALUE.\n",
+		DH_PIN_DIR_DEFAULT, DH_PROG, DH_PROG);
 }
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
@@ -119,6 +130,44 @@ static void print_command_help(const struct command *cmd)
 {
 	print_usage_lines(stdout, "Usage: " DH_PROG " [OPTIONS] ", "       " DH_PROG " [OPTIONS] ", cmd->usage);
 	printf("\n%s\n", cmd->help);
+}
+
+/*
+ * Global options after the command name ('trace --json', 'stats --pin-dir
+ * DIR'): taken out of the command's arguments, which never use these
+ * names, so every command accepts them without knowing them. "--" ends
+ * the search: what follows it is the command's alone. Returns 0, or an
+ * exit code for a --pin-dir without its value.
+ */
+static int take_global_options(struct dh_cli *cli, int *argc, char **argv)
+{
+	int from, to = 1;
+
+	for (from = 1; from < *argc; from++) {
+		const char *arg = argv[from];
+
+		if (!strcmp(arg, "--")) {
+			while (from < *argc)
+				argv[to++] = argv[from++];
+			break;
+		}
+		if (!strcmp(arg, "--json")) {
+			cli->json = true;
+		} else if (!strcmp(arg, "--verbose") || !strcmp(arg, "-v")) {
+			cli->verbose = true;
+		} else if (!strncmp(arg, "--pin-dir=", 10)) {
+			cli->pin_dir = arg + 10;
+		} else if (!strcmp(arg, "--pin-dir")) {
+			if (from + 1 >= *argc)
+				return dh_usage_error("option '%s' needs a value", arg);
+			cli->pin_dir = argv[++from];
+		} else {
+			argv[to++] = argv[from];
+		}
+	}
+	argv[to] = NULL;
+	*argc = to;
+	return 0;
 }
 
 /* True if the command's own arguments ask for help. */
@@ -182,6 +231,11 @@ int main(int argc, char **argv)
 	cmd = find_command(argv[optind]);
 	if (!cmd)
 		return dh_usage_error("unknown command '%s' (see --help)", argv[optind]);
+	argc -= optind;
+	argv += optind;
+	opt = take_global_options(&cli, &argc, argv);
+	if (opt)
+		return opt;
 	if (cli.pin_dir[0] != '/' || strlen(cli.pin_dir) >= 4000)
 		return dh_usage_error("--pin-dir '%s': must be an absolute path", cli.pin_dir);
 	dh_set_verbose(cli.verbose);
@@ -189,8 +243,6 @@ int main(int argc, char **argv)
 	 * exist yet): its log is for -v only; our own errors say what failed. */
 	libbpf_set_print(cli.verbose ? libbpf_print : NULL);
 
-	argc -= optind;
-	argv += optind;
 	if (wants_help(argc, argv)) {
 		print_command_help(cmd);
 		return DH_EXIT_OK;
