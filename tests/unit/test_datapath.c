@@ -1687,6 +1687,162 @@ struct test {
 	void (*fn)(struct dockhost *skel);
 };
 
+/* ---- trace ---------------------------------------------------------------- */
+
+static int count_event(void *ctx, void *data, size_t size)
+{
+	struct dh_trace_event *events = ctx;
+	int *n = (int *)&events[8];
+
+	if (*n < 8 && size >= sizeof(*events))
+		events[*n] = *(struct dh_trace_event *)data;
+	(*n)++;
+	return 0;
+}
+
+/* Reads every event in the ring: how many; the first 8 into @events. */
+static int drain_events(struct bpf_map *ring, struct dh_trace_event events[9])
+{
+	struct ring_buffer *rb;
+	int *n = (int *)&events[8];
+
+	*n = 0;
+	rb = ring_buffer__new(bpf_map__fd(ring), count_event, events, NULL);
+	CHECK(rb != NULL, "ring_buffer__new: %s", strerror(errno));
+	if (!rb)
+		return -1;
+	ring_buffer__consume(rb);
+	ring_buffer__free(rb);
+	return *n;
+}
+
+static void set_trace(struct bpf_map *ctl_map, uint32_t enabled)
+{
+	struct dh_trace_ctl ctl = { .enabled = enabled, .pid = enabled ? getpid() : 0 };
+	__u32 zero = 0;
+
+	CHECK_EQ(bpf_map__update_elem(ctl_map, &zero, sizeof(zero), &ctl, sizeof(ctl), 0), 0);
+}
+
+static struct dh_trace_ctl get_trace(struct bpf_map *ctl_map)
+{
+	struct dh_trace_ctl ctl = {};
+	__u32 zero = 0;
+
+	CHECK_EQ(bpf_map__lookup_elem(ctl_map, &zero, sizeof(zero), &ctl, sizeof(ctl), 0), 0);
+	return ctl;
+}
+
+/* A NAT-mode SYN (a new flow, refused: nothing listens), a socket-mode
+ * one (refused), a UDP datagram to a UDP socket (a flow) and a loopback
+ * source (a guard drop), on ifindex 1. */
+static void run_traced_packets(struct dockhost *skel)
+{
+	struct flow guard = { .saddr = "127.0.0.1", .daddr = GATEWAY, .sport = 1, .dport = 8088,
+			      .proto = IPPROTO_TCP };
+	struct flow udp = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 5353, .dport = 8089,
+			    .proto = IPPROTO_UDP, .payload = "x" };
+	int prog = bpf_program__fd(skel->progs.dh_ingress);
+	struct frame f;
+
+	set_mode(skel, DH_MODE_NAT);
+	build_ipv4(&f, &tcp_to_gateway);
+	CHECK_EQ(run(prog, &f), TC_ACT_OK);
+	set_mode(skel, DH_MODE_SOCKET);
+	build_ipv4(&f, &tcp_to_gateway);
+	CHECK_EQ(run(prog, &f), TC_ACT_UNSPEC);
+	build_ipv4(&f, &udp);
+	CHECK_EQ(run(prog, &f), TC_ACT_UNSPEC);
+	build_ipv4(&f, &guard);
+	CHECK_EQ(run(prog, &f), TC_ACT_SHOT);
+}
+
+/* Nobody tracing: the programs write nothing, whatever happens. Then the
+ * same packets with tracing on: an event each. */
+static void test_trace_nothing_when_disabled(struct dockhost *skel)
+{
+	struct dh_trace_event events[9];
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(8089) };
+	int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	addr.sin_addr.s_addr = ip("127.0.0.1");
+	CHECK(udp >= 0 && bind(udp, (struct sockaddr *)&addr, sizeof(addr)) == 0, "UDP socket: %s",
+	      strerror(errno));
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	add_port(skel, 0, IPPROTO_UDP, 8089, "127.0.0.1", 8089);
+
+	run_traced_packets(skel);
+	CHECK_EQ(drain_events(skel->maps.trace_events, events), 0);
+
+	/* New flows again: the NAT entry and the UDP flow are forgotten. */
+	{
+		struct dh_nat_key key;
+		struct dh_sock_flow_key flow_key;
+
+		while (bpf_map__get_next_key(skel->maps.nat_state, NULL, &key, sizeof(key)) == 0)
+			bpf_map__delete_elem(skel->maps.nat_state, &key, sizeof(key), 0);
+		while (bpf_map__get_next_key(skel->maps.sock_flows, NULL, &flow_key, sizeof(flow_key)) == 0)
+			bpf_map__delete_elem(skel->maps.sock_flows, &flow_key, sizeof(flow_key), 0);
+	}
+	set_trace(skel->maps.trace_ctl, 1);
+	run_traced_packets(skel);
+	CHECK_EQ(drain_events(skel->maps.trace_events, events), 4);
+	CHECK_EQ(events[0].kind, DH_TRACE_REFUSED);
+	CHECK_EQ(events[0].mode, DH_MODE_NAT);
+	CHECK_EQ(events[0].reason, DH_COUNTER_INDEX(passed_no_socket));
+	CHECK_EQ(events[0].saddr[0], ip(CONTAINER));
+	CHECK_EQ(events[0].daddr[0], ip(GATEWAY));
+	CHECK_EQ(ntohs(events[0].dport), 8088);
+	CHECK_EQ(events[0].taddr[0], ip("127.0.0.1"));
+	CHECK_EQ(ntohs(events[0].tport), 8088);
+	CHECK_EQ(events[1].kind, DH_TRACE_REFUSED);
+	CHECK_EQ(events[1].mode, DH_MODE_SOCKET);
+	CHECK_EQ(events[2].kind, DH_TRACE_FLOW);
+	CHECK_EQ(events[2].proto, IPPROTO_UDP);
+	CHECK_EQ(events[2].reason, DH_COUNTER_INDEX(assigned));
+	CHECK_EQ(ntohs(events[2].sport), 5353);
+	CHECK_EQ(events[3].kind, DH_TRACE_GUARD_DROP);
+	CHECK_EQ(events[3].reason, DH_COUNTER_INDEX(dropped_loopback_src));
+	CHECK_EQ(events[3].saddr[0], ip("127.0.0.1"));
+	CHECK_EQ(events[3].ifindex, LO_IFINDEX);
+	if (udp >= 0)
+		close(udp);
+}
+
+/* A trace that died with tracing on: the programs fill the ring once,
+ * then turn tracing off themselves and count what they lost. */
+static void test_trace_full_ring_turns_tracing_off(struct dockhost *unused)
+{
+	struct flow guard = { .saddr = "127.0.0.1", .daddr = GATEWAY, .sport = 1, .dport = 8088,
+			      .proto = IPPROTO_TCP };
+	struct dh_trace_event events[9];
+	struct dh_trace_ctl ctl;
+	struct dockhost *skel;
+	struct frame f;
+	int i, stored;
+
+	/* One page of ring: 46 events of 88 bytes with their headers. */
+	skel = dockhost__open();
+	CHECK(skel != NULL, "dockhost__open: %s", strerror(errno));
+	if (!skel)
+		return;
+	CHECK_EQ(bpf_map__set_max_entries(skel->maps.trace_events, getpagesize()), 0);
+	CHECK_EQ(dockhost__load(skel), 0);
+	set_trace(skel->maps.trace_ctl, 1);
+	for (i = 0; i < 100; i++) {
+		build_ipv4(&f, &guard);
+		CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	}
+	ctl = get_trace(skel->maps.trace_ctl);
+	stored = drain_events(skel->maps.trace_events, events);
+	CHECK_EQ(ctl.enabled, 0);
+	CHECK(stored > 0 && stored < 100, "%d events stored", stored);
+	CHECK_EQ(ctl.lost, 1);  /* off at the first miss: no more tries */
+	CHECK_EQ(counters(skel).dropped_loopback_src, 100);
+	dockhost__destroy(skel);
+}
+
 #define TEST(fn) { #fn, fn }
 static const struct test tests[] = {
 	TEST(test_tcp_redirect),
@@ -1732,6 +1888,8 @@ static const struct test tests[] = {
 	TEST(test_sk_lookup_closed_target_not_assigned),
 	TEST(test_socket_mode_syn_puts_listener_in_targets),
 	TEST(test_socket_mode_udp_notes_flow),
+	TEST(test_trace_nothing_when_disabled),
+	TEST(test_trace_full_ring_turns_tracing_off),
 };
 
 /* A network namespace of our own, its lo up (for 127.0.0.1 and ::1): the
