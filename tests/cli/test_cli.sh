@@ -157,10 +157,10 @@ test_unknown_commands_and_options() {
 test_help_for_every_command() {
 	local cmd
 	expect_exit 0 "$DH_BIN" --help
-	for cmd in attach detach port status stats; do
+	for cmd in attach detach port status stats trace; do
 		expect_contains "$OUT" "$cmd" "--help lists $cmd"
 	done
-	for cmd in attach detach port status stats; do
+	for cmd in attach detach port status stats trace; do
 		expect_exit 0 "$DH_BIN" "$cmd" --help
 		expect_contains "$OUT" "Usage: dockhost-bpf [OPTIONS] $cmd" "$cmd --help"
 		expect_exit 0 "$DH_BIN" help "$cmd"
@@ -340,6 +340,35 @@ test_json_everywhere() {
 	dh --json port del 8089/udp | grep -q '"result":"deleted"' || fail "port del --json"
 	dh --json detach br0 | grep -q '"result":"detached"' || fail "detach --json"
 	dh --json status | grep -q '"bridges":\[' || fail "status --json, nothing attached"
+}
+
+# Global options after the command name, for every command: the same
+# output as before it. "--" ends them: what follows is the command's.
+test_global_options_after_the_command() {
+	local other=$DH_SCRATCH/other-pins
+	in_host "$DH_BIN" attach br0 --pin-dir "$PIN" --json --mode nat --port 8088 |
+		grep -q '"result":"attached"' || fail "attach ... --pin-dir --json"
+	in_host "$DH_BIN" port add 8089/udp --json --pin-dir="$PIN" | grep -q '"result":"added"' ||
+		fail "port add ... --json --pin-dir="
+	in_host "$DH_BIN" port list --pin-dir "$PIN" --json | python3 -c 'import json,sys; json.load(sys.stdin)' ||
+		fail "port list ... --json"
+	in_host "$DH_BIN" status --json --pin-dir "$PIN" | grep -q '"route_localnet":1' || fail "status ... --json"
+	in_host "$DH_BIN" stats -v --json --pin-dir "$PIN" | grep -q '"redirected":' || fail "stats ... --json"
+	in_host "$DH_BIN" stats --reset --pin-dir "$PIN" --verbose --json | grep -q '"redirected":' ||
+		fail "stats --reset ... --json"
+	expect_exit 0 dh stats --json
+	expect_eq "$OUT" "$(dh --json stats)" "stats --json after the command"
+	# A later --pin-dir wins, as a repeated one before the command does.
+	expect_exit 0 in_host "$DH_BIN" --pin-dir "$other" status --pin-dir "$PIN" --json
+	expect_contains "$OUT" '"route_localnet":1' "--pin-dir after the command"
+	expect_error 2 "needs a value" status --pin-dir
+	expect_error 2 "must be an absolute path" status --pin-dir relative/dir
+	expect_error 2 "unexpected argument '--json'" stats -- --json
+	expect_error 2 "unknown option '--frob'" stats --json --frob
+	in_host "$DH_BIN" detach br0 --pin-dir "$PIN" --json | grep -q '"result":"detached"' ||
+		fail "detach ... --json"
+	expect_exit 1 dh trace --json
+	expect_contains "$OUT" "no bridge attached" "trace --json, nothing attached"
 }
 
 test_docker_network_names() {
