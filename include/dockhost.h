@@ -329,6 +329,7 @@ struct dh_counters {
  * the loss and turns it back on; a new trace takes over from a dead pid.
  */
 #define DH_TRACE_RING_SIZE (256 * 1024)  /* about 2900 events */
+#define DH_TRACE_POLL_MS   100  /* trace reads the ring this often (no wakeup per event) */
 
 enum dh_trace_kind {
 	DH_TRACE_FLOW       = 1, /* a new redirected flow */

@@ -266,6 +266,12 @@ setup_mode() {  # MODE
 	socket)
 		# Attached as socket mode attaches: the ingress program only.
 		dockhost "$mode" attach br0 --mode socket --port 5000 --port 5000/udp --port 5201 >/dev/null ;;
+	socket-trace)
+		# socket with `trace` running (its lines discarded), on the bench
+		# CPU: what tracing costs while somebody traces. socket itself is
+		# the cost with nobody tracing.
+		dockhost "$mode" attach br0 --mode socket --port 5000 --port 5000/udp --port 5201 >/dev/null
+		spawn_in_host "$mode" "$bin" --pin-dir "$bpffs/$(ns_id "$mode")" trace >/dev/null 2>&1 ;;
 	socket-unmapped)
 		dockhost "$mode" attach br0 --mode socket --port 5001 --port 5001/udp --port 5202 >/dev/null ;;
 	socket-4096)
@@ -377,7 +383,7 @@ program_costs() {
 	echo "| our programs, ns per run (kernel.bpf_stats_enabled) | $(echo $cost_progs | sed 's/ / | /g') |"
 	echo "|---|$(for p in $cost_progs; do printf -- '---|'; done)"
 	sysctl -qw kernel.bpf_stats_enabled=1
-	for mode in dockhost dockhost-unmapped socket socket-unmapped; do
+	for mode in dockhost dockhost-unmapped socket socket-trace socket-unmapped; do
 		has_mode "$mode" || continue
 		for metric in crr rr udp; do
 			before=$(prog_stats "$mode")
@@ -402,7 +408,7 @@ program_costs() {
 # ---- run ----------------------------------------------------------------------
 
 modes=(native native-aa clsact-noop tcx-noop tcx-noop-ingress dockhost dockhost-unmapped dockhost-4096
-	socket socket-unmapped socket-4096 iptables iptables-4096 docker-proxy socat native+ct dockhost+ct
+	socket socket-trace socket-unmapped socket-4096 iptables iptables-4096 docker-proxy socat native+ct dockhost+ct
 	socket+ct native+fw socket+fw)
 # MODES="native dockhost ..." runs a subset (native is always needed: the baseline).
 [ -z "${MODES:-}" ] || read -r -a modes <<<"$MODES"
@@ -508,6 +514,7 @@ socket_targets() {
 	metric_targets "socket+ct %s / native+ct" socket+ct native+ct 0.97
 	metric_targets "socket+fw %s / native+fw" socket+fw native+fw 0.97
 	metric_targets "socket-4096 %s / socket" socket-4096 socket 0.98
+	metric_targets "socket-trace %s / socket (a trace running)" socket-trace socket 0.98
 	metric_targets "unmatched traffic %s, socket mode attached / not" socket-unmapped native 0.99
 	metric_targets "(NAT mode's floor: empty tcx programs, both hooks, %s / native)" tcx-noop native 0.99
 	metric_targets "(socket mode's floor: empty tcx program, ingress only, %s / native)" tcx-noop-ingress native 0.99

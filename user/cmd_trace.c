@@ -457,13 +457,15 @@ static int trace_loop(struct trace *t, struct ring_buffer *rb, int sig_fd, __u64
 			next_check = clock_ns(CLOCK_MONOTONIC) / 1000000 + TRACE_CHECK_MS;
 			continue;
 		}
-		ret = poll(fds, 2, (int)left);
+		/* Events come without a wakeup (see dh_trace_submit): look
+		 * every DH_TRACE_POLL_MS, or sooner when the ring fills. */
+		ret = poll(fds, 2, left > DH_TRACE_POLL_MS ? DH_TRACE_POLL_MS : (int)left);
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
 			return dh_runtime_error("trace: waiting for events: %s", strerror(errno));
 		}
-		if (fds[1].revents) {
+		if (ret == 0 || fds[1].revents) {
 			ret = ring_buffer__consume(rb);
 			if (ret < 0)
 				return dh_runtime_error("trace: reading events: %s", strerror(-ret));
