@@ -215,6 +215,26 @@ test_sigint_exits_zero() {
 	expect_eq "$(trace_ctl)" "0 0" "trace_ctl after SIGINT"
 }
 
+# A reader that goes away (trace | head): the next write fails, trace ends
+# and clears trace_ctl instead of dying of SIGPIPE with tracing on.
+test_closed_pipe_disables_tracing() {
+	local i
+	attach_mode socket
+	serve_tcp 8080 127.0.0.1 four
+	ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" trace 2>/dev/null | head -n 1 >/dev/null &
+	for i in $(seq 100); do
+		[ "$(trace_ctl | cut -d' ' -f1)" = 1 ] && break
+		sleep 0.05
+	done
+	expect_eq "$(trace_ctl | cut -d' ' -f1)" 1 "trace_ctl enabled"
+	for i in $(seq 100); do
+		[ "$(trace_ctl)" = "0 0" ] && return 0
+		tcp_get $GW 8080 >/dev/null
+		sleep 0.05
+	done
+	fail "trace_ctl still $(trace_ctl) after its reader went away"
+}
+
 test_nothing_attached() {
 	expect_exit 1 dh trace
 	expect_contains "$OUT" "no bridge attached" "trace without a pin set"
