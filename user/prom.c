@@ -274,9 +274,9 @@ int dh_prom_write(FILE *out, const struct dh_state *st, bool per_source)
 	}
 	put_counters(out, &sum);
 	put_ports(out, ports, "dockhost_port_packets_total", "counter",
-		  "Packets redirected to a mapped port (bridge \"*\": the entry for every bridge).", "packets");
+		  "Packets containers sent to a mapped port, delivered (bridge \"*\": the entry for every bridge).", "packets");
 	put_ports(out, ports, "dockhost_port_bytes_total", "counter",
-		  "Bytes redirected to a mapped port (bridge \"*\": the entry for every bridge).", "bytes");
+		  "Bytes containers sent to a mapped port, delivered (bridge \"*\": the entry for every bridge).", "bytes");
 	put_ports(out, ports, "dockhost_port_mapping", "gauge",
 		  "1 for each mapped port, with where it goes (to_addr IPv4, to_addr6 IPv6, \"\": not mapped).",
 		  NULL);
