@@ -71,7 +71,7 @@ test_stats_format_prometheus_passes_promtool() {
 	local mode out json n_counters n_samples
 	command -v promtool >/dev/null || fail "promtool missing: scripts/install-deps.sh installs Debian's prometheus"
 	# Before any attach: no pin set, every counter zero, still valid.
-	out=$(dh stats --format prometheus)
+	out=$(dh stats --format prometheus 2>&1) || fail "stats --format prometheus: $out"
 	printf '%s\n' "$out" | promtool check metrics || fail "promtool on the empty set: $out"
 	expect_contains "$out" 'dockhost_packets_dropped_total{reason="loopback_dst"} 0' "a drop reason"
 	expect_contains "$out" "dockhost_bridges_attached 0" "no bridge"
