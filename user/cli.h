@@ -260,11 +260,23 @@ int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_status(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv);
+int dh_cmd_metrics(const struct dh_cli *cli, int argc, char **argv);
 
 /* cmd_port.c, shared with attach --port */
 int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port_spec *spec,
 		  const struct dh_port_target *target, const char **result);
 struct json_object *dh_ports_json(const struct dh_state *st);
 void dh_ports_print(const struct dh_state *st);
+
+/* cmd_status.c: status --json's "bridges" */
+struct json_object *dh_bridges_json(const struct dh_state *st);
+
+/* prom.c: Prometheus' text format. Write: every family, from @st (NULL: no
+ * pin set, all zero); 0 or -errno. Collect: opens the pin set (its lock
+ * only for the read) into *buf (the caller frees); 0, -errno, or an exit
+ * code after dh_state_open printed why. */
+#include <stdio.h>
+int dh_prom_write(FILE *out, const struct dh_state *st, bool per_source);
+int dh_prom_collect(const struct dh_cli *cli, bool per_source, char **buf, size_t *len);
 
 #endif /* DH_CLI_H */

@@ -63,9 +63,17 @@ static const struct command commands[] = {
 	{ "status", dh_cmd_status, "status",
 	  "Show attached bridges (programs, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },
-	{ "stats", dh_cmd_stats, "stats [--reset]",
+	{ "stats", dh_cmd_stats, "stats [--reset] [--format text|json|prometheus [--per-source]]",
 	  "Show the datapath counters summed over CPUs; --reset zeroes them and the\n"
-	  "per-port counters." },
+	  "per-port counters. --format prometheus prints every counter, per-port traffic\n"
+	  "and each bridge's mode and route_localnet in Prometheus' text format (for\n"
+	  "node_exporter's textfile collector); --per-source adds the per-source\n"
+	  "counters. --format json is --json." },
+	{ "metrics", dh_cmd_metrics, "metrics [--listen ADDR:PORT] [--per-source]",
+	  "Serve what 'stats --format prometheus' prints over HTTP, at /metrics on\n"
+	  "ADDR:PORT (default 127.0.0.1:9469; [ADDR6]:PORT for IPv6), read afresh for\n"
+	  "each scrape. Answers GET and HEAD /metrics, one request at a time, and 404\n"
+	  "to any other path. SIGTERM, SIGINT or SIGHUP ends it (exit 0)." },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

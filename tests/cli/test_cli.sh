@@ -157,10 +157,10 @@ test_unknown_commands_and_options() {
 test_help_for_every_command() {
 	local cmd
 	expect_exit 0 "$DH_BIN" --help
-	for cmd in attach detach port status stats; do
+	for cmd in attach detach port status stats metrics; do
 		expect_contains "$OUT" "$cmd" "--help lists $cmd"
 	done
-	for cmd in attach detach port status stats; do
+	for cmd in attach detach port status stats metrics; do
 		expect_exit 0 "$DH_BIN" "$cmd" --help
 		expect_contains "$OUT" "Usage: dockhost-bpf [OPTIONS] $cmd" "$cmd --help"
 		expect_exit 0 "$DH_BIN" help "$cmd"
