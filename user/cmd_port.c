@@ -476,6 +476,45 @@ static int port_del(const struct dh_cli *cli, const struct dh_state *st, const s
 	return 0;
 }
 
+/*
+ * port add SPEC --from ... without --bridge: a bridge's own entry for SPEC
+ * (attach --port writes those) wins over the all-bridges one, so the
+ * sources go in its list too, or SPEC would stay open on that bridge.
+ * Prints each bridge so listed; 0 or an exit code.
+ */
+static int add_to_bridge_entries(const struct dh_cli *cli, const struct dh_state *st, const struct port_args *args,
+				 const struct dh_allow_arg *from)
+{
+	__u32 next, prev_key;
+	void *prev = NULL;
+	int i, err;
+
+	while (bpf_map_get_next_key(st->bridges_fd, prev, &next) == 0) {
+		struct dh_port_key key = { .ifindex = next, .port = htons(args->spec.port), .proto = args->spec.proto };
+		struct dh_port_target entry;
+		char name[DH_IFNAMSIZ];
+
+		prev_key = next;
+		prev = &prev_key;
+		if (bpf_map_lookup_elem(st->ports_fd, &key, &entry))
+			continue;
+		for (i = 0; i < args->n_from; i++) {
+			err = dh_allow_add(st, &key, &from[i]);
+			if (err)
+				return dh_runtime_error("port add: %s --from '%s': %s", args->spec_text, args->from[i],
+							strerror(-err));
+		}
+		entry.flags |= DH_PORT_ALLOW_LIST;
+		if (bpf_map_update_elem(st->ports_fd, &key, &entry, BPF_EXIST) && errno != ENOENT)
+			return dh_runtime_error("port add: %s: %s: %s", args->spec_text, "bridge entry", strerror(errno));
+		scope_name(next, st, name);
+		if (!cli->json)
+			printf("%u/%s on %s (its own entry): allow-list updated\n", args->spec.port,
+			       dh_proto_name(args->spec.proto), name);
+	}
+	return 0;
+}
+
 int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 {
 	static struct dh_allow_arg from[DH_MAX_ARGS];  /* ~25 KiB: not on the stack */
@@ -568,6 +607,11 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 		goto out;
 	if (args.n_from && !strcmp(result, "unchanged"))
 		result = "allow-list updated";
+	if (args.n_from && !args.bridge) {
+		err = add_to_bridge_entries(cli, &st, &args, from);
+		if (err)
+			goto out;
+	}
 
 	if (cli->json) {
 		struct json_object *obj = json_object_new_object();

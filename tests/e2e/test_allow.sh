@@ -93,6 +93,20 @@ test_bridge_entry_list() {
 	expect_eq "$(bpftool -j map dump pinned "$PIN/allow_sources" | grep -o '"key"' | wc -l)" 0 "allow_sources after detach"
 }
 
+# port add --from without --bridge lists SPEC everywhere it is mapped: a
+# bridge's own entry wins over the all-bridges one, and must not stay open.
+test_global_from_covers_bridge_entries() {
+	serve_tcp 8088 127.0.0.1 pong
+	second_container
+	dh attach br0 --port 8088
+	expect_exit 0 dh port add 8088 --from "$CTR2"
+	expect_contains "$OUT" "8088/tcp on br0 (its own entry): allow-list updated" "port add says where"
+	expect_eq "$(tcp_get $GW 8088 "$C2")" pong "listed"
+	expect_refused "not listed, br0's own entry" tcp_get $GW 8088
+	dh port del 8088 --from "$CTR2"
+	expect_refused "list emptied everywhere" tcp_get $GW 8088 "$C2"
+}
+
 test_ipv6_sources() {
 	[ "$(mode)" = socket ] || exit 78  # NAT mode never redirects IPv6
 	add_ipv6
