@@ -176,6 +176,10 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 		dh_count_port(skb, port_key);
 		return TC_ACT_UNSPEC;
 	}
+	/* A source off the list gets no socket into `targets` (dh_sk_lookup
+	 * checks again: another source's packet may have put it there). */
+	if (!dh_source_allowed(target, port_key, v6 ? pkt->saddr6 : &pkt->saddr, v6))
+		return DH_PASS(passed_not_allowed);
 	sk = dh_target_socket(skb, pkt, target, v6);
 	if (!sk)
 		return DH_PASS(passed_no_socket);
