@@ -167,6 +167,33 @@ struct {
 	__type(key, __u32);
 	__type(value, struct dh_trace_ctl);
 } trace_ctl SEC(".maps");
+/* Allow-lists: see include/dockhost.h. Only an entry with
+ * DH_PORT_ALLOW_LIST costs a lookup: one, in the trie of its family. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, DH_MAX_ALLOW);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dh_allow4_key);
+	__type(value, __u32);
+} allow4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, DH_MAX_ALLOW);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dh_allow6_key);
+	__type(value, __u32);
+} allow6 SEC(".maps");
+
+/* Not used by the programs: the CLI's record of each --from, pinned and
+ * typed like bridges. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DH_MAX_ALLOW);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dh_allow_source_key);
+	__type(value, struct dh_allow_source);
+} allow_sources SEC(".maps");
 
 #define DH_COUNT(field)                                                    \
 	({                                                                 \
@@ -188,6 +215,31 @@ static __always_inline struct dh_port_target *dh_lookup_port(struct dh_port_key 
 		return target;
 	key->ifindex = 0;
 	return bpf_map_lookup_elem(&ports, key);
+}
+
+/*
+ * May @saddr (one word for IPv4, four for IPv6) use the mapping @target
+ * found under @port_key (its key as matched: ifindex 0 for a global one)?
+ * A mapping without a list is open to all.
+ */
+static __always_inline bool dh_source_allowed(const struct dh_port_target *target,
+					      const struct dh_port_key *port_key, const __u32 *saddr, bool v6)
+{
+	struct dh_allow6_key key6;
+	struct dh_allow4_key key;
+
+	if (!(target->flags & DH_PORT_ALLOW_LIST))
+		return true;
+	if (v6) {
+		key6.prefixlen = DH_ALLOW_KEY_BITS + 128;
+		key6.port = *port_key;
+		__builtin_memcpy(key6.addr, saddr, sizeof(key6.addr));
+		return bpf_map_lookup_elem(&allow6, &key6) != NULL;
+	}
+	key.prefixlen = DH_ALLOW_KEY_BITS + 32;
+	key.port = *port_key;
+	key.addr = saddr[0];
+	return bpf_map_lookup_elem(&allow4, &key) != NULL;
 }
 
 /* Charges a new flow to its source: false when the source has started
@@ -438,6 +490,16 @@ int dh_ingress(struct __sk_buff *skb)
 		return DH_PASS(passed);
 	if (dh_bridge_mode(skb->ifindex) == DH_MODE_SOCKET)
 		return dh_steer(skb, &pkt, &target, &port_key, false);
+	/* Checked on every packet, before the rewrite: a source taken off
+	 * the list loses even the flows it had, and what it sends goes on to
+	 * the gateway untouched, answered as for an unmapped port. */
+	if (!dh_source_allowed(&target, &port_key, &pkt.saddr, false)) {
+		/* Traced as a new flow's is: a SYN, any UDP datagram. */
+		if (pkt.proto != IPPROTO_TCP || pkt.tcp_syn)
+			dh_trace_packet(skb, &pkt, l3, DH_MODE_NAT, DH_TRACE_DISALLOWED,
+					DH_COUNTER_INDEX(passed_not_allowed), NULL);
+		return DH_PASS(passed_not_allowed);
+	}
 
 	verdict = dh_remember_flow(skb, &pkt, &target, &created);
 	if (verdict)
@@ -466,7 +528,7 @@ int dh_ingress(struct __sk_buff *skb)
 SEC("sk_lookup")
 int dh_sk_lookup(struct bpf_sk_lookup *ctx)
 {
-	__u32 ifindex = ctx->ingress_ifindex, local[4];
+	__u32 ifindex = ctx->ingress_ifindex, local[4], remote[4];
 	bool v6 = ctx->family == DH_AF_INET6;
 	struct dh_port_target *found;
 	struct dh_port_key port_key;
@@ -496,6 +558,20 @@ int dh_sk_lookup(struct bpf_sk_lookup *ctx)
 	found = dh_lookup_port(&port_key);
 	if (!found || (v6 ? dh_ipv6_unset(found->addr6) : !found->addr))
 		return SK_PASS;
+	/* The deliverer checks the source itself: `targets` may hold the
+	 * socket an allowed source's packet put there. Counted at tc. */
+	if (found->flags & DH_PORT_ALLOW_LIST) {
+		if (v6) {
+			remote[0] = ctx->remote_ip6[0];
+			remote[1] = ctx->remote_ip6[1];
+			remote[2] = ctx->remote_ip6[2];
+			remote[3] = ctx->remote_ip6[3];
+		} else {
+			remote[0] = ctx->remote_ip4;
+		}
+		if (!dh_source_allowed(found, &port_key, remote, v6))
+			return SK_PASS;
+	}
 	dh_target_key(&key, ctx->protocol, v6 ? found->addr6 : &found->addr, found->port, v6);
 	sk = bpf_map_lookup_elem(&targets, &key);
 	if (!sk)

@@ -40,6 +40,9 @@
 #define DH_MAP_TARGETS    "targets"
 #define DH_MAP_TRACE_EVENTS "trace_events"
 #define DH_MAP_TRACE_CTL    "trace_ctl"
+#define DH_MAP_ALLOW4     "allow4"
+#define DH_MAP_ALLOW6     "allow6"
+#define DH_MAP_ALLOW_SOURCES "allow_sources"
 
 /*
  * The pin set's version, in the style of libxdp's dispatcher: a one-entry
@@ -56,7 +59,8 @@
 #define DH_PIN_META     "meta"
 #define DH_ABI_MAGIC    0x66626864  /* "dhbf" in memory on little endian */
 #define DH_ABI_VERSION  6  /* 6: socket mode delivers through sk_lookup and the targets sockhash;
-			    * trace_events and trace_ctl (dockhost-bpf trace) */
+			    * trace_events and trace_ctl (dockhost-bpf trace);
+			    * allow-lists (allow4, allow6, allow_sources, dh_port_target.flags) */
 
 struct dh_meta {
 	__u32 magic;        /* DH_ABI_MAGIC */
@@ -105,8 +109,70 @@ struct dh_port_key {
 struct dh_port_target {
 	__u32 addr;      /* IPv4 loopback address, 127.0.0.0/8, or 0 */
 	__u16 port;
-	__u16 pad;
+	__u16 flags;     /* enum dh_port_flags */
 	__u32 addr6[4];  /* IPv6 loopback address (only ::1), or all zero */
+};
+
+enum dh_port_flags {
+	/* Only sources in allow4/allow6 under this entry's key may use it;
+	 * set with the first --from and kept until the mapping goes, so an
+	 * emptied list is closed to all, never open. */
+	DH_PORT_ALLOW_LIST = 1 << 0,
+};
+
+/*
+ * allow4, allow6: the allow-lists, one LPM trie per family. The key is the
+ * mapping's dh_port_key (the entry the packet matched: a bridge's own, or
+ * ifindex 0) followed by the source prefix, and prefixlen counts the
+ * DH_ALLOW_KEY_BITS of the mapping's key first: one lookup with the
+ * packet's source, at full length, finds whether any prefix of that
+ * mapping's list holds it, however long the list. The value counts the
+ * sources (allow_sources) that put the prefix there.
+ */
+#define DH_ALLOW_KEY_BITS 64  /* dh_port_key, whole */
+#define DH_MAX_ALLOW      65536
+
+struct dh_allow4_key {
+	__u32 prefixlen;  /* DH_ALLOW_KEY_BITS + the source's prefix length */
+	struct dh_port_key port;
+	__u32 addr;
+};
+
+struct dh_allow6_key {
+	__u32 prefixlen;
+	struct dh_port_key port;
+	__u32 addr[4];
+};
+
+/* allow_sources: not read by the programs. What each --from of a mapping
+ * was (a CIDR, a Docker container or network, by the name typed) and the
+ * prefixes it put in allow4/allow6, for port del --from and port list. */
+#define DH_ALLOW_NAME_LEN  80  /* a 64-digit Docker id fits */
+#define DH_ALLOW_PREFIXES  16
+
+enum dh_allow_kind {
+	DH_ALLOW_CIDR      = 1,
+	DH_ALLOW_CONTAINER = 2,
+	DH_ALLOW_NETWORK   = 3,
+};
+
+struct dh_allow_source_key {
+	struct dh_port_key port;
+	char name[DH_ALLOW_NAME_LEN];  /* a CIDR as printed, or a Docker name or id as typed */
+};
+
+struct dh_allow_prefix {
+	__u8 family;     /* DH_AF_INET or DH_AF_INET6 */
+	__u8 prefixlen;  /* of the address alone */
+	__u8 pad[2];
+	__u32 addr[4];   /* IPv4 in the first word */
+};
+
+struct dh_allow_source {
+	__u32 kind;   /* enum dh_allow_kind */
+	__u32 count;  /* prefixes used */
+	__u64 resolved_at;  /* seconds since the epoch */
+	struct dh_allow_prefix prefixes[DH_ALLOW_PREFIXES];
 };
 
 /* port_stats: per-CPU traffic for one ports entry, same key. */
@@ -299,6 +365,7 @@ struct dh_target_key {
 	X(passed_assign_failed)   /* socket mode: the target cannot take it */  \
 	X(udp_replies_sourced)    /* socket mode: sendmsg4/6 set the gateway */ \
 	X(udp_connects_unsupported) /* socket mode: UDP server connect()ed: use NAT */ \
+	X(passed_not_allowed)     /* source not in the port's allow-list */     \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \
 	X(icmp_errors_rewritten)  /* ICMP error about a redirected flow */     \

@@ -59,6 +59,10 @@ const char *dh_gateway_unusable(const struct dh_ip *ip);
  * none is given (the caller's spec port). */
 bool dh_parse_target(const char *text, struct dh_port_target *target);
 bool dh_ipv6_is_loopback_addr(const __u32 addr[4]);  /* ::1 */
+/* ADDR or ADDR/LEN, IPv4 or IPv6: 0, -EINVAL, or -ERANGE when host bits
+ * are set (@prefix then holds the network, for the hint). */
+int dh_parse_cidr(const char *text, struct dh_allow_prefix *prefix);
+const char *dh_prefix_str(const struct dh_allow_prefix *prefix, char *buf, size_t size);
 bool dh_ipv6_unset(const __u32 addr[4]);             /* :: */
 /* "127.0.0.1:80", "[::1]:80" or both, comma-separated: what @target maps. */
 const char *dh_target_str(const struct dh_port_target *target, char *buf, size_t size);
@@ -149,6 +153,7 @@ struct dh_state {
 	int ports_fd, port_stats_fd, gateways_fd, nat_state_fd, counters_fd, bridges_fd;
 	int modes_fd, sock_flows_fd, gateways6_fd, targets_fd;
 	int trace_events_fd, trace_ctl_fd;  /* dockhost-bpf trace */
+	int allow4_fd, allow6_fd, allow_sources_fd;
 	int prog_ingress_fd, prog_egress_fd, prog_sendmsg4_fd, prog_sendmsg6_fd, prog_sk_lookup_fd;
 	int prog_connect4_fd, prog_connect6_fd;
 	bool created;  /* this process loaded and pinned everything */
@@ -241,6 +246,14 @@ int dh_docker_parse_network(long status, const char *body, size_t len, char brid
  * malformed or unusable as a gateway. */
 int dh_docker_parse_daemon_json(const char *text, size_t len, struct dh_ip *addrs, int max, char *why,
 				size_t why_len);
+/* An allow-list source from Docker: a container's addresses (GET
+ * /containers/NAME/json), else a network's subnets (GET /networks/NAME).
+ * 0, -ENOENT (neither), -EHOSTUNREACH (no daemon), -EINVAL; @why says it. */
+int dh_docker_allow_source(const char *name, struct dh_allow_source *src, char *why, size_t why_len);
+/* docker_parse.c: one such answer, @network saying which it is. Fills
+ * @src (kind, prefixes); @why is empty or names what was ignored. */
+int dh_docker_parse_allow_source(long status, const char *body, size_t len, bool network,
+				 struct dh_allow_source *src, char *why, size_t why_len);
 /* BRIDGE as typed: a device name, or a Docker network name or id. Fills
  * @name; returns 0 or an exit code after printing the error. */
 int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSIZ]);
@@ -269,11 +282,43 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_status(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_trace(const struct dh_cli *cli, int argc, char **argv);
+int dh_cmd_metrics(const struct dh_cli *cli, int argc, char **argv);
 
 /* cmd_port.c, shared with attach --port */
 int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port_spec *spec,
 		  const struct dh_port_target *target, const char **result);
 struct json_object *dh_ports_json(const struct dh_state *st);
 void dh_ports_print(const struct dh_state *st);
+
+/* cmd_status.c: status --json's "bridges" */
+struct json_object *dh_bridges_json(const struct dh_state *st);
+
+/* prom.c: Prometheus' text format. Write: every family, from @st (NULL: no
+ * pin set, all zero); 0 or -errno. Collect: opens the pin set (its lock
+ * only for the read) into *buf (the caller frees); 0, -errno, or an exit
+ * code after dh_state_open printed why. */
+#include <stdio.h>
+int dh_prom_write(FILE *out, const struct dh_state *st, bool per_source);
+int dh_prom_collect(const struct dh_cli *cli, bool per_source, char **buf, size_t *len);
+
+/* allow.c: the allow-lists (allow4, allow6, allow_sources) */
+struct dh_allow_arg {
+	char name[DH_ALLOW_NAME_LEN];  /* the record's name: a CIDR as printed, "any", a Docker name */
+	struct dh_allow_source src;
+};
+/* --from @text: a CIDR, "any", or (with @docker) a Docker container or
+ * network, resolved now. Returns 0 or an exit code after the error. */
+int dh_allow_parse(const char *cmd, const char *text, bool docker, struct dh_allow_arg *arg);
+/* Puts @arg's prefixes in the list of the mapping @port (replacing what
+ * the same name put there before). 0 or -errno. */
+int dh_allow_add(const struct dh_state *st, const struct dh_port_key *port, const struct dh_allow_arg *arg);
+/* Takes the source @name out of @port's list: 0, -ENOENT. */
+int dh_allow_del(const struct dh_state *st, const struct dh_port_key *port, const char *name);
+/* Everything of @port's list, or of every mapping of @ifindex. */
+void dh_allow_forget(const struct dh_state *st, const struct dh_port_key *port);
+void dh_allow_forget_bridge(const struct dh_state *st, __u32 ifindex);
+/* @port's sources: a JSON array, or a text line per source. */
+struct json_object *dh_allow_json(const struct dh_state *st, const struct dh_port_key *port);
+void dh_allow_print(const struct dh_state *st, const struct dh_port_key *port, const char *indent);
 
 #endif /* DH_CLI_H */

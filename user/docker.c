@@ -301,3 +301,44 @@ int dh_docker_container_addrs(struct dh_docker_addr *out, int max, char *why, si
 	json_object_put(root);
 	return n;
 }
+
+/* GET /containers/NAME/json or /networks/NAME, parsed as an allow-list
+ * source. */
+static int docker_source_get(const char *name, bool network, struct dh_allow_source *src, char *why,
+			     size_t why_len)
+{
+	struct buffer buf = {};
+	char *escaped, path[300];
+	CURL *handle;
+	long status;
+	int err;
+
+	if (!curl_load(why, why_len))
+		return -EHOSTUNREACH;
+	handle = curl.easy_init();
+	escaped = handle ? curl.easy_escape(handle, name, 0) : NULL;
+	if (handle)
+		curl.easy_cleanup(handle);
+	if (!escaped) {
+		snprintf(why, why_len, "cannot initialise libcurl");
+		return -ENOMEM;
+	}
+	snprintf(path, sizeof(path), network ? "/networks/%s" : "/containers/%s/json", escaped);
+	curl.free(escaped);
+	if (!docker_get(path, &buf, &status, why, why_len))
+		err = -EHOSTUNREACH;
+	else
+		err = dh_docker_parse_allow_source(status, buf.data ? buf.data : "", buf.len, network, src, why,
+						   why_len);
+	free(buf.data);
+	return err;
+}
+
+int dh_docker_allow_source(const char *name, struct dh_allow_source *src, char *why, size_t why_len)
+{
+	int err = docker_source_get(name, false, src, why, why_len);
+
+	if (err == -ENOENT)
+		err = docker_source_get(name, true, src, why, why_len);
+	return err;
+}

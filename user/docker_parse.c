@@ -181,3 +181,76 @@ int dh_docker_parse_daemon_json(const char *text, size_t len, struct dh_ip *addr
 	json_object_put(conf);
 	return n;
 }
+
+/* One address (container) or subnet (network) into @src: false when it
+ * is no address or @src is full (noted in @why once). */
+static void take_source_prefix(const char *text, bool host, struct dh_allow_source *src, char *why,
+			       size_t why_len)
+{
+	struct dh_allow_prefix prefix;
+	char shown[41];
+	__u32 i;
+
+	if (!text || !*text)
+		return;  /* "IPAddress": "" on a network without IPv4, say */
+	/* A host's address is the whole prefix: "IPPrefixLen" says the
+	 * subnet's size, not who the container is. */
+	if ((host && strchr(text, '/')) || dh_parse_cidr(text, &prefix)) {
+		if (!why[0])
+			snprintf(why, why_len, "'%s' is not an address: ignored", printable(text, shown));
+		return;
+	}
+	for (i = 0; i < src->count; i++)
+		if (!memcmp(&src->prefixes[i], &prefix, sizeof(prefix)))
+			return;
+	if (src->count >= DH_ALLOW_PREFIXES) {
+		if (!why[0])
+			snprintf(why, why_len, "more than %d addresses: '%s' and later ones ignored",
+				 DH_ALLOW_PREFIXES, printable(text, shown));
+		return;
+	}
+	src->prefixes[src->count++] = prefix;
+}
+
+int dh_docker_parse_allow_source(long status, const char *body, size_t len, bool network,
+				 struct dh_allow_source *src, char *why, size_t why_len)
+{
+	struct json_object *obj = parse_json(body, len), *nets, *config;
+	const char *msg;
+	char shown[41];
+	size_t i;
+
+	memset(src, 0, sizeof(*src));
+	why[0] = '\0';
+	if (status != 200 || !json_object_is_type(obj, json_type_object)) {
+		msg = string_member(obj, "message");
+		snprintf(why, why_len, "Docker answered %ld%s%s", status, msg ? ": " : "",
+			 msg ? printable(msg, shown) : "");
+		json_object_put(obj);
+		return status == 404 ? -ENOENT : status == 200 ? -EINVAL : -EHOSTUNREACH;
+	}
+	if (network) {
+		src->kind = DH_ALLOW_NETWORK;
+		config = member(member(obj, "IPAM", json_type_object), "Config", json_type_array);
+		for (i = 0; config && i < json_object_array_length(config); i++)
+			take_source_prefix(string_member(json_object_array_get_idx(config, i), "Subnet"), false,
+					   src, why, why_len);
+	} else {
+		struct json_object_iterator it, end;
+
+		src->kind = DH_ALLOW_CONTAINER;
+		nets = member(member(obj, "NetworkSettings", json_type_object), "Networks", json_type_object);
+		if (nets) {
+			it = json_object_iter_begin(nets);
+			end = json_object_iter_end(nets);
+		}
+		for (; nets && !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
+			struct json_object *net = json_object_iter_peek_value(&it);
+
+			take_source_prefix(string_member(net, "IPAddress"), true, src, why, why_len);
+			take_source_prefix(string_member(net, "GlobalIPv6Address"), true, src, why, why_len);
+		}
+	}
+	json_object_put(obj);
+	return 0;
+}

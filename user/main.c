@@ -39,8 +39,8 @@ static const struct command commands[] = {
 	  "other command refuses), reading only their stable part, with\n"
 	  "route_localnet set to 0." },
 	{ "port", dh_cmd_port,
-	  "port add SPEC [--to PORT|ADDR[:PORT]|[::1][:PORT]] [--bridge BRIDGE]\n"
-	  "port del SPEC [--bridge BRIDGE]\n"
+	  "port add SPEC [--to PORT|ADDR[:PORT]|[::1][:PORT]] [--from SOURCE]... [--bridge BRIDGE]\n"
+	  "port del SPEC [--from SOURCE]... [--bridge BRIDGE]\n"
 	  "port list",
 	  "Edit the pinned port map at runtime. SPEC is PORT, PORT/tcp or PORT/udp (bare\n"
 	  "PORT means tcp). Packets to a gateway on SPEC go to 127.0.0.1 (IPv6: [::1])\n"
@@ -50,7 +50,16 @@ static const struct command commands[] = {
 	  "applies to every attached bridge; a bridge's own entry wins. del without\n"
 	  "--bridge removes SPEC wherever it is mapped (the all-bridges entry and each\n"
 	  "bridge's own, as from attach --port) and says where; with --bridge, only that\n"
-	  "bridge's entry. Either fails (exit 1) if there is nothing to remove." },
+	  "bridge's entry. Either fails (exit 1) if there is nothing to remove.\n"
+	  "--from SOURCE (repeatable) puts SOURCE in SPEC's allow-list (without\n"
+	  "--bridge, also every bridge's own entry's), creating the mapping if\n"
+	  "needed: a CIDR (ADDR or ADDR/LEN, IPv4 or IPv6), 'any' (everyone,\n"
+	  "on purpose), or a Docker container or network (name or id), resolved now to\n"
+	  "its addresses (a network: its subnets). A mapping with a list serves only\n"
+	  "its sources; others get what an unmapped port gives. One that never had\n"
+	  "--from is open to all. del SPEC --from SOURCE takes one source out; the\n"
+	  "last one out leaves the port mapped and closed to all (--from any opens it,\n"
+	  "a plain del unmaps it and drops the list)." },
 	{ "watch", dh_cmd_watch,
 	  "watch [--match GLOB]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat] [--detach-on-exit]",
 	  "Stay in the foreground: attach every bridge whose name matches a GLOB (default\n"
@@ -63,9 +72,17 @@ static const struct command commands[] = {
 	{ "status", dh_cmd_status, "status",
 	  "Show attached bridges (programs, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },
-	{ "stats", dh_cmd_stats, "stats [--reset]",
+	{ "stats", dh_cmd_stats, "stats [--reset] [--format text|json|prometheus [--per-source]]",
 	  "Show the datapath counters summed over CPUs; --reset zeroes them and the\n"
-	  "per-port counters." },
+	  "per-port counters. --format prometheus prints every counter, per-port traffic\n"
+	  "and each bridge's mode and route_localnet in Prometheus' text format (for\n"
+	  "node_exporter's textfile collector); --per-source adds the per-source\n"
+	  "counters. --format json is --json." },
+	{ "metrics", dh_cmd_metrics, "metrics [--listen ADDR:PORT] [--per-source]",
+	  "Serve what 'stats --format prometheus' prints over HTTP, at /metrics on\n"
+	  "ADDR:PORT (default 127.0.0.1:9469; [ADDR6]:PORT for IPv6), read afresh for\n"
+	  "each scrape. Answers GET and HEAD /metrics, one request at a time, and 404\n"
+	  "to any other path. SIGTERM, SIGINT or SIGHUP ends it (exit 0)." },
 	{ "trace", dh_cmd_trace, "trace",
 	  "Stream one line per datapath event until SIGINT or SIGTERM (exit 0): a new\n"
 	  "redirected flow (flow), a mapped port with nothing listening at its target\n"

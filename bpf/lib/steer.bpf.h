@@ -179,6 +179,15 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 		dh_count_port(skb, port_key);
 		return TC_ACT_UNSPEC;
 	}
+	/* A source off the list gets no socket into `targets` (dh_sk_lookup
+	 * checks again: another source's packet may have put it there). */
+	if (!dh_source_allowed(target, port_key, v6 ? pkt->saddr6 : &pkt->saddr, v6)) {
+		/* Traced here only: dh_sk_lookup's own check of the same
+		 * packet stays silent. */
+		dh_trace_packet(skb, pkt, v6 ? DH_L3_IPV6 : DH_L3_IPV4, DH_MODE_SOCKET, DH_TRACE_DISALLOWED,
+				DH_COUNTER_INDEX(passed_not_allowed), NULL);
+		return DH_PASS(passed_not_allowed);
+	}
 	sk = dh_target_socket(skb, pkt, target, v6);
 	if (!sk) {
 		dh_trace_packet(skb, pkt, v6 ? DH_L3_IPV6 : DH_L3_IPV4, DH_MODE_SOCKET, DH_TRACE_REFUSED,

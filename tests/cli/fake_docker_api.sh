@@ -32,6 +32,18 @@ case $path in
 	reply "200 OK" '[{"Driver":"bridge"}]' ;;
 */networks/swarmnet)
 	reply "200 OK" '{"Name":"swarmnet","Id":"aaaaaaaaaaaaaaaa","Driver":"overlay","Options":{}}' ;;
+# Allow-list sources (port add --from): a container on two networks, one
+# stopped (no address), one with null members; a network's subnets.
+*/containers/web/json | */containers/0fedcba987654321/json)
+	reply "200 OK" '{"Id":"0fedcba9876543210fedcba987654321","Name":"/web","State":{"Running":true},"NetworkSettings":{"Networks":{"bridge":{"IPAddress":"10.201.0.2","IPPrefixLen":24,"GlobalIPv6Address":"fd42:201::2","GlobalIPv6PrefixLen":64},"other":{"IPAddress":"10.209.0.5","IPPrefixLen":24,"GlobalIPv6Address":""}}}}' ;;
+*/containers/stopped/json)
+	reply "200 OK" '{"Id":"5555555555555555","Name":"/stopped","NetworkSettings":{"Networks":{"bridge":{"IPAddress":"","GlobalIPv6Address":""}}}}' ;;
+*/containers/nullnets/json)
+	reply "200 OK" '{"Id":"6666666666666666","Name":"/nullnets","NetworkSettings":{"Networks":null}}' ;;
+*/containers/badaddr/json)
+	reply "200 OK" '{"Id":"7777777777777777","Name":"/badaddr","NetworkSettings":{"Networks":{"bridge":{"IPAddress":"10.201.0.300","GlobalIPv6Address":7},"b":{"IPAddress":"10.201.0.4"}}}}' ;;
+*/networks/appnet)
+	reply "200 OK" '{"Name":"appnet","Id":"abababababababab","Driver":"bridge","Options":{},"IPAM":{"Config":[{"Subnet":"10.201.0.0/24","Gateway":"10.201.0.1"},{"Subnet":"fd42:201::/64"}]}}' ;;
 *)
 	reply "404 Not Found" "{\"message\":\"network ${path##*/} not found\"}" ;;
 esac

@@ -556,6 +556,34 @@ test_ipv6() {
 
 # watch picks up a network created after it started (in socket mode, the
 # default), and forgets it when it is removed.
+# --from a container by name, resolved through the real API: in each mode,
+# that container reaches the mapped port and a fresh container on the same
+# network is refused as for an unmapped port (passed_not_allowed counts
+# it); the network as a source lets it in; the last source out closes.
+test_allow_from_container() {
+	local mode name=dhtest-allowed-$$ refused
+	start_services
+	"$docker_bin" run -d --label "$label" --name "$name" --network dhtest-default \
+		--add-host host.docker.internal:host-gateway "$image" sleep 600 >/dev/null
+	for mode in socket nat; do
+		dhd attach dhtest-default --mode "$mode" >/dev/null
+		dhd port add $port_tcp --from "$name" >/dev/null
+		expect_eq "$("$docker_bin" exec "$name" sh -c "echo | timeout 5 nc -w 2 host.docker.internal $port_tcp")" \
+			tcp-pong "$mode mode: the listed container"
+		refused=$(counter passed_not_allowed)
+		expect_not_contains "$(tcp_from dhtest-default $port_tcp)" tcp-pong "$mode mode: another container"
+		[ "$(counter passed_not_allowed)" -gt "$refused" ] || fail "$mode mode: passed_not_allowed: $(dhd stats)"
+		dhd port add $port_tcp --from dhtest-default >/dev/null
+		expect_eq "$(tcp_from dhtest-default $port_tcp)" tcp-pong "$mode mode: the network listed"
+		dhd port del $port_tcp --from dhtest-default >/dev/null
+		dhd port del $port_tcp --from "$name" >/dev/null
+		expect_not_contains "$("$docker_bin" exec "$name" sh -c "echo | timeout 5 nc -w 2 host.docker.internal $port_tcp")" \
+			tcp-pong "$mode mode: the list emptied"
+		dhd detach dhtest-default >/dev/null
+	done
+	"$docker_bin" rm -f "$name" >/dev/null
+}
+
 test_watch() {
 	local watch i
 	start_services

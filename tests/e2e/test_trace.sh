@@ -105,6 +105,32 @@ test_nat_mode_flows_and_refusals() {
 	expect_eq "$(grep -c ' flow ' "$out")" 2 "flow lines"
 }
 
+# A source the port's allow-list does not name: one disallowed line per
+# attempt, the container gets what an unmapped port gives.
+test_disallowed_sources() {
+	local out=$DH_SCRATCH/trace mode
+	add_ipv6
+	serve_tcp 8080 127.0.0.1 four
+	for mode in socket nat; do
+		ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" attach br0 --mode $mode >/dev/null
+		dh port add 8080 --from 10.201.0.99/32 >/dev/null
+		dh port add 8080 --from fd42:201::99/128 >/dev/null
+		dh port add 8080/udp --from 10.201.0.99/32 >/dev/null
+		trace_start "$out.$mode"
+		tcp_get $GW 8080 >/dev/null || true
+		udp_get $GW 8080 >/dev/null || true
+		wait_line "$out.$mode" "disallowed +br0 tcp $CTR:[0-9]+ $GW:8080 passed_not_allowed$"
+		wait_line "$out.$mode" "disallowed +br0 udp $CTR:[0-9]+ $GW:8080 passed_not_allowed$"
+		if [ $mode = socket ]; then
+			tcp6_get $GW6 8080 >/dev/null || true
+			wait_line "$out.$mode" "disallowed +br0 tcp \[$CTR6\]:[0-9]+ \[$GW6\]:8080 passed_not_allowed$"
+		fi
+		trace_stop
+		expect_eq "$(grep -cE ' (flow|refused) ' "$out.$mode")" 0 "flows or refusals of a disallowed source ($mode)"
+		dh detach br0 >/dev/null
+	done
+}
+
 # A crafted frame with a loopback source: a guard_drop line with the
 # container's MAC, in both families.
 test_guard_drop() {
