@@ -38,6 +38,7 @@ struct watch {
 	bool mode_given;             /* --mode: for a bridge's first attach only */
 	bool detach_on_exit;
 	bool docker_labels;          /* --docker-labels */
+	long long docker_again;      /* monotonic ms of the pass after an event's, or 0 */
 	/* Bridges attached by this watch, by ifindex, for --detach-on-exit
 	 * and to tell which deletions are ours. */
 	struct dh_watched_bridge seen[DH_MAX_BRIDGES];  /* no more can be attached: the bridges map's size */
@@ -271,6 +272,8 @@ static void test_wait_delay(void)
 		usleep(delay_ms * 1000);
 }
 
+#define DH_WATCH_DOCKER_AGAIN_MS 1000
+
 /* Docker's events: container start, die, destroy; network connect and
  * disconnect ({"type":[...],"event":[...]}, URL-encoded). */
 #define DOCKER_EVENTS_PATH \
@@ -298,8 +301,12 @@ static void docker_events(struct watch *w, struct dh_docker_events *ev)
 		}
 	}
 	fflush(stdout);
-	if (sync)
-		dh_watch_docker_sync(w->cli, w->docker_labels, w->seen, w->n_seen);
+	if (!sync)
+		return;
+	dh_watch_docker_sync(w->cli, w->docker_labels, w->seen, w->n_seen);
+	/* Docker sends "die" before its container list says so (the list
+	 * is a snapshot written after the event): look again in a second. */
+	w->docker_again = monotonic_ms() + DH_WATCH_DOCKER_AGAIN_MS;
 }
 
 /*
@@ -357,6 +364,11 @@ static int run(struct watch *w, int sig_fd)
 	for (;;) {
 		long long left = next_check - monotonic_ms();
 
+		if (w->docker_again && w->docker_again - monotonic_ms() <= 0) {
+			w->docker_again = 0;
+			dh_watch_docker_sync(w->cli, w->docker_labels, w->seen, w->n_seen);
+			continue;
+		}
 		if (left <= 0) {
 			/* Removing a program or the pins sends no event: look
 			 * again now and then, however busy events keep us, and
@@ -366,6 +378,8 @@ static int run(struct watch *w, int sig_fd)
 			next_check = monotonic_ms() + DH_WATCH_CHECK_MS;
 			continue;
 		}
+		if (w->docker_again && w->docker_again - monotonic_ms() < left)
+			left = w->docker_again - monotonic_ms() + 1;
 		test_wait_delay();
 		ret = poll(fds, n_fds, w->resync_pending && left > 1000 ? 1000 : (int)left);
 		if (ret == 0) {
