@@ -154,6 +154,11 @@ enum dh_allow_kind {
 	DH_ALLOW_CIDR      = 1,
 	DH_ALLOW_CONTAINER = 2,
 	DH_ALLOW_NETWORK   = 3,
+	/* watch --docker-labels, named "label:<short id>": a container's
+	 * label put it in a list that was there (LABEL), or made the mapping
+	 * (LABEL_MAPPED: the mapping goes with the last label source). */
+	DH_ALLOW_LABEL        = 4,
+	DH_ALLOW_LABEL_MAPPED = 5,
 };
 
 struct dh_allow_source_key {

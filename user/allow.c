@@ -290,6 +290,8 @@ static struct source_row *read_sources(const struct dh_state *st, const struct d
 
 static const char *kind_name(__u32 kind)
 {
+	if (kind == DH_ALLOW_LABEL || kind == DH_ALLOW_LABEL_MAPPED)
+		return "label";
 	return kind == DH_ALLOW_CONTAINER ? "container" : kind == DH_ALLOW_NETWORK ? "network" : "cidr";
 }
 
@@ -334,6 +336,10 @@ void dh_allow_print(const struct dh_state *st, const struct dh_port_key *port, c
 			printf(" (%s:", rows[i].src.kind == DH_ALLOW_CIDR ? "all" : kind_name(rows[i].src.kind));
 			for (j = 0; j < rows[i].src.count; j++)
 				printf(" %s", dh_prefix_str(&rows[i].src.prefixes[j], text, sizeof(text)));
+			/* A container watch found stopped or removed: its
+			 * addresses went, the name stays for its return. */
+			if (!rows[i].src.count)
+				printf(" no address now");
 			printf(")");
 		}
 		printf("\n");

@@ -254,6 +254,46 @@ int dh_docker_allow_source(const char *name, struct dh_allow_source *src, char *
  * @src (kind, prefixes); @why is empty or names what was ignored. */
 int dh_docker_parse_allow_source(long status, const char *body, size_t len, bool network,
 				 struct dh_allow_source *src, char *why, size_t why_len);
+/* dh_docker_allow_source for a known kind (container, else network). */
+int dh_docker_source_of_kind(const char *name, bool network, struct dh_allow_source *src, char *why,
+			     size_t why_len);
+/* GET @path: 0 with *body (NUL-terminated, the caller frees), *len and
+ * *status, or -EHOSTUNREACH with @why. */
+int dh_docker_get(const char *path, char **body, size_t *len, long *status, char *why, size_t why_len);
+/* Docker's event stream (GET @path), read by a thread: records on a pipe
+ * (dh_docker_events_fd) for a poll() loop. The thread reconnects with a
+ * bounded back-off; stop ends it at once. The caller blocks its signals
+ * before start (the thread inherits the mask). */
+enum { DH_DOCKER_CONNECTED = 'c', DH_DOCKER_EVENT = 'e', DH_DOCKER_LOST = 'x' };
+struct dh_docker_event {
+	char type;       /* DH_DOCKER_* */
+	char text[255];  /* "container start NAME", or why the stream is down */
+};
+struct dh_docker_events;
+struct dh_docker_events *dh_docker_events_start(const char *path, char *why, size_t why_len);
+int dh_docker_events_fd(const struct dh_docker_events *ev);
+bool dh_docker_events_read(struct dh_docker_events *ev, struct dh_docker_event *rec);
+void dh_docker_events_stop(struct dh_docker_events *ev);
+/* docker_parse.c: GET /containers/json (running containers) -> those
+ * with @label: id, name, the label's value, networks and addresses. */
+struct dh_docker_labelled {
+	char id[13];    /* short id */
+	char name[64];
+	char value[128];  /* the label's value, as set */
+	char networks[8][64];
+	int n_networks;
+	struct dh_allow_source src;  /* its addresses, all networks */
+};
+int dh_docker_parse_labelled(long status, const char *body, size_t len, const char *label,
+			     struct dh_docker_labelled *out, int max, char *why, size_t why_len);
+/* watch_docker.c: what Docker's events change (see there). */
+#define DH_DOCKER_PORTS_LABEL "dockhost.ports"
+struct dh_watched_bridge {
+	int ifindex;
+	char name[DH_IFNAMSIZ];
+};
+void dh_watch_docker_sync(const struct dh_cli *cli, bool labels, const struct dh_watched_bridge *bridges,
+			  int n_bridges);
 /* BRIDGE as typed: a device name, or a Docker network name or id. Fills
  * @name; returns 0 or an exit code after printing the error. */
 int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSIZ]);

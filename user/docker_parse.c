@@ -254,3 +254,68 @@ int dh_docker_parse_allow_source(long status, const char *body, size_t len, bool
 	json_object_put(obj);
 	return 0;
 }
+
+/* "/web" -> "web": Docker's names lead with a slash. */
+static void copy_name(char *dst, size_t size, const char *name)
+{
+	if (*name == '/')
+		name++;
+	snprintf(dst, size, "%s", name);
+}
+
+int dh_docker_parse_labelled(long status, const char *body, size_t len, const char *label,
+			     struct dh_docker_labelled *out, int max, char *why, size_t why_len)
+{
+	struct json_object *list = parse_json(body, len);
+	int n = 0;
+	size_t i;
+
+	why[0] = '\0';
+	if (status != 200 || !json_object_is_type(list, json_type_array)) {
+		snprintf(why, why_len, "Docker answered %ld to GET /containers/json", status);
+		json_object_put(list);
+		return -EHOSTUNREACH;
+	}
+	for (i = 0; i < json_object_array_length(list) && n < max; i++) {
+		struct json_object *c = json_object_array_get_idx(list, i), *names, *nets;
+		struct dh_docker_labelled *item = &out[n];
+		struct json_object_iterator it, end;
+		const char *id = string_member(c, "Id");
+		const char *value = string_member(member(c, "Labels", json_type_object), label);
+		char ignored[128];
+
+		if (!id || strlen(id) < 12 || !value)
+			continue;
+		memset(item, 0, sizeof(*item));
+		snprintf(item->id, sizeof(item->id), "%.12s", id);
+		snprintf(item->value, sizeof(item->value), "%s", value);
+		names = member(c, "Names", json_type_array);
+		if (names && json_object_array_length(names) && string_value(json_object_array_get_idx(names, 0)))
+			copy_name(item->name, sizeof(item->name), string_value(json_object_array_get_idx(names, 0)));
+		else
+			snprintf(item->name, sizeof(item->name), "%s", item->id);
+		item->src.kind = DH_ALLOW_LABEL;
+		nets = member(member(c, "NetworkSettings", json_type_object), "Networks", json_type_object);
+		if (nets) {
+			it = json_object_iter_begin(nets);
+			end = json_object_iter_end(nets);
+		}
+		for (; nets && !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
+			struct json_object *net = json_object_iter_peek_value(&it);
+
+			if (item->n_networks < (int)(sizeof(item->networks) / sizeof(item->networks[0])) &&
+			    strlen(json_object_iter_peek_name(&it)) < sizeof(item->networks[0]))
+				snprintf(item->networks[item->n_networks++], sizeof(item->networks[0]), "%s",
+					 json_object_iter_peek_name(&it));
+			ignored[0] = '\0';
+			take_source_prefix(string_member(net, "IPAddress"), true, &item->src, ignored, sizeof(ignored));
+			take_source_prefix(string_member(net, "GlobalIPv6Address"), true, &item->src, ignored,
+					   sizeof(ignored));
+			if (ignored[0] && !why[0])
+				snprintf(why, why_len, "%s: %s", item->name, ignored);
+		}
+		n++;
+	}
+	json_object_put(list);
+	return n;
+}

@@ -61,14 +61,22 @@ static const struct command commands[] = {
 	  "last one out leaves the port mapped and closed to all (--from any opens it,\n"
 	  "a plain del unmaps it and drops the list)." },
 	{ "watch", dh_cmd_watch,
-	  "watch [--match GLOB]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat] [--detach-on-exit]",
+	  "watch [--match GLOB]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat] [--detach-on-exit]"
+	  " [--docker-labels]",
 	  "Stay in the foreground: attach every bridge whose name matches a GLOB (default\n"
 	  "'docker0' and 'br-*') now and whenever one appears, forget bridges that\n"
 	  "disappear, and keep gateway sets current as addresses change. --port maps\n"
 	  "SPEC, and --mode sets the mode, on each bridge when watch first attaches it,\n"
 	  "never again on later refreshes: 'port' edits and conversions made meanwhile\n"
 	  "stay. SIGTERM, SIGINT or SIGHUP ends it; the bridges stay attached unless\n"
-	  "--detach-on-exit. One line per event on standard output." },
+	  "--detach-on-exit. One line per event on standard output.\n"
+	  "It follows Docker's events too: allow-list sources that are Docker containers\n"
+	  "or networks are re-resolved by name after each one (a restarted container\n"
+	  "keeps its access; a stopped or removed one has no address, closed to it).\n"
+	  "--docker-labels: a running container labelled dockhost.ports=SPEC[,SPEC]...\n"
+	  "gets those ports on its networks' watched bridges, from it alone, until it\n"
+	  "stops; hand-made mappings are never opened or removed. Without Docker it\n"
+	  "says so once and retries." },
 	{ "status", dh_cmd_status, "status",
 	  "Show attached bridges (programs, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },

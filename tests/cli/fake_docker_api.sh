@@ -7,6 +7,53 @@ reply() {  # STATUS BODY
 	printf 'HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
 		"$1" "${#2}" "$2"
 }
+# With DH_FAKE_DOCKER_DIR set, a Docker whose state a test changes: files
+# there answer GET /containers/NAME/json (containers/NAME; 404 if absent
+# but listed in gone/), GET /containers/json (list) and GET /events, which
+# streams (chunked, as dockerd does) each line appended to events after the
+# request came, with a blank line every second (which also ends the
+# stream once the client went: the write fails).
+dir=${DH_FAKE_DOCKER_DIR:-}
+if [ -n "$dir" ]; then
+	case $path in
+	/events*)
+		export LC_ALL=C
+		printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n' || exit 0
+		seen=$(cat "$dir/events" 2>/dev/null | wc -l)
+		for _ in $(seq 600); do
+			total=$(cat "$dir/events" 2>/dev/null | wc -l)
+			if [ "$total" -gt "$seen" ]; then
+				sed -n "$((seen + 1)),${total}p" "$dir/events" | while IFS= read -r line; do
+					printf '%x\r\n%s\n\r\n' $((${#line} + 1)) "$line" || exit 1
+				done || exit 0
+				seen=$total
+			fi
+			printf '1\r\n\n\r\n' || exit 0
+			sleep 0.2
+		done
+		exit 0 ;;
+	*/containers/json*)
+		body=$(cat "$dir/list" 2>/dev/null || echo '[]')
+		printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+			"${#body}" "$body"
+		exit 0 ;;
+	*/containers/*/json)
+		name=${path%/json}
+		name=${name##*/}
+		if [ -e "$dir/containers/$name" ]; then
+			body=$(cat "$dir/containers/$name")
+			printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+				"${#body}" "$body"
+			exit 0
+		fi
+		if [ -e "$dir/gone/$name" ]; then
+			body="{\"message\":\"No such container: $name\"}"
+			printf 'HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+				"${#body}" "$body"
+			exit 0
+		fi ;;
+	esac
+fi
 case $path in
 */networks/bridge)
 	reply "200 OK" '{"Name":"bridge","Id":"f00dfeedf00dfeedf00dfeed","Driver":"bridge","Options":{"com.docker.network.bridge.name":"br0"}}' ;;
