@@ -54,7 +54,7 @@ FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=
 # Tools that must exist before anything builds; a fresh machine gets them
 # from scripts/install-deps.sh, run once, only when one is missing.
 DEPS_STAMP := $(OUTPUT)/.deps-ok
-REQUIRED := clang llvm-strip bpftool socat tc ip ss nstat sysctl ethtool python3
+REQUIRED := clang llvm-strip bpftool socat tc ip ss nstat sysctl ethtool python3 promtool prometheus
 REQUIRED_HDRS := /usr/include/bpf/libbpf.h /usr/include/libmnl/libmnl.h \
 	/usr/include/json-c/json.h /usr/include/gelf.h /usr/include/zlib.h \
 	/usr/include/$(shell $(CC) -print-multiarch)/curl/curl.h $(LIBFUZZER)

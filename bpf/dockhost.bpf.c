@@ -155,6 +155,45 @@ struct {
 	__type(value, __u64);
 } targets SEC(".maps");
 
+/* `dockhost-bpf trace`: see lib/trace.bpf.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, DH_TRACE_RING_SIZE);
+} trace_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dh_trace_ctl);
+} trace_ctl SEC(".maps");
+/* Allow-lists: see include/dockhost.h. Only an entry with
+ * DH_PORT_ALLOW_LIST costs a lookup: one, in the trie of its family. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, DH_MAX_ALLOW);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dh_allow4_key);
+	__type(value, __u32);
+} allow4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, DH_MAX_ALLOW);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dh_allow6_key);
+	__type(value, __u32);
+} allow6 SEC(".maps");
+
+/* Not used by the programs: the CLI's record of each --from, pinned and
+ * typed like bridges. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DH_MAX_ALLOW);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dh_allow_source_key);
+	__type(value, struct dh_allow_source);
+} allow_sources SEC(".maps");
 /* Per-source counters: see lib/sources.bpf.h. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -183,6 +222,31 @@ static __always_inline struct dh_port_target *dh_lookup_port(struct dh_port_key 
 		return target;
 	key->ifindex = 0;
 	return bpf_map_lookup_elem(&ports, key);
+}
+
+/*
+ * May @saddr (one word for IPv4, four for IPv6) use the mapping @target
+ * found under @port_key (its key as matched: ifindex 0 for a global one)?
+ * A mapping without a list is open to all.
+ */
+static __always_inline bool dh_source_allowed(const struct dh_port_target *target,
+					      const struct dh_port_key *port_key, const __u32 *saddr, bool v6)
+{
+	struct dh_allow6_key key6;
+	struct dh_allow4_key key;
+
+	if (!(target->flags & DH_PORT_ALLOW_LIST))
+		return true;
+	if (v6) {
+		key6.prefixlen = DH_ALLOW_KEY_BITS + 128;
+		key6.port = *port_key;
+		__builtin_memcpy(key6.addr, saddr, sizeof(key6.addr));
+		return bpf_map_lookup_elem(&allow6, &key6) != NULL;
+	}
+	key.prefixlen = DH_ALLOW_KEY_BITS + 32;
+	key.port = *port_key;
+	key.addr = saddr[0];
+	return bpf_map_lookup_elem(&allow4, &key) != NULL;
 }
 
 /* Charges a new flow to its source: false when the source has started
@@ -257,7 +321,7 @@ static __always_inline bool dh_nat_replaceable(const struct dh_nat_origin *known
  * re-creates a missing entry: the LRU may have evicted it under load, and
  * without it every reply would be dropped and the connection would hang.
  * Its origin is the one the container uses right now, so it is as good as
- * the SYN's.
+ * the SYN's. *@created says whether an entry was made (for the trace).
  */
 static __always_inline int dh_remember_flow(struct __sk_buff *skb, const struct dh_packet *pkt,
 					    const struct dh_port_target *target, bool *created)
@@ -314,7 +378,18 @@ static __always_inline void dh_count_port(struct __sk_buff *skb, const struct dh
 }
 
 #include "lib/sources.bpf.h"
+#include "lib/trace.bpf.h"
 #include "lib/steer.bpf.h"
+
+/* A guard drop is traced with its reason, the frame's source MAC and
+ * address (as far as it was read). */
+#define DH_GUARD_DROP(reason)                                                          \
+	({                                                                             \
+		dh_trace_packet(skb, pkt, l3, DH_TRACE_MODE_LOOKUP, DH_TRACE_GUARD_DROP, \
+				DH_COUNTER_INDEX(reason), NULL);                       \
+		DH_COUNT(reason);                                                      \
+		TC_ACT_SHOT;                                                           \
+	})
 
 /*
  * The loopback guard, for everything from the bridge that the kernel could
@@ -329,9 +404,9 @@ static __always_inline int dh_guard(struct __sk_buff *skb, struct dh_packet *pkt
 	case DH_L3_OTHER:
 		return DH_PASS(passed);
 	case DH_L3_MALFORMED:
-		return DH_DROP(dropped_malformed);
+		return DH_GUARD_DROP(dropped_malformed);
 	case DH_L3_TOO_DEEP:
-		return DH_DROP(dropped_vlan_too_deep);
+		return DH_GUARD_DROP(dropped_vlan_too_deep);
 	case DH_L3_IPV6:
 		/* ipv6_rcv drops both on a device that is not loopback, but
 		 * the guard does not lean on that: it is the promise. */
@@ -346,11 +421,11 @@ static __always_inline int dh_guard(struct __sk_buff *skb, struct dh_packet *pkt
 	/* Only our own rewrite may put a loopback address on a packet from
 	 * the bridge; anything arriving with one is crafted. */
 	if (src)
-		return DH_DROP(dropped_loopback_src);
+		return DH_GUARD_DROP(dropped_loopback_src);
 	if (dst)
-		return DH_DROP(dropped_loopback_dst);
+		return DH_GUARD_DROP(dropped_loopback_dst);
 	if (l3 == DH_L3_IPV4 && pkt->ip_options && dh_ipv4_options_unsafe(skb, pkt))
-		return DH_DROP(dropped_ip_options);
+		return DH_GUARD_DROP(dropped_ip_options);
 	/* Only frames the kernel delivers on the bridge itself are ours to
 	 * redirect: untagged, or with an offloaded priority tag (VID 0). */
 	if (pkt->vlan_tags || (skb->vlan_tci & VLAN_VID_MASK))
@@ -423,6 +498,16 @@ int dh_ingress(struct __sk_buff *skb)
 		return DH_PASS(passed);
 	if (dh_bridge_mode(skb->ifindex) == DH_MODE_SOCKET)
 		return dh_steer(skb, &pkt, &target, &port_key, false);
+	/* Checked on every packet, before the rewrite: a source taken off
+	 * the list loses even the flows it had, and what it sends goes on to
+	 * the gateway untouched, answered as for an unmapped port. */
+	if (!dh_source_allowed(&target, &port_key, &pkt.saddr, false)) {
+		/* Traced as a new flow's is: a SYN, any UDP datagram. */
+		if (pkt.proto != IPPROTO_TCP || pkt.tcp_syn)
+			dh_trace_packet(skb, &pkt, l3, DH_MODE_NAT, DH_TRACE_DISALLOWED,
+					DH_COUNTER_INDEX(passed_not_allowed), NULL);
+		return DH_PASS(passed_not_allowed);
+	}
 
 	verdict = dh_remember_flow(skb, &pkt, &target, &created);
 	if (verdict)
@@ -434,6 +519,8 @@ int dh_ingress(struct __sk_buff *skb)
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_DADDR_OFF, pkt.daddr, target.addr) ||
 	    dh_rewrite_port(skb, &pkt, DH_L4_DPORT_OFF, pkt.dport, target.port))
 		return DH_DROP(dropped_rewrite_failed);
+	if (created)
+		dh_trace_nat_flow(skb, &pkt, &target);
 	dh_count_port(skb, &port_key);
 	DH_COUNT(redirected);
 	return TC_ACT_OK;
@@ -453,7 +540,7 @@ int dh_ingress(struct __sk_buff *skb)
 SEC("sk_lookup")
 int dh_sk_lookup(struct bpf_sk_lookup *ctx)
 {
-	__u32 ifindex = ctx->ingress_ifindex, local[4];
+	__u32 ifindex = ctx->ingress_ifindex, local[4], remote[4];
 	bool v6 = ctx->family == DH_AF_INET6;
 	struct dh_port_target *found;
 	struct dh_port_key port_key;
@@ -483,16 +570,36 @@ int dh_sk_lookup(struct bpf_sk_lookup *ctx)
 	found = dh_lookup_port(&port_key);
 	if (!found || (v6 ? dh_ipv6_unset(found->addr6) : !found->addr))
 		return SK_PASS;
+	/* The deliverer checks the source itself: `targets` may hold the
+	 * socket an allowed source's packet put there. Counted at tc. */
+	if (found->flags & DH_PORT_ALLOW_LIST) {
+		if (v6) {
+			remote[0] = ctx->remote_ip6[0];
+			remote[1] = ctx->remote_ip6[1];
+			remote[2] = ctx->remote_ip6[2];
+			remote[3] = ctx->remote_ip6[3];
+		} else {
+			remote[0] = ctx->remote_ip4;
+		}
+		if (!dh_source_allowed(found, &port_key, remote, v6))
+			return SK_PASS;
+	}
 	dh_target_key(&key, ctx->protocol, v6 ? found->addr6 : &found->addr, found->port, v6);
 	sk = bpf_map_lookup_elem(&targets, &key);
 	if (!sk)
 		return SK_PASS;
 	err = bpf_sk_assign(ctx, sk, 0);
 	bpf_sk_release(sk);
-	if (err)
+	if (err) {
 		DH_COUNT(passed_assign_failed);
-	else
+		dh_trace_sk_lookup(ctx, DH_TRACE_REFUSED, DH_COUNTER_INDEX(passed_assign_failed), found);
+	} else {
 		DH_COUNT(assigned);
+		/* A new TCP connection; UDP flows are traced at tc ingress,
+		 * once per flow, not here for every datagram. */
+		if (ctx->protocol == IPPROTO_TCP)
+			dh_trace_sk_lookup(ctx, DH_TRACE_FLOW, DH_COUNTER_INDEX(assigned), found);
+	}
 	return SK_PASS;
 }
 

@@ -38,6 +38,11 @@
 #define DH_MAP_MODES      "modes"
 #define DH_MAP_SOCK_FLOWS "sock_flows"
 #define DH_MAP_TARGETS    "targets"
+#define DH_MAP_TRACE_EVENTS "trace_events"
+#define DH_MAP_TRACE_CTL    "trace_ctl"
+#define DH_MAP_ALLOW4     "allow4"
+#define DH_MAP_ALLOW6     "allow6"
+#define DH_MAP_ALLOW_SOURCES "allow_sources"
 #define DH_MAP_SOURCES    "sources"
 
 /*
@@ -55,6 +60,8 @@
 #define DH_PIN_META     "meta"
 #define DH_ABI_MAGIC    0x66626864  /* "dhbf" in memory on little endian */
 #define DH_ABI_VERSION  6  /* 6: socket mode delivers through sk_lookup and the targets sockhash;
+			    * trace_events and trace_ctl (dockhost-bpf trace);
+			    * allow-lists (allow4, allow6, allow_sources, dh_port_target.flags);
 			    * per-source counters (sources) */
 
 struct dh_meta {
@@ -104,8 +111,75 @@ struct dh_port_key {
 struct dh_port_target {
 	__u32 addr;      /* IPv4 loopback address, 127.0.0.0/8, or 0 */
 	__u16 port;
-	__u16 pad;
+	__u16 flags;     /* enum dh_port_flags */
 	__u32 addr6[4];  /* IPv6 loopback address (only ::1), or all zero */
+};
+
+enum dh_port_flags {
+	/* Only sources in allow4/allow6 under this entry's key may use it;
+	 * set with the first --from and kept until the mapping goes, so an
+	 * emptied list is closed to all, never open. */
+	DH_PORT_ALLOW_LIST = 1 << 0,
+};
+
+/*
+ * allow4, allow6: the allow-lists, one LPM trie per family. The key is the
+ * mapping's dh_port_key (the entry the packet matched: a bridge's own, or
+ * ifindex 0) followed by the source prefix, and prefixlen counts the
+ * DH_ALLOW_KEY_BITS of the mapping's key first: one lookup with the
+ * packet's source, at full length, finds whether any prefix of that
+ * mapping's list holds it, however long the list. The value counts the
+ * sources (allow_sources) that put the prefix there.
+ */
+#define DH_ALLOW_KEY_BITS 64  /* dh_port_key, whole */
+#define DH_MAX_ALLOW      65536
+
+struct dh_allow4_key {
+	__u32 prefixlen;  /* DH_ALLOW_KEY_BITS + the source's prefix length */
+	struct dh_port_key port;
+	__u32 addr;
+};
+
+struct dh_allow6_key {
+	__u32 prefixlen;
+	struct dh_port_key port;
+	__u32 addr[4];
+};
+
+/* allow_sources: not read by the programs. What each --from of a mapping
+ * was (a CIDR, a Docker container or network, by the name typed) and the
+ * prefixes it put in allow4/allow6, for port del --from and port list. */
+#define DH_ALLOW_NAME_LEN  80  /* a 64-digit Docker id fits */
+#define DH_ALLOW_PREFIXES  16
+
+enum dh_allow_kind {
+	DH_ALLOW_CIDR      = 1,
+	DH_ALLOW_CONTAINER = 2,
+	DH_ALLOW_NETWORK   = 3,
+	/* watch --docker-labels, named "label:<short id>": a container's
+	 * label put it in a list that was there (LABEL), or made the mapping
+	 * (LABEL_MAPPED: the mapping goes with the last label source). */
+	DH_ALLOW_LABEL        = 4,
+	DH_ALLOW_LABEL_MAPPED = 5,
+};
+
+struct dh_allow_source_key {
+	struct dh_port_key port;
+	char name[DH_ALLOW_NAME_LEN];  /* a CIDR as printed, or a Docker name or id as typed */
+};
+
+struct dh_allow_prefix {
+	__u8 family;     /* DH_AF_INET or DH_AF_INET6 */
+	__u8 prefixlen;  /* of the address alone */
+	__u8 pad[2];
+	__u32 addr[4];   /* IPv4 in the first word */
+};
+
+struct dh_allow_source {
+	__u32 kind;   /* enum dh_allow_kind */
+	__u32 count;  /* prefixes used */
+	__u64 resolved_at;  /* seconds since the epoch */
+	struct dh_allow_prefix prefixes[DH_ALLOW_PREFIXES];
 };
 
 /* port_stats: per-CPU traffic for one ports entry, same key. */
@@ -324,6 +398,7 @@ struct dh_source_stats {
 	X(passed_assign_failed)   /* socket mode: the target cannot take it */  \
 	X(udp_replies_sourced)    /* socket mode: sendmsg4/6 set the gateway */ \
 	X(udp_connects_unsupported) /* socket mode: UDP server connect()ed: use NAT */ \
+	X(passed_not_allowed)     /* source not in the port's allow-list */     \
 	/* egress: from the host to containers */                             \
 	X(replies_rewritten)      /* loopback reply turned into gateway */     \
 	X(icmp_errors_rewritten)  /* ICMP error about a redirected flow */     \
@@ -336,6 +411,55 @@ struct dh_counters {
 #define DH_COUNTER_MEMBER(name) __u64 name;
 	DH_COUNTER_FIELDS(DH_COUNTER_MEMBER)
 #undef DH_COUNTER_MEMBER
+};
+
+/* The counter a field of struct dh_counters is, by number: what an event's
+ * reason names (the CLI prints the field's name). */
+#define DH_COUNTER_INDEX(name) (__builtin_offsetof(struct dh_counters, name) / sizeof(__u64))
+
+/*
+ * `dockhost-bpf trace`: the datapath writes events into the trace_events
+ * ring buffer only while trace_ctl's entry is enabled, so that nobody
+ * tracing costs one array lookup on the paths that would emit (new flows,
+ * refusals, drops), never a reservation. trace sets it when it starts and
+ * clears it when it ends. A trace that dies without clearing it (SIGKILL)
+ * leaves it on only until the ring is full: the program that finds no room
+ * turns it off itself and counts the loss, so at most one ring of events
+ * is ever written with nobody reading. A running trace sees that, reports
+ * the loss and turns it back on; a new trace takes over from a dead pid.
+ */
+#define DH_TRACE_RING_SIZE (256 * 1024)  /* about 2900 events */
+#define DH_TRACE_POLL_MS   100  /* trace reads the ring this often (no wakeup per event) */
+
+enum dh_trace_kind {
+	DH_TRACE_FLOW       = 1, /* a new redirected flow */
+	DH_TRACE_REFUSED    = 2, /* a mapped port with no socket (listener) at the target */
+	DH_TRACE_DISALLOWED = 3, /* a source the port's allow-list does not name */
+	DH_TRACE_GUARD_DROP = 4, /* the loopback guard dropped it */
+};
+
+struct dh_trace_ctl {
+	__u32 enabled;  /* the programs emit only while non-zero */
+	__u32 pid;      /* the trace that enabled it */
+	__u64 lost;     /* events that found the ring full (each turned tracing off) */
+};
+
+struct dh_trace_event {
+	__u64 ktime_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 ifindex;    /* the bridge */
+	__u8 kind;        /* enum dh_trace_kind */
+	__u8 proto;       /* IPPROTO_TCP, IPPROTO_UDP; 0 if not read */
+	__u8 family;      /* DH_AF_INET, DH_AF_INET6; 0 if not read */
+	__u8 mode;        /* enum dh_mode of the bridge */
+	__u32 saddr[4];   /* the container (IPv4 in the first word) */
+	__u32 daddr[4];   /* the gateway */
+	__u32 taddr[4];   /* the target, if any */
+	__u16 sport;      /* network order, like the addresses */
+	__u16 dport;
+	__u16 tport;
+	__u16 reason;     /* DH_COUNTER_INDEX() of the counter that counted it */
+	__u8 smac[6];     /* tc only: the frame's source MAC */
+	__u8 pad[2];
 };
 
 #endif /* DOCKHOST_H */

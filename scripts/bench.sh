@@ -184,6 +184,14 @@ noop_attach() {  # MODE ingress|egress
 	ip netns exec "$h" tc filter add dev br0 "$2" bpf da obj "$noop_bpf" sec tc
 }
 
+# --from for 64 sources: 63 other /32s and prefixes, then the client's /32.
+allow64_args() {
+	local i
+	for ((i = 1; i <= 48; i++)); do printf -- '--from 10.77.1.%d ' "$i"; done
+	for ((i = 1; i <= 15; i++)); do printf -- '--from 10.%d.0.0/16 ' $((100 + i)); done
+	printf -- '--from %s/32' "$ctr_addr"
+}
+
 dockhost() {  # MODE ARGS...
 	local mode=$1
 	shift
@@ -266,8 +274,20 @@ setup_mode() {  # MODE
 	socket)
 		# Attached as socket mode attaches: the ingress program only.
 		dockhost "$mode" attach br0 --mode socket --port 5000 --port 5000/udp --port 5201 >/dev/null ;;
+	socket-trace)
+		# socket with `trace` running (its lines discarded), on the bench
+		# CPU: what tracing costs while somebody traces. socket itself is
+		# the cost with nobody tracing.
+		dockhost "$mode" attach br0 --mode socket --port 5000 --port 5000/udp --port 5201 >/dev/null
+		spawn_in_host "$mode" "$bin" --pin-dir "$bpffs/$(ns_id "$mode")" trace >/dev/null 2>&1 ;;
 	socket-unmapped)
 		dockhost "$mode" attach br0 --mode socket --port 5001 --port 5001/udp --port 5202 >/dev/null ;;
+	dockhost-allow64 | socket-allow64)
+		# Each port with an allow-list of 64 sources, the client's last.
+		dockhost "$mode" attach br0 --mode "$([ "$base" = socket-allow64 ] && echo socket || echo nat)" >/dev/null
+		for p in 5000 5000/udp 5201; do
+			dockhost "$mode" port add "$p" $(allow64_args) >/dev/null
+		done ;;
 	socket-4096)
 		dockhost "$mode" attach br0 --mode socket >/dev/null
 		for ((p = 0; p < others; p++)); do
@@ -377,7 +397,7 @@ program_costs() {
 	echo "| our programs, ns per run (kernel.bpf_stats_enabled) | $(echo $cost_progs | sed 's/ / | /g') |"
 	echo "|---|$(for p in $cost_progs; do printf -- '---|'; done)"
 	sysctl -qw kernel.bpf_stats_enabled=1
-	for mode in dockhost dockhost-unmapped socket socket-unmapped; do
+	for mode in dockhost dockhost-unmapped dockhost-allow64 socket socket-trace socket-unmapped socket-allow64; do
 		has_mode "$mode" || continue
 		for metric in crr rr udp; do
 			before=$(prog_stats "$mode")
@@ -402,7 +422,7 @@ program_costs() {
 # ---- run ----------------------------------------------------------------------
 
 modes=(native native-aa clsact-noop tcx-noop tcx-noop-ingress dockhost dockhost-unmapped dockhost-4096
-	socket socket-unmapped socket-4096 iptables iptables-4096 docker-proxy socat native+ct dockhost+ct
+	dockhost-allow64 socket socket-trace socket-unmapped socket-4096 socket-allow64 iptables iptables-4096 docker-proxy socat native+ct dockhost+ct
 	socket+ct native+fw socket+fw)
 # MODES="native dockhost ..." runs a subset (native is always needed: the baseline).
 [ -z "${MODES:-}" ] || read -r -a modes <<<"$MODES"
@@ -490,6 +510,7 @@ targets() {
 		target_row "dockhost+ct crr / native+ct" "$(ratio_median dockhost+ct crr native+ct)" ">=" 0.97
 	fi
 	metric_targets "dockhost-4096 %s / dockhost" dockhost-4096 dockhost 0.98
+	metric_targets "dockhost-allow64 %s / dockhost (an allow-list of 64)" dockhost-allow64 dockhost 0.98
 	metric_targets "unmatched traffic %s, attached / not" dockhost-unmapped native 0.99
 	metric_targets "(floor: empty clsact program %s / native)" clsact-noop native 0.99
 	socket_targets
@@ -508,6 +529,8 @@ socket_targets() {
 	metric_targets "socket+ct %s / native+ct" socket+ct native+ct 0.97
 	metric_targets "socket+fw %s / native+fw" socket+fw native+fw 0.97
 	metric_targets "socket-4096 %s / socket" socket-4096 socket 0.98
+	metric_targets "socket-trace %s / socket (a trace running)" socket-trace socket 0.98
+	metric_targets "socket-allow64 %s / socket (an allow-list of 64)" socket-allow64 socket 0.98
 	metric_targets "unmatched traffic %s, socket mode attached / not" socket-unmapped native 0.99
 	metric_targets "(NAT mode's floor: empty tcx programs, both hooks, %s / native)" tcx-noop native 0.99
 	metric_targets "(socket mode's floor: empty tcx program, ingress only, %s / native)" tcx-noop-ingress native 0.99

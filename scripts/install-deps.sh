@@ -16,6 +16,9 @@ packages=(
 	libclang-rt-14-dev
 	# e2e tests that need one UDP socket talking to two addresses
 	python3
+	# tests of the Prometheus output: promtool, and a real server scraping
+	# `metrics` inside a test's namespace (its service is not wanted: below)
+	prometheus
 )
 case ${1:-} in
 bench)
@@ -43,3 +46,9 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's prometheus package enables and starts a server on :9090, on every
+# interface. The tests start their own, in a namespace; a machine where this
+# script installed the package gets no server it did not ask for.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+	systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi

@@ -53,7 +53,7 @@ for suite in "$root"/tests/e2e/test_*.sh "$root"/tests/cli/test_*.sh "$root"/tes
 	name=${suite#"$root"/tests/}
 	wanted "${name%%/*}" || continue
 	case $name in
-	e2e/test_datapath.sh | e2e/test_security.sh)
+	e2e/test_datapath.sh | e2e/test_security.sh | e2e/test_allow.sh | e2e/test_watch_docker.sh)
 		# The datapath's cases, once per mode (tests/lib.sh: DH_MODE).
 		for mode in nat socket; do
 			run_suite "$name[$mode]" env DH_MODE=$mode DH_SUITE="${name%.sh}[$mode]" bash "$suite"

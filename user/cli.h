@@ -59,6 +59,10 @@ const char *dh_gateway_unusable(const struct dh_ip *ip);
  * none is given (the caller's spec port). */
 bool dh_parse_target(const char *text, struct dh_port_target *target);
 bool dh_ipv6_is_loopback_addr(const __u32 addr[4]);  /* ::1 */
+/* ADDR or ADDR/LEN, IPv4 or IPv6: 0, -EINVAL, or -ERANGE when host bits
+ * are set (@prefix then holds the network, for the hint). */
+int dh_parse_cidr(const char *text, struct dh_allow_prefix *prefix);
+const char *dh_prefix_str(const struct dh_allow_prefix *prefix, char *buf, size_t size);
 bool dh_ipv6_unset(const __u32 addr[4]);             /* :: */
 /* "127.0.0.1:80", "[::1]:80" or both, comma-separated: what @target maps. */
 const char *dh_target_str(const struct dh_port_target *target, char *buf, size_t size);
@@ -148,6 +152,8 @@ struct dh_state {
 	int dir_fd;  /* holds the flock */
 	int ports_fd, port_stats_fd, gateways_fd, nat_state_fd, counters_fd, bridges_fd;
 	int modes_fd, sock_flows_fd, gateways6_fd, targets_fd;
+	int trace_events_fd, trace_ctl_fd;  /* dockhost-bpf trace */
+	int allow4_fd, allow6_fd, allow_sources_fd;
 	int prog_ingress_fd, prog_egress_fd, prog_sendmsg4_fd, prog_sendmsg6_fd, prog_sk_lookup_fd;
 	int prog_connect4_fd, prog_connect6_fd;
 	int sources_fd;
@@ -222,6 +228,13 @@ bool dh_parse_mode(const char *text, __u32 *mode);  /* spec.c */
 int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char *why, size_t why_len);
 /* host-gateway-ip(s) from the daemon's configuration; how many were found. */
 int dh_docker_host_gateways(struct dh_ip *addrs, int max);
+/* Running containers' addresses (GET /containers/json), for naming a
+ * source: how many were filled, or -EHOSTUNREACH with @why. */
+struct dh_docker_addr {
+	struct dh_ip addr;
+	char name[128];
+};
+int dh_docker_container_addrs(struct dh_docker_addr *out, int max, char *why, size_t why_len);
 /* docker_parse.c: the same answers parsed from a buffer (@len bytes, no
  * NUL needed), without I/O, for the fuzz targets. The answer to GET
  * /networks/NAME with HTTP @status -> its bridge device: 0, or -ENOENT
@@ -234,17 +247,54 @@ int dh_docker_parse_network(long status, const char *body, size_t len, char brid
  * malformed or unusable as a gateway. */
 int dh_docker_parse_daemon_json(const char *text, size_t len, struct dh_ip *addrs, int max, char *why,
 				size_t why_len);
-/* Container names by address, for stats --by-source and top. */
-struct dh_docker_name {
-	struct dh_ip addr;
-	char name[128];
+/* An allow-list source from Docker: a container's addresses (GET
+ * /containers/NAME/json), else a network's subnets (GET /networks/NAME).
+ * 0, -ENOENT (neither), -EHOSTUNREACH (no daemon), -EINVAL; @why says it. */
+int dh_docker_allow_source(const char *name, struct dh_allow_source *src, char *why, size_t why_len);
+/* docker_parse.c: one such answer, @network saying which it is. Fills
+ * @src (kind, prefixes); @why is empty or names what was ignored. */
+int dh_docker_parse_allow_source(long status, const char *body, size_t len, bool network,
+				 struct dh_allow_source *src, char *why, size_t why_len);
+/* dh_docker_allow_source for a known kind (container, else network). */
+int dh_docker_source_of_kind(const char *name, bool network, struct dh_allow_source *src, char *why,
+			     size_t why_len);
+/* GET @path: 0 with *body (NUL-terminated, the caller frees), *len and
+ * *status, or -EHOSTUNREACH with @why. */
+int dh_docker_get(const char *path, char **body, size_t *len, long *status, char *why, size_t why_len);
+/* Docker's event stream (GET @path), read by a thread: records on a pipe
+ * (dh_docker_events_fd) for a poll() loop. The thread reconnects with a
+ * bounded back-off; stop ends it at once. The caller blocks its signals
+ * before start (the thread inherits the mask). */
+enum { DH_DOCKER_CONNECTED = 'c', DH_DOCKER_EVENT = 'e', DH_DOCKER_LOST = 'x' };
+struct dh_docker_event {
+	char type;       /* DH_DOCKER_* */
+	char text[255];  /* "container start NAME", or why the stream is down */
 };
-/* Every running container's addresses from GET /containers/json: how many
- * were filled, or -EHOSTUNREACH (no Docker, or no answer it understood).
- * docker_parse.c parses the answer (status, @len bytes), as for the fuzz
- * targets. */
-int dh_docker_container_names(struct dh_docker_name *out, int max);
-int dh_docker_parse_containers(long status, const char *body, size_t len, struct dh_docker_name *out, int max);
+struct dh_docker_events;
+struct dh_docker_events *dh_docker_events_start(const char *path, char *why, size_t why_len);
+int dh_docker_events_fd(const struct dh_docker_events *ev);
+bool dh_docker_events_read(struct dh_docker_events *ev, struct dh_docker_event *rec);
+void dh_docker_events_stop(struct dh_docker_events *ev);
+/* docker_parse.c: GET /containers/json (running containers) -> those
+ * with @label: id, name, the label's value, networks and addresses. */
+struct dh_docker_labelled {
+	char id[13];    /* short id */
+	char name[64];
+	char value[128];  /* the label's value, as set */
+	char networks[8][64];
+	int n_networks;
+	struct dh_allow_source src;  /* its addresses, all networks */
+};
+int dh_docker_parse_labelled(long status, const char *body, size_t len, const char *label,
+			     struct dh_docker_labelled *out, int max, char *why, size_t why_len);
+/* watch_docker.c: what Docker's events change (see there). */
+#define DH_DOCKER_PORTS_LABEL "dockhost.ports"
+struct dh_watched_bridge {
+	int ifindex;
+	char name[DH_IFNAMSIZ];
+};
+void dh_watch_docker_sync(const struct dh_cli *cli, bool labels, const struct dh_watched_bridge *bridges,
+			  int n_bridges);
 /* BRIDGE as typed: a device name, or a Docker network name or id. Fills
  * @name; returns 0 or an exit code after printing the error. */
 int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSIZ]);
@@ -272,6 +322,8 @@ int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_status(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv);
+int dh_cmd_trace(const struct dh_cli *cli, int argc, char **argv);
+int dh_cmd_metrics(const struct dh_cli *cli, int argc, char **argv);
 int dh_cmd_top(const struct dh_cli *cli, int argc, char **argv);
 /* cmd_sources.c: stats --by-source (a snapshot under the pin dir's lock,
  * printed after it: names come from Docker), and stats --reset's part. */
@@ -286,5 +338,36 @@ int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port
 		  const struct dh_port_target *target, const char **result);
 struct json_object *dh_ports_json(const struct dh_state *st);
 void dh_ports_print(const struct dh_state *st);
+
+/* cmd_status.c: status --json's "bridges" */
+struct json_object *dh_bridges_json(const struct dh_state *st);
+
+/* prom.c: Prometheus' text format. Write: every family, from @st (NULL: no
+ * pin set, all zero); 0 or -errno. Collect: opens the pin set (its lock
+ * only for the read) into *buf (the caller frees); 0, -errno, or an exit
+ * code after dh_state_open printed why. */
+#include <stdio.h>
+int dh_prom_write(FILE *out, const struct dh_state *st, bool per_source);
+int dh_prom_collect(const struct dh_cli *cli, bool per_source, char **buf, size_t *len);
+
+/* allow.c: the allow-lists (allow4, allow6, allow_sources) */
+struct dh_allow_arg {
+	char name[DH_ALLOW_NAME_LEN];  /* the record's name: a CIDR as printed, "any", a Docker name */
+	struct dh_allow_source src;
+};
+/* --from @text: a CIDR, "any", or (with @docker) a Docker container or
+ * network, resolved now. Returns 0 or an exit code after the error. */
+int dh_allow_parse(const char *cmd, const char *text, bool docker, struct dh_allow_arg *arg);
+/* Puts @arg's prefixes in the list of the mapping @port (replacing what
+ * the same name put there before). 0 or -errno. */
+int dh_allow_add(const struct dh_state *st, const struct dh_port_key *port, const struct dh_allow_arg *arg);
+/* Takes the source @name out of @port's list: 0, -ENOENT. */
+int dh_allow_del(const struct dh_state *st, const struct dh_port_key *port, const char *name);
+/* Everything of @port's list, or of every mapping of @ifindex. */
+void dh_allow_forget(const struct dh_state *st, const struct dh_port_key *port);
+void dh_allow_forget_bridge(const struct dh_state *st, __u32 ifindex);
+/* @port's sources: a JSON array, or a text line per source. */
+struct json_object *dh_allow_json(const struct dh_state *st, const struct dh_port_key *port);
+void dh_allow_print(const struct dh_state *st, const struct dh_port_key *port, const char *indent);
 
 #endif /* DH_CLI_H */

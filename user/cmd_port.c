@@ -17,11 +17,16 @@ int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port
 		  const struct dh_port_target *target, const char **result)
 {
 	struct dh_port_key key = { .ifindex = ifindex, .port = htons(spec->port), .proto = spec->proto };
-	struct dh_port_target old;
+	struct dh_port_target old, next = *target;
 	bool existed;
 
 	existed = bpf_map_lookup_elem(st->ports_fd, &key, &old) == 0;
-	if (existed && old.addr == target->addr && old.port == target->port &&
+	/* A mapping keeps its allow-list (even an empty one: closed) until
+	 * it is deleted; a new --to, or attach --port, never opens it. */
+	if (existed)
+		next.flags |= old.flags & DH_PORT_ALLOW_LIST;
+	target = &next;
+	if (existed && old.addr == target->addr && old.port == target->port && old.flags == target->flags &&
 	    !memcmp(old.addr6, target->addr6, sizeof(old.addr6))) {
 		*result = "unchanged";
 		return 0;
@@ -130,6 +135,9 @@ struct json_object *dh_ports_json(const struct dh_state *st)
 		json_object_object_add(obj, "port", json_object_new_int(ntohs(rows[i].key.port)));
 		json_object_object_add(obj, "proto", json_object_new_string(dh_proto_name(rows[i].key.proto)));
 		target_json(obj, &rows[i].target);
+		/* null: open to all; an array (maybe empty: closed to all). */
+		json_object_object_add(obj, "allow", rows[i].target.flags & DH_PORT_ALLOW_LIST ?
+						     dh_allow_json(st, &rows[i].key) : NULL);
 		json_object_object_add(obj, "packets", json_object_new_uint64(rows[i].stats.packets));
 		json_object_object_add(obj, "bytes", json_object_new_uint64(rows[i].stats.bytes));
 		json_object_array_add(list, obj);
@@ -154,6 +162,8 @@ void dh_ports_print(const struct dh_state *st)
 		snprintf(spec, sizeof(spec), "%u/%s", ntohs(rows[i].key.port), dh_proto_name(rows[i].key.proto));
 		printf("%-15s %-10s %-27s %12llu %14llu\n", scope, spec, dh_target_str(&rows[i].target, to, sizeof(to)),
 		       (unsigned long long)rows[i].stats.packets, (unsigned long long)rows[i].stats.bytes);
+		if (rows[i].target.flags & DH_PORT_ALLOW_LIST)
+			dh_allow_print(st, &rows[i].key, "  ");
 	}
 	free(rows);
 }
@@ -163,6 +173,8 @@ struct port_args {
 	struct dh_port_spec spec;
 	const char *spec_text;
 	const char *to;
+	const char *from[DH_MAX_ARGS];  /* --from, as typed */
+	int n_from;
 	const char *bridge;     /* as typed */
 	char bridge_name[DH_IFNAMSIZ];  /* the device */
 };
@@ -172,6 +184,7 @@ static int parse_port_args(int argc, char **argv, struct port_args *args)
 	static const struct option options[] = {
 		{ "to", required_argument, NULL, 't' },
 		{ "bridge", required_argument, NULL, 'b' },
+		{ "from", required_argument, NULL, 'f' },
 		{}
 	};
 	int opt;
@@ -193,6 +206,12 @@ static int parse_port_args(int argc, char **argv, struct port_args *args)
 		case 'b':
 			args->bridge = optarg;
 			break;
+		case 'f':
+			if (args->n_from == DH_MAX_ARGS)
+				return dh_usage_error("port %s: --from '%s': more than %d at once", args->action,
+						      optarg, DH_MAX_ARGS);
+			args->from[args->n_from++] = optarg;
+			break;
 		case ':':
 			return dh_usage_error("port %s: option '%s' needs a value", args->action, argv[optind - 1]);
 		default:
@@ -200,7 +219,7 @@ static int parse_port_args(int argc, char **argv, struct port_args *args)
 		}
 	}
 	if (!strcmp(args->action, "list")) {
-		if (optind != argc || args->to || args->bridge)
+		if (optind != argc || args->to || args->bridge || args->n_from)
 			return dh_usage_error("port list: takes no arguments");
 		return 0;
 	}
@@ -256,6 +275,7 @@ static int delete_entry(const struct dh_state *st, __u32 ifindex, const struct d
 		return -errno;
 	dh_test_kill_point("port-deleted");
 	bpf_map_delete_elem(st->port_stats_fd, &key);
+	dh_allow_forget(st, &key);
 	return 0;
 }
 
@@ -313,6 +333,98 @@ static void scopes_text(const struct del_scope *done, int n, char *text, size_t 
 				done[i].ifindex ? done[i].name : "all bridges");
 }
 
+/* Does any source remain in the list of the entry @key? */
+static bool list_empty(const struct dh_state *st, const struct dh_port_key *key)
+{
+	struct json_object *list = dh_allow_json(st, key);
+	bool empty = json_object_array_length(list) == 0;
+
+	json_object_put(list);
+	return empty;
+}
+
+/*
+ * port del SPEC --from SOURCE... [--bridge B]: takes sources out of the
+ * list of the global entry and every bridge's own one (or, with --bridge,
+ * that bridge's), never the mapping itself. A list left empty stays a
+ * list: the port is closed to all until `port add SPEC --from any` opens
+ * it or `port del SPEC` unmaps it. Every source must be in some list, or
+ * nothing changes.
+ */
+static int port_del_from(const struct dh_cli *cli, const struct dh_state *st, const struct port_args *args,
+			 __u32 ifindex)
+{
+	static struct dh_allow_arg parsed[DH_MAX_ARGS];
+	__u32 scopes[DH_MAX_BRIDGES + 1], next, prev_key;
+	struct dh_allow_source_key skey;
+	struct dh_allow_source src;
+	struct json_object *removed = NULL;
+	bool closed = false;
+	void *prev = NULL;
+	int n = 0, i, j, err;
+
+	for (i = 0; i < args->n_from; i++) {
+		err = dh_allow_parse("port del", args->from[i], false, &parsed[i]);
+		if (err)
+			return err;
+	}
+	scopes[n++] = ifindex;
+	while (!args->bridge && n <= DH_MAX_BRIDGES && bpf_map_get_next_key(st->bridges_fd, prev, &next) == 0) {
+		prev_key = next;
+		prev = &prev_key;
+		scopes[n++] = next;
+	}
+	for (i = 0; i < args->n_from; i++) {
+		bool found = false;
+
+		for (j = 0; j < n && !found; j++) {
+			memset(&skey, 0, sizeof(skey));
+			skey.port = (struct dh_port_key){ .ifindex = scopes[j], .port = htons(args->spec.port),
+							  .proto = args->spec.proto };
+			memcpy(skey.name, parsed[i].name, sizeof(skey.name));
+			found = bpf_map_lookup_elem(st->allow_sources_fd, &skey, &src) == 0;
+		}
+		if (!found)
+			return dh_runtime_error("port del: %u/%s --from '%s': not in its allow-list%s%s", args->spec.port,
+						dh_proto_name(args->spec.proto), args->from[i],
+						args->bridge ? " on " : "", args->bridge ? args->bridge : "");
+	}
+	if (cli->json)
+		removed = json_object_new_array();
+	for (i = 0; i < args->n_from; i++) {
+		for (j = 0; j < n; j++) {
+			struct dh_port_key key = { .ifindex = scopes[j], .port = htons(args->spec.port),
+						   .proto = args->spec.proto };
+
+			if (dh_allow_del(st, &key, parsed[i].name))
+				continue;
+			closed |= list_empty(st, &key);
+		}
+		if (removed)
+			json_object_array_add(removed, json_object_new_string(parsed[i].name));
+		else
+			printf("%u/%s on %s: %s removed from the allow-list\n", args->spec.port,
+			       dh_proto_name(args->spec.proto), args->bridge ? args->bridge : "all bridges",
+			       parsed[i].name);
+	}
+	if (removed) {
+		struct json_object *obj = json_object_new_object();
+
+		json_object_object_add(obj, "port", json_object_new_int(args->spec.port));
+		json_object_object_add(obj, "proto", json_object_new_string(dh_proto_name(args->spec.proto)));
+		json_object_object_add(obj, "bridge", json_object_new_string(args->bridge ? args->bridge : "*"));
+		json_object_object_add(obj, "removed", removed);
+		json_object_object_add(obj, "closed", json_object_new_boolean(closed));
+		json_object_object_add(obj, "result", json_object_new_string("removed"));
+		dh_print_json(obj);
+	} else if (closed) {
+		printf("%u/%s: allow-list empty: closed to all ('port add %u/%s --from any' opens it, 'port del %u/%s' unmaps it)\n",
+		       args->spec.port, dh_proto_name(args->spec.proto), args->spec.port,
+		       dh_proto_name(args->spec.proto), args->spec.port, dh_proto_name(args->spec.proto));
+	}
+	return 0;
+}
+
 /* port del SPEC [--bridge B]: prints where the spec was deleted from. */
 static int port_del(const struct dh_cli *cli, const struct dh_state *st, const struct port_args *args,
 		    __u32 ifindex)
@@ -364,19 +476,64 @@ static int port_del(const struct dh_cli *cli, const struct dh_state *st, const s
 	return 0;
 }
 
+/*
+ * port add SPEC --from ... without --bridge: a bridge's own entry for SPEC
+ * (attach --port writes those) wins over the all-bridges one, so the
+ * sources go in its list too, or SPEC would stay open on that bridge.
+ * Prints each bridge so listed; 0 or an exit code.
+ */
+static int add_to_bridge_entries(const struct dh_cli *cli, const struct dh_state *st, const struct port_args *args,
+				 const struct dh_allow_arg *from)
+{
+	__u32 next, prev_key;
+	void *prev = NULL;
+	int i, err;
+
+	while (bpf_map_get_next_key(st->bridges_fd, prev, &next) == 0) {
+		struct dh_port_key key = { .ifindex = next, .port = htons(args->spec.port), .proto = args->spec.proto };
+		struct dh_port_target entry;
+		char name[DH_IFNAMSIZ];
+
+		prev_key = next;
+		prev = &prev_key;
+		if (bpf_map_lookup_elem(st->ports_fd, &key, &entry))
+			continue;
+		for (i = 0; i < args->n_from; i++) {
+			err = dh_allow_add(st, &key, &from[i]);
+			if (err)
+				return dh_runtime_error("port add: %s --from '%s': %s", args->spec_text, args->from[i],
+							strerror(-err));
+		}
+		entry.flags |= DH_PORT_ALLOW_LIST;
+		if (bpf_map_update_elem(st->ports_fd, &key, &entry, BPF_EXIST) && errno != ENOENT)
+			return dh_runtime_error("port add: %s: %s: %s", args->spec_text, "bridge entry", strerror(errno));
+		scope_name(next, st, name);
+		if (!cli->json)
+			printf("%u/%s on %s (its own entry): allow-list updated\n", args->spec.port,
+			       dh_proto_name(args->spec.proto), name);
+	}
+	return 0;
+}
+
 int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 {
+	static struct dh_allow_arg from[DH_MAX_ARGS];  /* ~25 KiB: not on the stack */
 	struct dh_port_target target = {};
+	struct dh_port_key port_key;
 	struct port_args args;
 	const char *result = "";
 	struct dh_state st;
 	__u32 ifindex = 0;
-	int err;
+	int err, i;
 
 	err = parse_port_args(argc, argv, &args);
 	if (!err && args.to && !dh_parse_target(args.to, &target))
 		err = dh_usage_error("port add: --to '%s': not PORT, ADDR[:PORT] or [::1][:PORT] with ADDR in 127.0.0.0/8 or ::1",
 				     args.to);
+	/* Sources are checked before anything else, resolved through Docker
+	 * before the pin dir is opened: a bad one changes nothing. */
+	for (i = 0; !err && !strcmp(args.action, "add") && i < args.n_from; i++)
+		err = dh_allow_parse("port add", args.from[i], true, &from[i]);
 	if (!err)
 		err = dh_require_root();
 	if (err)
@@ -409,7 +566,7 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 			goto out;
 	}
 	if (!strcmp(args.action, "del")) {
-		err = port_del(cli, &st, &args, ifindex);
+		err = args.n_from ? port_del_from(cli, &st, &args, ifindex) : port_del(cli, &st, &args, ifindex);
 		goto out;
 	}
 	if (!args.to)
@@ -432,9 +589,29 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 				       args.spec.port, args.to, ifindex ? args.bridge_name : "a bridge is");
 		goto out;
 	}
+	/* The sources go in before the mapping gets its list flag: an open
+	 * mapping never refuses the source being added. */
+	port_key = (struct dh_port_key){ .ifindex = ifindex, .port = htons(args.spec.port), .proto = args.spec.proto };
+	for (i = 0; i < args.n_from; i++) {
+		err = dh_allow_add(&st, &port_key, &from[i]);
+		if (err) {
+			err = dh_runtime_error("port add: %s --from '%s': %s", args.spec_text, args.from[i],
+					       strerror(-err));
+			goto out;
+		}
+	}
+	if (args.n_from)
+		target.flags |= DH_PORT_ALLOW_LIST;
 	err = dh_port_apply(&st, ifindex, &args.spec, &target, &result);
 	if (err)
 		goto out;
+	if (args.n_from && !strcmp(result, "unchanged"))
+		result = "allow-list updated";
+	if (args.n_from && !args.bridge) {
+		err = add_to_bridge_entries(cli, &st, &args, from);
+		if (err)
+			goto out;
+	}
 
 	if (cli->json) {
 		struct json_object *obj = json_object_new_object();
@@ -443,6 +620,9 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 		json_object_object_add(obj, "proto", json_object_new_string(dh_proto_name(args.spec.proto)));
 		json_object_object_add(obj, "bridge", json_object_new_string(args.bridge ? args.bridge : "*"));
 		target_json(obj, &target);
+		if (bpf_map_lookup_elem(st.ports_fd, &port_key, &target) == 0)
+			json_object_object_add(obj, "allow", target.flags & DH_PORT_ALLOW_LIST ?
+							     dh_allow_json(&st, &port_key) : NULL);
 		json_object_object_add(obj, "result", json_object_new_string(result));
 		dh_print_json(obj);
 	} else {
@@ -450,6 +630,8 @@ int dh_cmd_port(const struct dh_cli *cli, int argc, char **argv)
 
 		printf("%u/%s on %s -> %s: %s\n", args.spec.port, dh_proto_name(args.spec.proto),
 		       args.bridge ? args.bridge : "all bridges", dh_target_str(&target, to, sizeof(to)), result);
+		if (bpf_map_lookup_elem(st.ports_fd, &port_key, &target) == 0 && (target.flags & DH_PORT_ALLOW_LIST))
+			dh_allow_print(&st, &port_key, "  ");
 	}
 out:
 	dh_state_close(&st);

@@ -39,7 +39,7 @@ struct dh_sources {
 
 /* Docker's names, asked once, then again when an unnamed source appears. */
 struct names {
-	struct dh_docker_name *v;
+	struct dh_docker_addr *v;
 	int n;
 	time_t fetched;  /* 0: never */
 };
@@ -166,6 +166,7 @@ static void names_update(struct names *names, const struct dh_sources *s)
 {
 	time_t now = time(NULL);
 	bool unnamed = false;
+	char why[256];
 	size_t i;
 	int n;
 
@@ -179,7 +180,9 @@ static void names_update(struct names *names, const struct dh_sources *s)
 			return;
 	}
 	names->fetched = now;
-	n = dh_docker_container_names(names->v, DH_NAMES_MAX);
+	n = dh_docker_container_addrs(names->v, DH_NAMES_MAX, why, sizeof(why));
+	if (n < 0)
+		dh_debug("no container names: %s", why);
 	names->n = n > 0 ? n : 0;
 }
 

@@ -110,6 +110,11 @@ static struct json_object *bridges_json(const struct dh_state *st)
 	return list;
 }
 
+struct json_object *dh_bridges_json(const struct dh_state *st)
+{
+	return bridges_json(st);
+}
+
 /* Text view, built from the same JSON so both always agree. */
 static void bridges_print(struct json_object *list)
 {
@@ -313,28 +318,69 @@ int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv)
 {
 	static const struct option options[] = {
 		{ "reset", no_argument, NULL, 'r' },
-		{ "by-source", no_argument, NULL, 's' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "per-source", no_argument, NULL, 's' },
+		{ "by-source", no_argument, NULL, 'b' },
 		{}
 	};
 	struct dh_counters sum = {};
 	bool reset = false, by_source = false;
 	struct dh_sources *sources = NULL;
 	struct dh_state st;
+	bool json = cli->json, prometheus = false, per_source = false;
 	int opt, err;
 
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		if (opt == 's')
-			by_source = true;
-		else if (opt == 'r')
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		switch (opt) {
+		case 'r':
 			reset = true;
-		else
+			break;
+		case 'f':
+			if (!strcmp(optarg, "prometheus"))
+				prometheus = true;
+			else if (!strcmp(optarg, "json"))
+				json = true;
+			else if (strcmp(optarg, "text"))
+				return dh_usage_error("stats: --format '%s': expected text, json or prometheus", optarg);
+			break;
+		case 's':
+			per_source = true;
+			break;
+		case 'b':
+			by_source = true;
+			break;
+		case ':':
+			return dh_usage_error("stats: option '%s' needs a value", argv[optind - 1]);
+		default:
 			return dh_usage_error("stats: unknown option '%s'", argv[optind - 1]);
+		}
 	}
 	if (optind != argc)
 		return dh_usage_error("stats: unexpected argument '%s'", argv[optind]);
+	/* A textfile collector that reset what it exports would only ever
+	 * show the counts since its last run. */
+	if (prometheus && reset)
+		return dh_usage_error("stats: --reset with --format prometheus: run them apart");
+	if (per_source && !prometheus)
+		return dh_usage_error("stats: --per-source goes with --format prometheus");
+	if (by_source && prometheus)
+		return dh_usage_error("stats: --by-source is a table: with --format prometheus, use --per-source");
 	err = dh_require_root();
 	if (err)
 		return err;
+	if (prometheus) {
+		char *buf;
+		size_t len;
+
+		err = dh_prom_collect(cli, per_source, &buf, &len);
+		if (err < 0)
+			return dh_runtime_error("stats: %s", strerror(-err));
+		if (err)
+			return err;
+		fwrite(buf, 1, len, stdout);
+		free(buf);
+		return 0;
+	}
 	err = dh_state_open(cli, &st, DH_OPEN_EXISTING);
 	if (err && err != -ENOENT)
 		return err;
@@ -354,9 +400,13 @@ int dh_cmd_stats(const struct dh_cli *cli, int argc, char **argv)
 			return dh_runtime_error("stats: %s", strerror(-err));
 		}
 	}
-	if (by_source)
-		return dh_sources_print(cli, sources);
-	if (cli->json) {
+	if (by_source) {
+		struct dh_cli as = *cli;
+
+		as.json = json;
+		return dh_sources_print(&as, sources);
+	}
+	if (json) {
 		dh_print_json(counters_json(&sum));
 	} else {
 		printf("counters%s:\n", reset ? " (now reset)" : "");

@@ -4,7 +4,9 @@
  * `docker network create`, removes it at `network rm`). rtnetlink link and
  * IPv4 address events, read with libmnl, drive the same attach and detach
  * as the commands; each CLI call's lock is taken per event, so other
- * commands keep working while watch runs.
+ * commands keep working while watch runs. Docker's own events (a thread
+ * reads them, docker.c) keep allow-list sources and labelled containers'
+ * ports current (watch_docker.c).
  */
 #include <errno.h>
 #include <fnmatch.h>
@@ -35,12 +37,11 @@ struct watch {
 	int n_ports;                 /* --port given: opts.ports[0..n_ports) */
 	bool mode_given;             /* --mode: for a bridge's first attach only */
 	bool detach_on_exit;
+	bool docker_labels;          /* --docker-labels */
+	long long docker_again;      /* monotonic ms of the pass after an event's, or 0 */
 	/* Bridges attached by this watch, by ifindex, for --detach-on-exit
 	 * and to tell which deletions are ours. */
-	struct {
-		int ifindex;
-		char name[DH_IFNAMSIZ];
-	} seen[DH_MAX_BRIDGES];  /* no more can be attached: the bridges map's size */
+	struct dh_watched_bridge seen[DH_MAX_BRIDGES];  /* no more can be attached: the bridges map's size */
 	int n_seen;
 	bool resync_pending;  /* the last listing failed: try again soon */
 };
@@ -271,6 +272,43 @@ static void test_wait_delay(void)
 		usleep(delay_ms * 1000);
 }
 
+#define DH_WATCH_DOCKER_AGAIN_MS 1000
+
+/* Docker's events: container start, die, destroy; network connect and
+ * disconnect ({"type":[...],"event":[...]}, URL-encoded). */
+#define DOCKER_EVENTS_PATH \
+	"/events?filters=%7B%22type%22%3A%5B%22container%22%2C%22network%22%5D%2C%22event%22%3A%5B%22start%22%2C" \
+	"%22die%22%2C%22destroy%22%2C%22connect%22%2C%22disconnect%22%5D%7D"
+
+/* Reads what the Docker thread sent; one pass over Docker's state if
+ * anything may have changed. Outages are said once each (the thread
+ * sends one record per outage). */
+static void docker_events(struct watch *w, struct dh_docker_events *ev)
+{
+	struct dh_docker_event rec;
+	bool sync = false;
+
+	while (dh_docker_events_read(ev, &rec)) {
+		rec.text[sizeof(rec.text) - 1] = '\0';
+		if (rec.type == DH_DOCKER_CONNECTED) {
+			printf("watch: following Docker's events%s\n", w->docker_labels ? " and labels" : "");
+			sync = true;  /* events may have been missed meanwhile */
+		} else if (rec.type == DH_DOCKER_LOST) {
+			printf("watch: %s: no Docker events until it answers (trying again)\n", rec.text);
+		} else {
+			dh_debug("watch: docker: %s", rec.text);
+			sync = true;
+		}
+	}
+	fflush(stdout);
+	if (!sync)
+		return;
+	dh_watch_docker_sync(w->cli, w->docker_labels, w->seen, w->n_seen);
+	/* Docker sends "die" before its container list says so (the list
+	 * is a snapshot written after the event): look again in a second. */
+	w->docker_again = monotonic_ms() + DH_WATCH_DOCKER_AGAIN_MS;
+}
+
 /*
  * Reads events until SIGTERM, SIGINT or SIGHUP; a listing of existing links
  * goes first. The signals stay blocked and arrive on @sig_fd, read in the
@@ -279,9 +317,12 @@ static void test_wait_delay(void)
  */
 static int run(struct watch *w, int sig_fd)
 {
+	struct dh_docker_events *docker = NULL;
 	struct mnl_socket *events;
 	struct dh_rtnl_buf buf;
-	struct pollfd fds[2];
+	struct pollfd fds[3];
+	char why[256];
+	nfds_t n_fds = 2;
 	long long next_check;
 	long ret;
 	int err = 0;
@@ -308,12 +349,26 @@ static int run(struct watch *w, int sig_fd)
 		goto out;
 	}
 
+	/* After the first listing: the stream's first pass then finds the
+	 * bridges watch follows. */
+	docker = dh_docker_events_start(DOCKER_EVENTS_PATH, why, sizeof(why));
+	if (!docker)
+		printf("watch: %s: not following Docker's events\n", why);
+	fflush(stdout);
+
 	fds[0] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
 	fds[1] = (struct pollfd){ .fd = mnl_socket_get_fd(events), .events = POLLIN };
+	if (docker)
+		fds[n_fds++] = (struct pollfd){ .fd = dh_docker_events_fd(docker), .events = POLLIN };
 	next_check = monotonic_ms() + DH_WATCH_CHECK_MS;
 	for (;;) {
 		long long left = next_check - monotonic_ms();
 
+		if (w->docker_again && w->docker_again - monotonic_ms() <= 0) {
+			w->docker_again = 0;
+			dh_watch_docker_sync(w->cli, w->docker_labels, w->seen, w->n_seen);
+			continue;
+		}
 		if (left <= 0) {
 			/* Removing a program or the pins sends no event: look
 			 * again now and then, however busy events keep us, and
@@ -323,8 +378,10 @@ static int run(struct watch *w, int sig_fd)
 			next_check = monotonic_ms() + DH_WATCH_CHECK_MS;
 			continue;
 		}
+		if (w->docker_again && w->docker_again - monotonic_ms() < left)
+			left = w->docker_again - monotonic_ms() + 1;
 		test_wait_delay();
-		ret = poll(fds, 2, w->resync_pending && left > 1000 ? 1000 : (int)left);
+		ret = poll(fds, n_fds, w->resync_pending && left > 1000 ? 1000 : (int)left);
 		if (ret == 0) {
 			if (w->resync_pending)
 				resync(w);
@@ -343,6 +400,8 @@ static int run(struct watch *w, int sig_fd)
 				dh_debug("watch: signal %u", info.ssi_signo);
 			break;
 		}
+		if (n_fds > 2 && fds[2].revents)
+			docker_events(w, docker);
 		if (!fds[1].revents)
 			continue;
 		ret = dh_rtnl_recv(fds[1].fd, &buf);
@@ -364,6 +423,7 @@ static int run(struct watch *w, int sig_fd)
 		mnl_cb_run(buf.data, ret, 0, 0, on_message, w);
 	}
 out:
+	dh_docker_events_stop(docker);  /* the thread ends before watch does */
 	if (events)
 		mnl_socket_close(events);
 	dh_rtnl_buf_free(&buf);
@@ -378,6 +438,7 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 		{ "hook", required_argument, NULL, 'k' },
 		{ "mode", required_argument, NULL, 'o' },
 		{ "detach-on-exit", no_argument, NULL, 'd' },
+		{ "docker-labels", no_argument, NULL, 'l' },
 		{}
 	};
 	static struct watch w;
@@ -413,6 +474,9 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 			break;
 		case 'd':
 			w.detach_on_exit = true;
+			break;
+		case 'l':
+			w.docker_labels = true;
 			break;
 		case ':':
 			return dh_usage_error("watch: option '%s' needs a value", argv[optind - 1]);

@@ -13,9 +13,14 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -229,21 +234,420 @@ int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSI
 	return 0;
 }
 
-int dh_docker_container_names(struct dh_docker_name *out, int max)
+/* One member of a json object, if it has type @type. */
+static struct json_object *member(struct json_object *obj, const char *key, json_type type)
+{
+	struct json_object *value;
+
+	if (!obj || !json_object_is_type(obj, json_type_object) ||
+	    !json_object_object_get_ex(obj, key, &value) || !json_object_is_type(value, type))
+		return NULL;
+	return value;
+}
+
+static int add_container_addr(struct dh_docker_addr *out, int n, int max, const char *text,
+			      const char *name)
+{
+	if (n >= max || !text || !*text || !dh_parse_ip(text, &out[n].addr))
+		return n;
+	snprintf(out[n].name, sizeof(out[n].name), "%s", name);
+	return n + 1;
+}
+
+/*
+ * The running containers' addresses on their networks, with their names
+ * (GET /containers/json): how `trace` names a source. Fills up to @max;
+ * returns how many, or -EHOSTUNREACH with @why when Docker did not answer
+ * as expected. Members of the wrong type are skipped, never trusted.
+ */
+int dh_docker_container_addrs(struct dh_docker_addr *out, int max, char *why, size_t why_len)
+{
+	struct json_object *root, *item, *names, *networks;
+	struct buffer buf = {};
+	long status;
+	size_t i;
+	int n = 0;
+
+	if (!docker_get("/containers/json", &buf, &status, why, why_len)) {
+		free(buf.data);
+		return -EHOSTUNREACH;
+	}
+	root = buf.data && status == 200 ? json_tokener_parse(buf.data) : NULL;
+	free(buf.data);
+	if (!root || !json_object_is_type(root, json_type_array)) {
+		snprintf(why, why_len, "Docker's /containers/json: HTTP %ld, not a list", status);
+		json_object_put(root);
+		return -EHOSTUNREACH;
+	}
+	for (i = 0; i < json_object_array_length(root); i++) {
+		struct json_object *first, *settings;
+		const char *name;
+
+		item = json_object_array_get_idx(root, i);
+		names = member(item, "Names", json_type_array);
+		first = names && json_object_array_length(names) ? json_object_array_get_idx(names, 0) : NULL;
+		if (!first || !json_object_is_type(first, json_type_string))
+			continue;
+		name = json_object_get_string(first);
+		name += *name == '/';  /* Docker's names start with '/' */
+		settings = member(item, "NetworkSettings", json_type_object);
+		networks = member(settings, "Networks", json_type_object);
+		if (!networks)
+			continue;
+		json_object_object_foreach(networks, key, net) {
+			struct json_object *v4 = member(net, "IPAddress", json_type_string);
+			struct json_object *v6 = member(net, "GlobalIPv6Address", json_type_string);
+
+			(void)key;
+			n = add_container_addr(out, n, max, v4 ? json_object_get_string(v4) : NULL, name);
+			n = add_container_addr(out, n, max, v6 ? json_object_get_string(v6) : NULL, name);
+		}
+	}
+	json_object_put(root);
+	return n;
+}
+
+/* GET /containers/NAME/json or /networks/NAME, parsed as an allow-list
+ * source. */
+static int docker_source_get(const char *name, bool network, struct dh_allow_source *src, char *why,
+			     size_t why_len)
 {
 	struct buffer buf = {};
-	char why[256];
+	char *escaped, path[300];
+	CURL *handle;
 	long status;
-	int n;
+	int err;
 
-	if (!docker_get("/containers/json", &buf, &status, why, sizeof(why))) {
-		dh_debug("no container names: %s", why);
-		n = -EHOSTUNREACH;
-	} else {
-		n = dh_docker_parse_containers(status, buf.data ? buf.data : "", buf.len, out, max);
-		if (n < 0)
-			dh_debug("no container names: Docker answered %ld to GET /containers/json", status);
+	if (!curl_load(why, why_len))
+		return -EHOSTUNREACH;
+	handle = curl.easy_init();
+	escaped = handle ? curl.easy_escape(handle, name, 0) : NULL;
+	if (handle)
+		curl.easy_cleanup(handle);
+	if (!escaped) {
+		snprintf(why, why_len, "cannot initialise libcurl");
+		return -ENOMEM;
 	}
+	snprintf(path, sizeof(path), network ? "/networks/%s" : "/containers/%s/json", escaped);
+	curl.free(escaped);
+	if (!docker_get(path, &buf, &status, why, why_len))
+		err = -EHOSTUNREACH;
+	else
+		err = dh_docker_parse_allow_source(status, buf.data ? buf.data : "", buf.len, network, src, why,
+						   why_len);
 	free(buf.data);
+	return err;
+}
+
+int dh_docker_source_of_kind(const char *name, bool network, struct dh_allow_source *src, char *why,
+			     size_t why_len)
+{
+	return docker_source_get(name, network, src, why, why_len);
+}
+
+int dh_docker_get(const char *path, char **body, size_t *len, long *status, char *why, size_t why_len)
+{
+	struct buffer buf = {};
+
+	if (!docker_get(path, &buf, status, why, why_len)) {
+		free(buf.data);
+		return -EHOSTUNREACH;
+	}
+	*body = buf.data;
+	*len = buf.len;
+	return 0;
+}
+
+int dh_docker_allow_source(const char *name, struct dh_allow_source *src, char *why, size_t why_len)
+{
+	int err = docker_source_get(name, false, src, why, why_len);
+
+	if (err == -ENOENT)
+		err = docker_source_get(name, true, src, why, why_len);
+	return err;
+}
+
+/*
+ * Docker's event stream (GET /events: one JSON object a line, for as long
+ * as the daemon runs), read by a thread of its own with the same blocking
+ * easy_perform as every other call here. The thread turns what it reads
+ * into records on a pipe that watch's poll() loop reads beside rtnetlink
+ * and its signalfd; watch does all the work, in its own thread. Stopping
+ * shuts the stream's socket down (the thread's recv() returns at once)
+ * and wakes the thread from its back-off wait: no transfer has to time out.
+ */
+struct dh_docker_events {
+	pthread_t thread;
+	char *path;
+	int pipe[2];  /* records: thread -> watch; the write end never blocks */
+	int wake[2];  /* watch -> thread: stop now */
+	pthread_mutex_t lock;
+	int sock;     /* the stream's socket, -1 between connections */
+	bool stop;
+	bool connected;  /* this connection answered 200 */
+	char line[4096];
+	size_t line_len;
+	bool line_long;  /* a line longer than line[]: skipped to its end */
+};
+
+static void events_send(struct dh_docker_events *ev, char type, const char *text)
+{
+	struct dh_docker_event rec = { .type = type };
+
+	snprintf(rec.text, sizeof(rec.text), "%s", text);
+	/* A full pipe already holds records that make watch look again:
+	 * dropping this one loses nothing (watch re-reads everything). */
+	if (write(ev->pipe[1], &rec, sizeof(rec)) < 0 && errno != EAGAIN)
+		dh_debug("docker events: %s", strerror(errno));
+}
+
+static bool events_stopping(struct dh_docker_events *ev)
+{
+	bool stop;
+
+	pthread_mutex_lock(&ev->lock);
+	stop = ev->stop;
+	pthread_mutex_unlock(&ev->lock);
+	return stop;
+}
+
+static curl_socket_t events_open_socket(void *data, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct dh_docker_events *ev = data;
+	curl_socket_t fd = CURL_SOCKET_BAD;
+
+	(void)purpose;
+	pthread_mutex_lock(&ev->lock);
+	if (!ev->stop) {
+		fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+		ev->sock = fd;
+	}
+	pthread_mutex_unlock(&ev->lock);
+	return fd;
+}
+
+static int events_close_socket(void *data, curl_socket_t fd)
+{
+	struct dh_docker_events *ev = data;
+
+	pthread_mutex_lock(&ev->lock);
+	if (ev->sock == fd)
+		ev->sock = -1;
+	pthread_mutex_unlock(&ev->lock);
+	return close(fd);
+}
+
+static size_t events_header(char *ptr, size_t size, size_t nmemb, void *data)
+{
+	struct dh_docker_events *ev = data;
+	size_t n = size * nmemb;
+
+	/* The status line: the stream is on once Docker says 200. */
+	if (n > 12 && !strncmp(ptr, "HTTP/", 5) && !ev->connected) {
+		const char *sp = memchr(ptr, ' ', n);
+
+		if (sp && sp + 4 <= ptr + n && !strncmp(sp + 1, "200", 3)) {
+			ev->connected = true;
+			events_send(ev, DH_DOCKER_CONNECTED, "");
+		}
+	}
 	return n;
+}
+
+/* One event: "container start web", for watch's debug log. */
+static void events_line(struct dh_docker_events *ev, const char *line)
+{
+	struct json_object *obj = json_tokener_parse(line), *v, *actor, *attrs;
+	const char *type = "?", *action = "?", *name = "";
+	char text[sizeof(((struct dh_docker_event *)0)->text)];
+
+	if (!obj)
+		return;
+	if (json_object_object_get_ex(obj, "Type", &v) && json_object_is_type(v, json_type_string))
+		type = json_object_get_string(v);
+	if (json_object_object_get_ex(obj, "Action", &v) && json_object_is_type(v, json_type_string))
+		action = json_object_get_string(v);
+	if (json_object_object_get_ex(obj, "Actor", &actor) &&
+	    json_object_object_get_ex(actor, "Attributes", &attrs) &&
+	    json_object_object_get_ex(attrs, "name", &v) && json_object_is_type(v, json_type_string))
+		name = json_object_get_string(v);
+	snprintf(text, sizeof(text), "%s %s %s", type, action, name);
+	for (char *c = text; *c; c++)
+		if ((unsigned char)*c < 0x20)
+			*c = '?';
+	events_send(ev, DH_DOCKER_EVENT, text);
+	json_object_put(obj);
+}
+
+static size_t events_write(char *ptr, size_t size, size_t nmemb, void *data)
+{
+	struct dh_docker_events *ev = data;
+	size_t n = size * nmemb, i;
+
+	if (events_stopping(ev))
+		return 0;  /* aborts the transfer */
+	for (i = 0; i < n; i++) {
+		if (ptr[i] != '\n') {
+			if (ev->line_len + 1 < sizeof(ev->line))
+				ev->line[ev->line_len++] = ptr[i];
+			else
+				ev->line_long = true;
+			continue;
+		}
+		ev->line[ev->line_len] = '\0';
+		if (ev->line_long)
+			events_send(ev, DH_DOCKER_EVENT, "(an event too long to read)");
+		else if (strspn(ev->line, " \r\t") != ev->line_len)
+			events_line(ev, ev->line);
+		ev->line_len = 0;
+		ev->line_long = false;
+	}
+	return n;
+}
+
+/* Back-off between attempts: 0.25 s doubling to 5 s, reset by a
+ * connection that Docker answered. */
+#define EVENTS_BACKOFF_MIN_MS 250
+#define EVENTS_BACKOFF_MAX_MS 5000
+
+static void *events_thread(void *data)
+{
+	struct dh_docker_events *ev = data;
+	const char *socket_path = docker_socket();
+	int backoff = EVENTS_BACKOFF_MIN_MS;
+	bool down_said = false;
+	char why[256], url[600];
+
+	snprintf(url, sizeof(url), "http://docker%s", ev->path);
+	while (!events_stopping(ev)) {
+		struct pollfd pfd = { .fd = ev->wake[0], .events = POLLIN };
+		long status = 0;
+		CURLcode rc;
+		CURL *handle;
+
+		ev->connected = false;
+		ev->line_len = 0;
+		ev->line_long = false;
+		handle = curl.easy_init();
+		if (!handle)
+			break;
+		curl.easy_setopt(handle, CURLOPT_UNIX_SOCKET_PATH, socket_path);
+		curl.easy_setopt(handle, CURLOPT_URL, url);
+		curl.easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
+		curl.easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+		curl.easy_setopt(handle, CURLOPT_OPENSOCKETFUNCTION, events_open_socket);
+		curl.easy_setopt(handle, CURLOPT_OPENSOCKETDATA, ev);
+		curl.easy_setopt(handle, CURLOPT_CLOSESOCKETFUNCTION, events_close_socket);
+		curl.easy_setopt(handle, CURLOPT_CLOSESOCKETDATA, ev);
+		curl.easy_setopt(handle, CURLOPT_HEADERFUNCTION, events_header);
+		curl.easy_setopt(handle, CURLOPT_HEADERDATA, ev);
+		curl.easy_setopt(handle, CURLOPT_WRITEFUNCTION, events_write);
+		curl.easy_setopt(handle, CURLOPT_WRITEDATA, ev);
+		rc = curl.easy_perform(handle);
+		curl.easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
+		curl.easy_cleanup(handle);
+		if (events_stopping(ev))
+			break;
+		if (ev->connected) {
+			snprintf(why, sizeof(why), "Docker's event stream at %s ended (%s)", socket_path,
+				 rc == CURLE_OK ? "closed" : curl.easy_strerror(rc));
+			backoff = EVENTS_BACKOFF_MIN_MS;
+			down_said = false;
+		} else if (rc != CURLE_OK) {
+			snprintf(why, sizeof(why), "Docker is not reachable at %s (%s)", socket_path,
+				 curl.easy_strerror(rc));
+		} else {
+			snprintf(why, sizeof(why), "Docker at %s answered %ld to GET /events", socket_path, status);
+		}
+		/* One line per outage, not one per attempt. */
+		if (!down_said)
+			events_send(ev, DH_DOCKER_LOST, why);
+		down_said = true;
+		if (poll(&pfd, 1, backoff) != 0)
+			break;
+		backoff = backoff * 2 > EVENTS_BACKOFF_MAX_MS ? EVENTS_BACKOFF_MAX_MS : backoff * 2;
+	}
+	return NULL;
+}
+
+struct dh_docker_events *dh_docker_events_start(const char *path, char *why, size_t why_len)
+{
+	struct dh_docker_events *ev;
+	int err;
+
+	if (!curl_load(why, why_len))
+		return NULL;
+	if (!docker_socket()) {
+		snprintf(why, why_len, "DOCKER_HOST '%s' is not unix:// (the only kind supported)",
+			 getenv("DOCKER_HOST"));
+		return NULL;
+	}
+	ev = calloc(1, sizeof(*ev));
+	if (!ev || !(ev->path = strdup(path))) {
+		free(ev);
+		snprintf(why, why_len, "out of memory");
+		return NULL;
+	}
+	ev->sock = -1;
+	pthread_mutex_init(&ev->lock, NULL);
+	if (pipe2(ev->pipe, O_CLOEXEC | O_NONBLOCK)) {
+		ev->pipe[0] = ev->pipe[1] = -1;
+		goto fail;
+	}
+	if (pipe2(ev->wake, O_CLOEXEC)) {
+		ev->wake[0] = ev->wake[1] = -1;
+		goto fail;
+	}
+	/* The caller blocks its stop signals first: the thread inherits the
+	 * mask, so they always reach the caller's signalfd. */
+	err = pthread_create(&ev->thread, NULL, events_thread, ev);
+	if (err) {
+		errno = err;
+		goto fail;
+	}
+	return ev;
+fail:
+	snprintf(why, why_len, "cannot start reading Docker's events: %s", strerror(errno));
+	if (ev->pipe[0] >= 0) {
+		close(ev->pipe[0]);
+		close(ev->pipe[1]);
+	}
+	if (ev->wake[0] >= 0) {
+		close(ev->wake[0]);
+		close(ev->wake[1]);
+	}
+	free(ev->path);
+	free(ev);
+	return NULL;
+}
+
+int dh_docker_events_fd(const struct dh_docker_events *ev)
+{
+	return ev->pipe[0];
+}
+
+bool dh_docker_events_read(struct dh_docker_events *ev, struct dh_docker_event *rec)
+{
+	return read(ev->pipe[0], rec, sizeof(*rec)) == sizeof(*rec);
+}
+
+void dh_docker_events_stop(struct dh_docker_events *ev)
+{
+	if (!ev)
+		return;
+	pthread_mutex_lock(&ev->lock);
+	ev->stop = true;
+	if (ev->sock >= 0)
+		shutdown(ev->sock, SHUT_RDWR);
+	pthread_mutex_unlock(&ev->lock);
+	if (write(ev->wake[1], "x", 1) < 0)
+		dh_debug("docker events: %s", strerror(errno));
+	pthread_join(ev->thread, NULL);
+	close(ev->pipe[0]);
+	close(ev->pipe[1]);
+	close(ev->wake[0]);
+	close(ev->wake[1]);
+	pthread_mutex_destroy(&ev->lock);
+	free(ev->path);
+	free(ev);
 }

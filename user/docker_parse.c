@@ -182,48 +182,139 @@ int dh_docker_parse_daemon_json(const char *text, size_t len, struct dh_ip *addr
 	return n;
 }
 
-/* One container address of @c's, if @text is one: a name per address. */
-static void take_container_addr(const char *text, const char *name, struct dh_docker_name *out, int max, int *n)
+/* One address (container) or subnet (network) into @src: false when it
+ * is no address or @src is full (noted in @why once). */
+static void take_source_prefix(const char *text, bool host, struct dh_allow_source *src, char *why,
+			       size_t why_len)
 {
-	struct dh_ip ip;
+	struct dh_allow_prefix prefix;
+	char shown[41];
+	__u32 i;
 
-	if (!text || !*text || !dh_parse_ip(text, &ip) || *n >= max)
+	if (!text || !*text)
+		return;  /* "IPAddress": "" on a network without IPv4, say */
+	/* A host's address is the whole prefix: "IPPrefixLen" says the
+	 * subnet's size, not who the container is. */
+	if ((host && strchr(text, '/')) || dh_parse_cidr(text, &prefix)) {
+		if (!why[0])
+			snprintf(why, why_len, "'%s' is not an address: ignored", printable(text, shown));
 		return;
-	out[*n].addr = ip;
-	memcpy(out[*n].name, name, strlen(name) + 1);  /* fits: checked by the caller */
-	(*n)++;
+	}
+	for (i = 0; i < src->count; i++)
+		if (!memcmp(&src->prefixes[i], &prefix, sizeof(prefix)))
+			return;
+	if (src->count >= DH_ALLOW_PREFIXES) {
+		if (!why[0])
+			snprintf(why, why_len, "more than %d addresses: '%s' and later ones ignored",
+				 DH_ALLOW_PREFIXES, printable(text, shown));
+		return;
+	}
+	src->prefixes[src->count++] = prefix;
 }
 
-int dh_docker_parse_containers(long status, const char *body, size_t len, struct dh_docker_name *out, int max)
+int dh_docker_parse_allow_source(long status, const char *body, size_t len, bool network,
+				 struct dh_allow_source *src, char *why, size_t why_len)
+{
+	struct json_object *obj = parse_json(body, len), *nets, *config;
+	const char *msg;
+	char shown[41];
+	size_t i;
+
+	memset(src, 0, sizeof(*src));
+	why[0] = '\0';
+	if (status != 200 || !json_object_is_type(obj, json_type_object)) {
+		msg = string_member(obj, "message");
+		snprintf(why, why_len, "Docker answered %ld%s%s", status, msg ? ": " : "",
+			 msg ? printable(msg, shown) : "");
+		json_object_put(obj);
+		return status == 404 ? -ENOENT : status == 200 ? -EINVAL : -EHOSTUNREACH;
+	}
+	if (network) {
+		src->kind = DH_ALLOW_NETWORK;
+		config = member(member(obj, "IPAM", json_type_object), "Config", json_type_array);
+		for (i = 0; config && i < json_object_array_length(config); i++)
+			take_source_prefix(string_member(json_object_array_get_idx(config, i), "Subnet"), false,
+					   src, why, why_len);
+	} else {
+		struct json_object_iterator it, end;
+
+		src->kind = DH_ALLOW_CONTAINER;
+		nets = member(member(obj, "NetworkSettings", json_type_object), "Networks", json_type_object);
+		if (nets) {
+			it = json_object_iter_begin(nets);
+			end = json_object_iter_end(nets);
+		}
+		for (; nets && !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
+			struct json_object *net = json_object_iter_peek_value(&it);
+
+			take_source_prefix(string_member(net, "IPAddress"), true, src, why, why_len);
+			take_source_prefix(string_member(net, "GlobalIPv6Address"), true, src, why, why_len);
+		}
+	}
+	json_object_put(obj);
+	return 0;
+}
+
+/* "/web" -> "web": Docker's names lead with a slash. */
+static void copy_name(char *dst, size_t size, const char *name)
+{
+	if (*name == '/')
+		name++;
+	snprintf(dst, size, "%s", name);
+}
+
+int dh_docker_parse_labelled(long status, const char *body, size_t len, const char *label,
+			     struct dh_docker_labelled *out, int max, char *why, size_t why_len)
 {
 	struct json_object *list = parse_json(body, len);
 	int n = 0;
 	size_t i;
 
+	why[0] = '\0';
 	if (status != 200 || !json_object_is_type(list, json_type_array)) {
+		snprintf(why, why_len, "Docker answered %ld to GET /containers/json", status);
 		json_object_put(list);
 		return -EHOSTUNREACH;
 	}
-	for (i = 0; i < json_object_array_length(list); i++) {
+	for (i = 0; i < json_object_array_length(list) && n < max; i++) {
 		struct json_object *c = json_object_array_get_idx(list, i), *names, *nets;
-		const char *name = NULL;
+		struct dh_docker_labelled *item = &out[n];
+		struct json_object_iterator it, end;
+		const char *id = string_member(c, "Id");
+		const char *value = string_member(member(c, "Labels", json_type_object), label);
+		char ignored[128];
 
+		if (!id || strlen(id) < 12 || !value)
+			continue;
+		memset(item, 0, sizeof(*item));
+		snprintf(item->id, sizeof(item->id), "%.12s", id);
+		snprintf(item->value, sizeof(item->value), "%s", value);
 		names = member(c, "Names", json_type_array);
-		if (names && json_object_array_length(names) > 0)
-			name = string_value(json_object_array_get_idx(names, 0));
-		if (name && *name == '/')
-			name++;  /* Docker's names carry their parent, "/" */
-		/* A name that does not fit is not shown cut: no name at all. */
-		if (!name || !*name || strlen(name) >= sizeof(out->name))
-			continue;
+		if (names && json_object_array_length(names) && string_value(json_object_array_get_idx(names, 0)))
+			copy_name(item->name, sizeof(item->name), string_value(json_object_array_get_idx(names, 0)));
+		else
+			snprintf(item->name, sizeof(item->name), "%s", item->id);
+		item->src.kind = DH_ALLOW_LABEL;
 		nets = member(member(c, "NetworkSettings", json_type_object), "Networks", json_type_object);
-		if (!nets)
-			continue;
-		json_object_object_foreach(nets, net_name, net) {
-			(void)net_name;
-			take_container_addr(string_member(net, "IPAddress"), name, out, max, &n);
-			take_container_addr(string_member(net, "GlobalIPv6Address"), name, out, max, &n);
+		if (nets) {
+			it = json_object_iter_begin(nets);
+			end = json_object_iter_end(nets);
 		}
+		for (; nets && !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
+			struct json_object *net = json_object_iter_peek_value(&it);
+
+			if (item->n_networks < (int)(sizeof(item->networks) / sizeof(item->networks[0])) &&
+			    strlen(json_object_iter_peek_name(&it)) < sizeof(item->networks[0]))
+				snprintf(item->networks[item->n_networks++], sizeof(item->networks[0]), "%s",
+					 json_object_iter_peek_name(&it));
+			ignored[0] = '\0';
+			take_source_prefix(string_member(net, "IPAddress"), true, &item->src, ignored, sizeof(ignored));
+			take_source_prefix(string_member(net, "GlobalIPv6Address"), true, &item->src, ignored,
+					   sizeof(ignored));
+			if (ignored[0] && !why[0])
+				snprintf(why, why_len, "%s: %s", item->name, ignored);
+		}
+		n++;
 	}
 	json_object_put(list);
 	return n;

@@ -39,8 +39,8 @@ static const struct command commands[] = {
 	  "other command refuses), reading only their stable part, with\n"
 	  "route_localnet set to 0." },
 	{ "port", dh_cmd_port,
-	  "port add SPEC [--to PORT|ADDR[:PORT]|[::1][:PORT]] [--bridge BRIDGE]\n"
-	  "port del SPEC [--bridge BRIDGE]\n"
+	  "port add SPEC [--to PORT|ADDR[:PORT]|[::1][:PORT]] [--from SOURCE]... [--bridge BRIDGE]\n"
+	  "port del SPEC [--from SOURCE]... [--bridge BRIDGE]\n"
 	  "port list",
 	  "Edit the pinned port map at runtime. SPEC is PORT, PORT/tcp or PORT/udp (bare\n"
 	  "PORT means tcp). Packets to a gateway on SPEC go to 127.0.0.1 (IPv6: [::1])\n"
@@ -50,26 +50,60 @@ static const struct command commands[] = {
 	  "applies to every attached bridge; a bridge's own entry wins. del without\n"
 	  "--bridge removes SPEC wherever it is mapped (the all-bridges entry and each\n"
 	  "bridge's own, as from attach --port) and says where; with --bridge, only that\n"
-	  "bridge's entry. Either fails (exit 1) if there is nothing to remove." },
+	  "bridge's entry. Either fails (exit 1) if there is nothing to remove.\n"
+	  "--from SOURCE (repeatable) puts SOURCE in SPEC's allow-list (without\n"
+	  "--bridge, also every bridge's own entry's), creating the mapping if\n"
+	  "needed: a CIDR (ADDR or ADDR/LEN, IPv4 or IPv6), 'any' (everyone,\n"
+	  "on purpose), or a Docker container or network (name or id), resolved now to\n"
+	  "its addresses (a network: its subnets). A mapping with a list serves only\n"
+	  "its sources; others get what an unmapped port gives. One that never had\n"
+	  "--from is open to all. del SPEC --from SOURCE takes one source out; the\n"
+	  "last one out leaves the port mapped and closed to all (--from any opens it,\n"
+	  "a plain del unmaps it and drops the list)." },
 	{ "watch", dh_cmd_watch,
-	  "watch [--match GLOB]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat] [--detach-on-exit]",
+	  "watch [--match GLOB]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat] [--detach-on-exit]"
+	  " [--docker-labels]",
 	  "Stay in the foreground: attach every bridge whose name matches a GLOB (default\n"
 	  "'docker0' and 'br-*') now and whenever one appears, forget bridges that\n"
 	  "disappear, and keep gateway sets current as addresses change. --port maps\n"
 	  "SPEC, and --mode sets the mode, on each bridge when watch first attaches it,\n"
 	  "never again on later refreshes: 'port' edits and conversions made meanwhile\n"
 	  "stay. SIGTERM, SIGINT or SIGHUP ends it; the bridges stay attached unless\n"
-	  "--detach-on-exit. One line per event on standard output." },
+	  "--detach-on-exit. One line per event on standard output.\n"
+	  "It follows Docker's events too: allow-list sources that are Docker containers\n"
+	  "or networks are re-resolved by name after each one (a restarted container\n"
+	  "keeps its access; a stopped or removed one has no address, closed to it).\n"
+	  "--docker-labels: a running container labelled dockhost.ports=SPEC[,SPEC]...\n"
+	  "gets those ports on its networks' watched bridges, from it alone, until it\n"
+	  "stops; hand-made mappings are never opened or removed. Without Docker it\n"
+	  "says so once and retries." },
 	{ "status", dh_cmd_status, "status",
 	  "Show attached bridges (programs, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },
-	{ "stats", dh_cmd_stats, "stats [--reset] [--by-source]",
+	{ "stats", dh_cmd_stats, "stats [--reset] [--by-source] [--format text|json|prometheus [--per-source]]",
 	  "Show the datapath counters summed over CPUs; --reset zeroes them and the\n"
-	  "per-port counters, and forgets the per-source ones. --by-source shows the\n"
+	  "per-port counters, and forgets the per-source ones. --format prometheus prints\n"
+	  "every counter, per-port traffic and each bridge's mode and route_localnet in\n"
+	  "Prometheus' text format (for node_exporter's textfile collector); --per-source\n"
+	  "adds the per-source counters. --format json is --json. --by-source shows the\n"
 	  "per-source counters instead: packets, bytes, new flows and refused attempts\n"
 	  "per bridge, source address and mapped port, with the container's name where\n"
 	  "Docker knows the address. The least recently active sources beyond\n"
 	  "16384 are forgotten." },
+	{ "metrics", dh_cmd_metrics, "metrics [--listen ADDR:PORT] [--per-source]",
+	  "Serve what 'stats --format prometheus' prints over HTTP, at /metrics on\n"
+	  "ADDR:PORT (default 127.0.0.1:9469; [ADDR6]:PORT for IPv6), read afresh for\n"
+	  "each scrape. Answers GET and HEAD /metrics, one request at a time, and 404\n"
+	  "to any other path. SIGTERM, SIGINT or SIGHUP ends it (exit 0)." },
+	{ "trace", dh_cmd_trace, "trace",
+	  "Stream one line per datapath event until SIGINT or SIGTERM (exit 0): a new\n"
+	  "redirected flow (flow), a mapped port with nothing listening at its target\n"
+	  "(refused), a source the port's allow-list refuses (disallowed), a frame the\n"
+	  "loopback guard dropped (guard_drop, with its source MAC). Each line names\n"
+	  "the bridge, the source and its container where Docker knows the address,\n"
+	  "the gateway and port, the target and the counter that counted the packet;\n"
+	  "--json prints one object per line. Every line is flushed as it is written.\n"
+	  "The datapath emits only while a trace runs; one trace at a time." },
 	{ "top", dh_cmd_top, "top [--interval SECONDS] [--count N]",
 	  "Show the per-source counters as 'stats --by-source' does, busiest first (bytes\n"
 	  "per second since the previous refresh), every --interval SECONDS (default 1),\n"
@@ -106,8 +140,10 @@ static void print_usage(FILE *out)
 		"  --pin-dir DIR  pinned programs and maps (default %s)\n"
 		"  --json         machine-readable output\n"
 		"  -v, --verbose  debug messages and libbpf's log\n"
-		"  -h, --help     this text; '%s COMMAND --help' for one command\n",
-		DH_PIN_DIR_DEFAULT, DH_PROG);
+		"  -h, --help     this text; '%s COMMAND --help' for one command\n"
+		"Options may also follow the command name ('%s trace --json'), before any\n"
+		"'--'; a command's value that looks like one is written --OPTION=VALUE.\n",
+		DH_PIN_DIR_DEFAULT, DH_PROG, DH_PROG);
 }
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
@@ -129,6 +165,44 @@ static void print_command_help(const struct command *cmd)
 {
 	print_usage_lines(stdout, "Usage: " DH_PROG " [OPTIONS] ", "       " DH_PROG " [OPTIONS] ", cmd->usage);
 	printf("\n%s\n", cmd->help);
+}
+
+/*
+ * Global options after the command name ('trace --json', 'stats --pin-dir
+ * DIR'): taken out of the command's arguments, which never use these
+ * names, so every command accepts them without knowing them. "--" ends
+ * the search: what follows it is the command's alone. Returns 0, or an
+ * exit code for a --pin-dir without its value.
+ */
+static int take_global_options(struct dh_cli *cli, int *argc, char **argv)
+{
+	int from, to = 1;
+
+	for (from = 1; from < *argc; from++) {
+		const char *arg = argv[from];
+
+		if (!strcmp(arg, "--")) {
+			while (from < *argc)
+				argv[to++] = argv[from++];
+			break;
+		}
+		if (!strcmp(arg, "--json")) {
+			cli->json = true;
+		} else if (!strcmp(arg, "--verbose") || !strcmp(arg, "-v")) {
+			cli->verbose = true;
+		} else if (!strncmp(arg, "--pin-dir=", 10)) {
+			cli->pin_dir = arg + 10;
+		} else if (!strcmp(arg, "--pin-dir")) {
+			if (from + 1 >= *argc)
+				return dh_usage_error("option '%s' needs a value", arg);
+			cli->pin_dir = argv[++from];
+		} else {
+			argv[to++] = argv[from];
+		}
+	}
+	argv[to] = NULL;
+	*argc = to;
+	return 0;
 }
 
 /* True if the command's own arguments ask for help. */
@@ -192,6 +266,11 @@ int main(int argc, char **argv)
 	cmd = find_command(argv[optind]);
 	if (!cmd)
 		return dh_usage_error("unknown command '%s' (see --help)", argv[optind]);
+	argc -= optind;
+	argv += optind;
+	opt = take_global_options(&cli, &argc, argv);
+	if (opt)
+		return opt;
 	if (cli.pin_dir[0] != '/' || strlen(cli.pin_dir) >= 4000)
 		return dh_usage_error("--pin-dir '%s': must be an absolute path", cli.pin_dir);
 	dh_set_verbose(cli.verbose);
@@ -199,8 +278,6 @@ int main(int argc, char **argv)
 	 * exist yet): its log is for -v only; our own errors say what failed. */
 	libbpf_set_print(cli.verbose ? libbpf_print : NULL);
 
-	argc -= optind;
-	argv += optind;
 	if (wants_help(argc, argv)) {
 		print_command_help(cmd);
 		return DH_EXIT_OK;

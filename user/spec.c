@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* Parsing of what users type: port specs, addresses, interface names. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,4 +268,67 @@ bool dh_parse_mode(const char *text, __u32 *mode)
 const char *dh_mode_name(__u32 mode)
 {
 	return mode < sizeof(mode_names) / sizeof(mode_names[0]) ? mode_names[mode] : "unknown";
+}
+
+/* Zeroes @addr's bits past @len (the address alone, IPv4 in word 0);
+ * true if any was set. */
+static bool mask_prefix(__u32 *addr, int words, int len)
+{
+	bool host = false;
+	int i;
+
+	for (i = 0; i < words; i++) {
+		int keep = len - i * 32;
+		__u32 mask = keep >= 32 ? 0xffffffffu : keep <= 0 ? 0 : htonl(~0u << (32 - keep));
+
+		if (addr[i] & ~mask)
+			host = true;
+		addr[i] &= mask;
+	}
+	return host;
+}
+
+int dh_parse_cidr(const char *text, struct dh_allow_prefix *prefix)
+{
+	char addr_text[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(text, '/');
+	size_t addr_len = slash ? (size_t)(slash - text) : strlen(text);
+	unsigned long len;
+	struct dh_ip ip;
+	char *end;
+	int max;
+
+	memset(prefix, 0, sizeof(*prefix));
+	if (addr_len == 0 || addr_len >= sizeof(addr_text))
+		return -EINVAL;
+	memcpy(addr_text, text, addr_len);
+	addr_text[addr_len] = '\0';
+	if (!dh_parse_ip(addr_text, &ip))
+		return -EINVAL;
+	max = ip.family == AF_INET6 ? 128 : 32;
+	len = max;
+	if (slash) {
+		/* Decimal digits only: no sign, no space, no "0x". */
+		if (slash[1] < '0' || slash[1] > '9' || strlen(slash + 1) > 3)
+			return -EINVAL;
+		len = strtoul(slash + 1, &end, 10);
+		if (*end || len > (unsigned long)max)
+			return -EINVAL;
+	}
+	prefix->family = ip.family == AF_INET6 ? DH_AF_INET6 : DH_AF_INET;
+	prefix->prefixlen = len;
+	if (ip.family == AF_INET6)
+		memcpy(prefix->addr, ip.v6, sizeof(ip.v6));
+	else
+		prefix->addr[0] = ip.v4;
+	return mask_prefix(prefix->addr, ip.family == AF_INET6 ? 4 : 1, len) ? -ERANGE : 0;
+}
+
+const char *dh_prefix_str(const struct dh_allow_prefix *prefix, char *buf, size_t size)
+{
+	bool v6 = prefix->family == DH_AF_INET6;
+
+	snprintf(buf, size, "%s/%u", v6 ? dh_ipv6_str(prefix->addr) : dh_ipv4_str(prefix->addr[0]),
+		 prefix->prefixlen);
+	return buf;
 }

@@ -52,6 +52,13 @@ static const struct pinned pins[] = {
 		struct dh_sock_flow),
 	MAP_PIN(DH_MAP_GATEWAYS6, gateways6_fd, BPF_MAP_TYPE_HASH, struct dh_gateway6_key, struct dh_gateway),
 	MAP_PIN(DH_MAP_TARGETS, targets_fd, BPF_MAP_TYPE_SOCKHASH, struct dh_target_key, __u64),
+	/* A ring buffer has no key or value: sizes 0. */
+	{ DH_MAP_TRACE_EVENTS, offsetof(struct dh_state, trace_events_fd), NULL, BPF_MAP_TYPE_RINGBUF, 0, 0 },
+	MAP_PIN(DH_MAP_TRACE_CTL, trace_ctl_fd, BPF_MAP_TYPE_ARRAY, __u32, struct dh_trace_ctl),
+	MAP_PIN(DH_MAP_ALLOW4, allow4_fd, BPF_MAP_TYPE_LPM_TRIE, struct dh_allow4_key, __u32),
+	MAP_PIN(DH_MAP_ALLOW6, allow6_fd, BPF_MAP_TYPE_LPM_TRIE, struct dh_allow6_key, __u32),
+	MAP_PIN(DH_MAP_ALLOW_SOURCES, allow_sources_fd, BPF_MAP_TYPE_HASH, struct dh_allow_source_key,
+		struct dh_allow_source),
 	MAP_PIN(DH_MAP_SOURCES, sources_fd, BPF_MAP_TYPE_LRU_HASH, struct dh_source_key,
 		struct dh_source_stats),
 	{ DH_PIN_PROG_INGRESS, offsetof(struct dh_state, prog_ingress_fd), "dh_ingress", 0, 0, 0 },
@@ -860,6 +867,7 @@ void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex)
 	delete_keys_of_bridge(st->gateways_fd, ifindex);
 	delete_keys_of_bridge(st->gateways6_fd, ifindex);
 	delete_keys_of_bridge(st->nat_state_fd, ifindex);
+	dh_allow_forget_bridge(st, ifindex);
 	delete_keys_of_bridge(st->sources_fd, ifindex);
 	/* sock_flows is keyed without the bridge: its entries for this one
 	 * are inert without the modes entry, and age out of the LRU. */

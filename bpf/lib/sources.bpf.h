@@ -21,7 +21,9 @@
 #ifndef DH_SOURCES_BPF_H
 #define DH_SOURCES_BPF_H
 
+#ifndef DH_F_CURRENT_NETNS
 #define DH_F_CURRENT_NETNS (-1L)  /* BPF_F_CURRENT_NETNS, a macro in uapi */
+#endif
 
 enum dh_source_what {
 	DH_SRC_PACKET             = 1 << 0,

@@ -55,7 +55,8 @@ static __always_inline bool dh_same_gateway(const __u32 a[4], const __u32 b[4])
  * `seen` changes unit. As in NAT mode, a live flow keeps its first gateway
  * (a reply cannot say which one it answers, and a neighbour spoofing the
  * flow's source must not move its replies): false for a datagram naming
- * another one, which is dropped.
+ * another one, which is dropped. *@created says whether this datagram
+ * started a flow (a new entry, or one that replaced an idle one).
  */
 static __always_inline bool dh_sock_flow_note(struct __sk_buff *skb, const struct dh_packet *pkt,
 					      struct bpf_sock *sk, bool v6, bool *created)
@@ -168,7 +169,7 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 				    const struct dh_port_target *target, const struct dh_port_key *port_key,
 				    bool v6)
 {
-	bool created = pkt->proto == IPPROTO_TCP;  /* a SYN, below */
+	bool created = false;
 	struct bpf_sock *sk;
 
 	/* Only a new flow's first packet needs the target's socket: a TCP
@@ -179,9 +180,20 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 		dh_count_source(skb, pkt, v6, DH_SRC_PACKET);
 		return TC_ACT_UNSPEC;
 	}
+	/* A source off the list gets no socket into `targets` (dh_sk_lookup
+	 * checks again: another source's packet may have put it there). */
+	if (!dh_source_allowed(target, port_key, v6 ? pkt->saddr6 : &pkt->saddr, v6)) {
+		/* Traced here only: dh_sk_lookup's own check of the same
+		 * packet stays silent. */
+		dh_trace_packet(skb, pkt, v6 ? DH_L3_IPV6 : DH_L3_IPV4, DH_MODE_SOCKET, DH_TRACE_DISALLOWED,
+				DH_COUNTER_INDEX(passed_not_allowed), NULL);
+		return DH_PASS(passed_not_allowed);
+	}
 	sk = dh_target_socket(skb, pkt, target, v6);
 	if (!sk) {
 		dh_count_source(skb, pkt, v6, DH_SRC_REFUSED_NO_SOCKET);
+		dh_trace_packet(skb, pkt, v6 ? DH_L3_IPV6 : DH_L3_IPV4, DH_MODE_SOCKET, DH_TRACE_REFUSED,
+				DH_COUNTER_INDEX(passed_no_socket), target);
 		return DH_PASS(passed_no_socket);
 	}
 	if (pkt->proto == IPPROTO_UDP && !dh_sock_flow_note(skb, pkt, sk, v6, &created)) {
@@ -189,8 +201,16 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 		return DH_DROP(flow_origin_conflicts);
 	}
 	bpf_sk_release(sk);
+	/* A TCP flow is traced by dh_sk_lookup when it assigns the SYN; a
+	 * UDP flow here, once, when its sock_flows entry is made: tracing
+	 * every datagram would flood the ring with one busy flow. */
+	if (created)
+		dh_trace_packet(skb, pkt, v6 ? DH_L3_IPV6 : DH_L3_IPV4, DH_MODE_SOCKET, DH_TRACE_FLOW,
+				DH_COUNTER_INDEX(assigned), target);
 	dh_count_port(skb, port_key);
-	dh_count_source(skb, pkt, v6, DH_SRC_PACKET | (created ? DH_SRC_FLOW : 0));
+	/* Here a TCP packet is a SYN: a new flow. */
+	dh_count_source(skb, pkt, v6,
+			DH_SRC_PACKET | (pkt->proto == IPPROTO_TCP || created ? DH_SRC_FLOW : 0));
 	return TC_ACT_UNSPEC;
 }
 

@@ -69,6 +69,70 @@ test_bad_gateways() {
 }
 
 # --gateway takes IPv6: status and --json list it with IPv4's.
+test_bad_from() {
+	dh attach br0
+	local from
+	for from in 10.0.0.0/33 10.0.0.0/ 10.0.0.0/-1 10.0.0.0/+8 "10.0.0.0/ 8" 10.0.0.0/8x 10.0.0 1.2.3.4.5 \
+		fd00::/129 fd00:::1 ::1/0x10 /8 '[::1]' 300.1.1.1 ""; do
+		expect_error 2 "--from '$from': not a CIDR" port add 8088 --from "$from"
+	done
+	expect_error 2 "--from '10.0.0.1/8': host bits set (did you mean 10.0.0.0/8?)" port add 8088 --from 10.0.0.1/8
+	expect_error 2 "--from 'fd00::1/64': host bits set (did you mean fd00::/64?)" port add 8088 --from fd00::1/64
+	for from in "foo bar" -web _web 'a;b' "$(printf 'a%.0s' $(seq 80))"; do
+		expect_error 2 "--from '$from': not a CIDR, 'any', nor a Docker container or network name" \
+			port add 8088 --from "$from"
+	done
+	# No Docker here: a name cannot be resolved, a runtime error.
+	expect_error 1 "--from 'web': Docker is not reachable" port add 8088 --from web
+	# One bad source among good ones changes nothing.
+	expect_error 2 "--from '10.0.0.0/33'" port add 8088 --from 10.0.0.0/8 --from 10.0.0.0/33
+	expect_eq "$(dh port list)" "no ports mapped" "nothing added"
+	expect_error 2 "port list: takes no arguments" port list --from 10.0.0.0/8
+	expect_error 2 "option '--from' needs a value" port add 8088 --from
+	# del --from: the source must be in a list; the mapping stays.
+	dh port add 8088 --from 10.0.0.0/8
+	expect_error 1 "port del: 8088/tcp --from '10.1.0.0/16': not in its allow-list" port del 8088 --from 10.1.0.0/16
+	expect_error 1 "port del: 8089/tcp --from '10.0.0.0/8': not in its allow-list" port del 8089 --from 10.0.0.0/8
+	expect_error 2 "--from '10.0.0.1/8': host bits set" port del 8088 --from 10.0.0.1/8
+	expect_contains "$(dh port list)" "from: 10.0.0.0/8" "list after the failed dels"
+	# The same source twice is one entry; its canonical form is its name.
+	expect_exit 0 dh port add 8088 --from 10.0.0.0/08
+	expect_contains "$OUT" "allow-list updated" "the same source again"
+	expect_eq "$(dh port list | grep -c 'from:')" 1 "one source"
+	expect_exit 0 dh --json port del 8088 --from 10.0.0.0/8
+	expect_eq "$(printf '%s' "$OUT" | tr -d ' \n')" \
+		'{"port":8088,"proto":"tcp","bridge":"*","removed":["10.0.0.0/8"],"closed":true,"result":"removed"}' "del --json"
+	expect_contains "$(dh --json port list | tr -d ' \n')" '"allow":[]' "an empty list in --json"
+}
+
+# --from a Docker container or network: the fake API's answers, good and bad.
+test_docker_allow_sources() {
+	local sock=$DH_SCRATCH/docker.sock i
+	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
+	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
+	export DOCKER_HOST=unix://$sock
+	dh attach br0
+	expect_exit 0 dh port add 8088 --from web --from appnet
+	expect_contains "$OUT" "from: appnet (network: 10.201.0.0/24 fd42:201::/64)" "network source"
+	expect_contains "$OUT" "from: web (container: 10.201.0.2/32 fd42:201::2/128 10.209.0.5/32)" "container source"
+	# By id, as docker ps shows it: a source of its own name.
+	expect_exit 0 dh port add 8088 --from 0fedcba987654321
+	expect_contains "$(dh port list)" "from: 0fedcba987654321 (container: 10.201.0.2/32" "by id"
+	expect_error 2 "--from 'nosuch': not a CIDR, nor a Docker container or network" port add 8088 --from nosuch
+	expect_error 1 "--from 'stopped': this Docker container has no address (not running?)" port add 8088 --from stopped
+	expect_error 1 "--from 'nullnets': this Docker container has no address" port add 8088 --from nullnets
+	expect_error 1 "--from 'mynet': this Docker network has no address (no IPAM subnet)" port add 8088 --from mynet
+	# An address Docker should never send is skipped, with a warning.
+	expect_exit 0 dh port add 8089 --from badaddr
+	expect_contains "$OUT" "'10.201.0.300' is not an address: ignored" "bad address warned"
+	expect_contains "$OUT" "from: badaddr (container: 10.201.0.4/32)" "the good address kept"
+	# del needs no Docker: the record says what the name put in.
+	export DOCKER_HOST=tcp://127.0.0.1:2375
+	expect_exit 0 dh port del 8088 --from web
+	expect_not_contains "$(dh port list)" "from: web" "web removed"
+	expect_contains "$(dh port list)" "from: appnet" "appnet kept"
+}
+
 test_ipv6_gateway() {
 	expect_exit 0 dh attach br0 --gateway fd00:1::5 --gateway 10.201.0.7
 	expect_contains "$OUT" "fd00:1::5" "attach's report"
@@ -157,10 +221,10 @@ test_unknown_commands_and_options() {
 test_help_for_every_command() {
 	local cmd
 	expect_exit 0 "$DH_BIN" --help
-	for cmd in attach detach port status stats; do
+	for cmd in attach detach port status stats metrics trace; do
 		expect_contains "$OUT" "$cmd" "--help lists $cmd"
 	done
-	for cmd in attach detach port status stats; do
+	for cmd in attach detach port status stats metrics trace; do
 		expect_exit 0 "$DH_BIN" "$cmd" --help
 		expect_contains "$OUT" "Usage: dockhost-bpf [OPTIONS] $cmd" "$cmd --help"
 		expect_exit 0 "$DH_BIN" help "$cmd"
@@ -340,6 +404,39 @@ test_json_everywhere() {
 	dh --json port del 8089/udp | grep -q '"result":"deleted"' || fail "port del --json"
 	dh --json detach br0 | grep -q '"result":"detached"' || fail "detach --json"
 	dh --json status | grep -q '"bridges":\[' || fail "status --json, nothing attached"
+}
+
+# Global options after the command name, for every command: the same
+# output as before it. "--" ends them: what follows is the command's.
+test_global_options_after_the_command() {
+	local other=$DH_SCRATCH/other-pins
+	in_host "$DH_BIN" attach br0 --pin-dir "$PIN" --json --mode nat --port 8088 |
+		grep -q '"result":"attached"' || fail "attach ... --pin-dir --json"
+	in_host "$DH_BIN" port add 8089/udp --json --pin-dir="$PIN" | grep -q '"result":"added"' ||
+		fail "port add ... --json --pin-dir="
+	in_host "$DH_BIN" port list --pin-dir "$PIN" --json | python3 -c 'import json,sys; json.load(sys.stdin)' ||
+		fail "port list ... --json"
+	in_host "$DH_BIN" status --json --pin-dir "$PIN" | grep -q '"route_localnet":1' || fail "status ... --json"
+	in_host "$DH_BIN" stats -v --json --pin-dir "$PIN" | grep -q '"redirected":' || fail "stats ... --json"
+	in_host "$DH_BIN" stats --reset --pin-dir "$PIN" --verbose --json | grep -q '"redirected":' ||
+		fail "stats --reset ... --json"
+	# The same JSON object (its keys: the counters move with the
+	# container's own IPv6 chatter between the two calls).
+	expect_exit 0 dh stats --json
+	expect_eq "$(python3 -c 'import json,sys; print(sorted(json.loads(sys.argv[1])))' "$OUT")" \
+		"$(python3 -c 'import json,sys; print(sorted(json.load(sys.stdin)))' < <(dh --json stats))" \
+		"stats --json after the command"
+	# A later --pin-dir wins, as a repeated one before the command does.
+	expect_exit 0 in_host "$DH_BIN" --pin-dir "$other" status --pin-dir "$PIN" --json
+	expect_contains "$OUT" '"route_localnet":1' "--pin-dir after the command"
+	expect_error 2 "needs a value" status --pin-dir
+	expect_error 2 "must be an absolute path" status --pin-dir relative/dir
+	expect_error 2 "unexpected argument '--json'" stats -- --json
+	expect_error 2 "unknown option '--frob'" stats --json --frob
+	in_host "$DH_BIN" detach br0 --pin-dir "$PIN" --json | grep -q '"result":"detached"' ||
+		fail "detach ... --json"
+	expect_exit 1 dh trace --json
+	expect_contains "$OUT" "no bridge attached" "trace --json, nothing attached"
 }
 
 test_docker_network_names() {

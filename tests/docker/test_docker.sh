@@ -387,7 +387,7 @@ cleanup() {
 	local net
 	set +e
 	if [ -e "${PIN:-/nonexistent}" ]; then
-		for net in $networks dhtest-v6; do dhd detach "$net" >/dev/null 2>&1; done
+		for net in $networks dhtest-v6 dhtest-follow; do dhd detach "$net" >/dev/null 2>&1; done
 	fi
 	[ -n "$state" ] && firewall_off
 	lib_cleanup
@@ -556,6 +556,34 @@ test_ipv6() {
 
 # watch picks up a network created after it started (in socket mode, the
 # default), and forgets it when it is removed.
+# --from a container by name, resolved through the real API: in each mode,
+# that container reaches the mapped port and a fresh container on the same
+# network is refused as for an unmapped port (passed_not_allowed counts
+# it); the network as a source lets it in; the last source out closes.
+test_allow_from_container() {
+	local mode name=dhtest-allowed-$$ refused
+	start_services
+	"$docker_bin" run -d --label "$label" --name "$name" --network dhtest-default \
+		--add-host host.docker.internal:host-gateway "$image" sleep 600 >/dev/null
+	for mode in socket nat; do
+		dhd attach dhtest-default --mode "$mode" >/dev/null
+		dhd port add $port_tcp --from "$name" >/dev/null
+		expect_eq "$("$docker_bin" exec "$name" sh -c "echo | timeout 5 nc -w 2 host.docker.internal $port_tcp")" \
+			tcp-pong "$mode mode: the listed container"
+		refused=$(counter passed_not_allowed)
+		expect_not_contains "$(tcp_from dhtest-default $port_tcp)" tcp-pong "$mode mode: another container"
+		[ "$(counter passed_not_allowed)" -gt "$refused" ] || fail "$mode mode: passed_not_allowed: $(dhd stats)"
+		dhd port add $port_tcp --from dhtest-default >/dev/null
+		expect_eq "$(tcp_from dhtest-default $port_tcp)" tcp-pong "$mode mode: the network listed"
+		dhd port del $port_tcp --from dhtest-default >/dev/null
+		dhd port del $port_tcp --from "$name" >/dev/null
+		expect_not_contains "$("$docker_bin" exec "$name" sh -c "echo | timeout 5 nc -w 2 host.docker.internal $port_tcp")" \
+			tcp-pong "$mode mode: the list emptied"
+		dhd detach dhtest-default >/dev/null
+	done
+	"$docker_bin" rm -f "$name" >/dev/null
+}
+
 test_watch() {
 	local watch i
 	start_services
@@ -574,6 +602,81 @@ test_watch() {
 	wait "$watch" || fail "watch exited $?: $(cat "$state/watch.log")"
 	dhd detach dhtest-custom >/dev/null  # watch's: its bridge matches dhtest-*
 	[ ! -e "$PIN" ] || fail "pins left: $(ls "$PIN")"
+}
+
+# Polls a shell snippet for up to 20 s.
+until_true() {  # WHAT SNIPPET
+	local i
+	for i in $(seq 200); do
+		eval "$2" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	fail "timed out waiting for: $1; watch said: $(cat "$state/watch.log" 2>/dev/null); port list: $(dhd port list)"
+}
+
+# A container's address on NETWORK.
+address_of() {  # CONTAINER NETWORK
+	"$docker_bin" inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" "$1"
+}
+
+# From inside a running container: what the TCP service answers.
+tcp_in() {  # CONTAINER
+	"$docker_bin" exec "$1" sh -c "echo | timeout 5 nc -w 2 host.docker.internal $port_tcp" 2>&1 || true
+}
+
+# watch follows Docker's events, in each mode: a --from container that
+# restarts with a new address (a squatter took its old one) keeps its
+# access and the squatter gets none; removed, it loses it. With
+# --docker-labels, a container labelled dockhost.ports gets its ports from
+# it alone while it runs, and loses them when it is killed.
+test_watch_follows_docker() {
+	local net=dhtest-follow mode br name=dhtest-follow-$$ squat=dhtest-squat-$$ lab=dhtest-lab-$$ ip1 ip2 watch
+	start_services
+	"$docker_bin" network create --label "$label" --subnet 10.213.0.0/24 "$net" >/dev/null
+	br=$(bridge_of "$net")
+	for mode in socket nat; do
+		"$DH_BIN" --pin-dir "$PIN" watch --match "$br" --mode "$mode" --docker-labels >"$state/watch.log" 2>&1 &
+		watch=$!
+		until_true "watch to follow Docker ($mode mode)" "grep -q \"following Docker's events\" '$state/watch.log'"
+		until_true "watch to attach $br" "dhd --json status | grep -q '\"bridge\":\"$br\"'"
+		"$docker_bin" run -d --label "$label" --name "$name" --network "$net" \
+			--add-host host.docker.internal:host-gateway "$image" sleep 600 >/dev/null
+		ip1=$(address_of "$name" "$net")
+		dhd port add $port_tcp --from "$name" >/dev/null
+		expect_eq "$(tcp_in "$name")" tcp-pong "$mode mode: the listed container"
+		"$docker_bin" stop -t 0 "$name" >/dev/null
+		until_true "$mode mode: $name stopped: no address" "dhd port list | grep -q 'from: $name (container: no address now)'"
+		"$docker_bin" run -d --label "$label" --name "$squat" --network "$net" --ip "$ip1" \
+			--add-host host.docker.internal:host-gateway "$image" sleep 600 >/dev/null
+		"$docker_bin" start "$name" >/dev/null
+		ip2=$(address_of "$name" "$net")
+		[ -n "$ip2" ] && [ "$ip2" != "$ip1" ] || fail "$mode mode: $name came back at '$ip2', not a new address ($ip1)"
+		until_true "$mode mode: $name's new address" "dhd port list | grep -q 'from: $name (container: $ip2/32)'"
+		expect_eq "$(tcp_in "$name")" tcp-pong "$mode mode: the listed container at its new address"
+		expect_not_contains "$(tcp_in "$squat")" tcp-pong "$mode mode: the squatter on its old address"
+		"$docker_bin" rm -f "$name" >/dev/null
+		until_true "$mode mode: $name removed" "dhd port list | grep -q 'from: $name (container: no address now)'"
+		expect_not_contains "$(tcp_in "$squat")" tcp-pong "$mode mode: the squatter, $name removed"
+		dhd port del $port_tcp >/dev/null
+		# A labelled container: its ports, from it alone, while it runs.
+		"$docker_bin" run -d --label "$label" --label "dockhost.ports=$port_tcp,$port_udp/udp" --name "$lab" \
+			--network "$net" --add-host host.docker.internal:host-gateway "$image" sleep 600 >/dev/null
+		until_true "$mode mode: the label's ports" "dhd port list | grep -q '$port_udp/udp'"
+		expect_eq "$(tcp_in "$lab")" tcp-pong "$mode mode: the labelled container, TCP"
+		expect_eq "$("$docker_bin" exec "$lab" bash -c "exec 3<>/dev/udp/host.docker.internal/$port_udp; echo ping >&3; timeout 2 head -n 1 <&3")" \
+			udp-pong "$mode mode: the labelled container, UDP"
+		expect_not_contains "$(tcp_in "$squat")" tcp-pong "$mode mode: another container, the label's port"
+		"$docker_bin" kill "$lab" >/dev/null
+		until_true "$mode mode: the label's ports gone" "! dhd port list | grep -q '$port_tcp/tcp'"
+		expect_not_contains "$(dhd port list)" "$port_udp/udp" "$mode mode: the label's UDP port gone"
+		"$docker_bin" rm -f "$lab" "$squat" >/dev/null
+		kill -TERM "$watch"
+		wait "$watch" || fail "$mode mode: watch exited $?: $(cat "$state/watch.log")"
+		cat "$state/watch.log"
+		dhd detach "$br" >/dev/null
+		[ ! -e "$PIN" ] || fail "$mode mode: pins left: $(ls "$PIN")"
+	done
+	"$docker_bin" network rm "$net" >/dev/null
 }
 
 # What the tests changed on the host and did not put back, which the

@@ -285,6 +285,23 @@ conversion_kill_everywhere() {  # HOOK
 test_kill_at_every_step_of_a_conversion_tcx() { conversion_kill_everywhere tcx; }
 test_kill_at_every_step_of_a_conversion_clsact() { conversion_kill_everywhere clsact; }
 
+# The sk_lookup link lives as long as its pin: removed, socket mode
+# delivers nothing (closed, never open), status says so, and a plain
+# attach puts it back.
+test_socket_mode_lost_sk_lookup_link() {
+	serve_tcp 8088 127.0.0.1 pong
+	dh attach br0 --port 8088
+	expect_eq "$(tcp_get $GW 8088)" pong "with the link"
+	rm "$PIN/link_sk_lookup"
+	sleep 1  # the kernel releases a link whose last pin went a moment later
+	expect_contains "$(tcp_get $GW 8088)" "Connection refused" "without the link"
+	expect_contains "$(dh status)" "sk_lookup delivery MISSING" "status"
+	expect_contains "$(dh --json status)" '"socket_delivery":false' "status --json"
+	expect_exit 0 dh attach br0
+	expect_eq "$(tcp_get $GW 8088)" pong "attach put the link back"
+	expect_contains "$(dh --json status)" '"socket_delivery":true' "status --json after attach"
+}
+
 # A new bridge gets socket mode unless --mode says otherwise; watch takes
 # --mode for the bridges it attaches.
 test_socket_mode_is_the_default() {

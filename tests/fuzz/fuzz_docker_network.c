@@ -4,7 +4,9 @@
  * (dh_docker_parse_network, user/docker_parse.c). The first byte picks the
  * HTTP status, the rest is the body, as libcurl hands it over (no NUL).
  * A bridge name it returns must be a valid interface name; an error must
- * be one line.
+ * be one line. The same body goes through dh_docker_parse_allow_source
+ * (container and network answers for --from): at most DH_ALLOW_PREFIXES
+ * prefixes, each one that prints and parses back the same.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -41,6 +43,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (!why[0] || strchr(why, '\n'))
 			abort();
+	}
+	for (int network = 0; network < 2; network++) {
+		struct dh_allow_source src;
+		struct dh_allow_prefix again;
+		char text[64];
+		__u32 i;
+
+		err = dh_docker_parse_allow_source(status, body, size - 1, network, &src, why, sizeof(why));
+		if (err && err != -ENOENT && err != -EHOSTUNREACH && err != -EINVAL)
+			abort();
+		if (err ? !why[0] : src.count > DH_ALLOW_PREFIXES)
+			abort();
+		if (strchr(why, '\n'))
+			abort();
+		for (i = 0; !err && i < src.count; i++)
+			if (dh_parse_cidr(dh_prefix_str(&src.prefixes[i], text, sizeof(text)), &again) ||
+			    memcmp(&again, &src.prefixes[i], sizeof(again)))
+				abort();
 	}
 	free(body);
 	return 0;

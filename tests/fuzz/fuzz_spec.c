@@ -7,6 +7,7 @@
  * the same from its canonical form.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (!dh_ipv6_unset(target.addr6) && !dh_ipv6_is_loopback_addr(target.addr6))
 			abort();
-		if (target.pad)
+		if (target.flags)  /* --to never opens or closes an allow-list */
 			abort();
 		if (!target.port)
 			target.port = htons(1);
@@ -63,6 +64,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			snprintf(canon, sizeof(canon), "%s", shown);
 		}
 		if (!dh_parse_target(canon, &target2) || memcmp(&target, &target2, sizeof(target)))
+			abort();
+	}
+	/* --from's CIDRs: what prints parses back the same; a host-bits
+	 * refusal names a prefix that parses. */
+	{
+		struct dh_allow_prefix prefix, again;
+		char cidr[64];
+		int err = dh_parse_cidr(text, &prefix);
+
+		if (err != 0 && err != -EINVAL && err != -ERANGE)
+			abort();
+		if (err != -EINVAL && (dh_parse_cidr(dh_prefix_str(&prefix, cidr, sizeof(cidr)), &again) ||
+				       memcmp(&prefix, &again, sizeof(again))))
 			abort();
 	}
 	if (dh_parse_hook(text, &hook) && hook != DH_HOOK_AUTO && hook != DH_HOOK_TCX && hook != DH_HOOK_CLSACT)

@@ -1417,6 +1417,8 @@ static void set_mode_at(struct dockhost *skel, uint32_t ifindex, int mode)
  * selected socket as its cookie in the output context's `cookie`, and
  * runs in the caller's network namespace.
  */
+static const char *skl_remote4 = CONTAINER, *skl_remote6 = "fd00::2";  /* the lookup's source */
+
 static uint64_t run_sk_lookup(struct dockhost *skel, uint8_t proto, const char *local, uint16_t port,
 			      int *retval)
 {
@@ -1428,11 +1430,11 @@ static uint64_t run_sk_lookup(struct dockhost *skel, uint8_t proto, const char *
 	if (strchr(local, ':')) {
 		ctx.family = AF_INET6;
 		inet_pton(AF_INET6, local, ctx.local_ip6);
-		inet_pton(AF_INET6, "fd00::2", ctx.remote_ip6);
+		inet_pton(AF_INET6, skl_remote6, ctx.remote_ip6);
 	} else {
 		ctx.family = AF_INET;
 		ctx.local_ip4 = ip(local);
-		ctx.remote_ip4 = ip(CONTAINER);
+		ctx.remote_ip4 = ip(skl_remote4);
 	}
 	err = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.dh_sk_lookup), &opts);
 	if (err) {
@@ -1849,6 +1851,393 @@ struct test {
 	void (*fn)(struct dockhost *skel);
 };
 
+/* ---- trace ---------------------------------------------------------------- */
+
+static int count_event(void *ctx, void *data, size_t size)
+{
+	struct dh_trace_event *events = ctx;
+	int *n = (int *)&events[8];
+
+	if (*n < 8 && size >= sizeof(*events))
+		events[*n] = *(struct dh_trace_event *)data;
+	(*n)++;
+	return 0;
+}
+
+/* Reads every event in the ring: how many; the first 8 into @events. */
+static int drain_events(struct bpf_map *ring, struct dh_trace_event events[9])
+{
+	struct ring_buffer *rb;
+	int *n = (int *)&events[8];
+
+	*n = 0;
+	rb = ring_buffer__new(bpf_map__fd(ring), count_event, events, NULL);
+	CHECK(rb != NULL, "ring_buffer__new: %s", strerror(errno));
+	if (!rb)
+		return -1;
+	ring_buffer__consume(rb);
+	ring_buffer__free(rb);
+	return *n;
+}
+
+static void set_trace(struct bpf_map *ctl_map, uint32_t enabled)
+{
+	struct dh_trace_ctl ctl = { .enabled = enabled, .pid = enabled ? getpid() : 0 };
+	__u32 zero = 0;
+
+	CHECK_EQ(bpf_map__update_elem(ctl_map, &zero, sizeof(zero), &ctl, sizeof(ctl), 0), 0);
+}
+
+static struct dh_trace_ctl get_trace(struct bpf_map *ctl_map)
+{
+	struct dh_trace_ctl ctl = {};
+	__u32 zero = 0;
+
+	CHECK_EQ(bpf_map__lookup_elem(ctl_map, &zero, sizeof(zero), &ctl, sizeof(ctl), 0), 0);
+	return ctl;
+}
+
+/* A NAT-mode SYN (a new flow, refused: nothing listens), a socket-mode
+ * one (refused), a UDP datagram to a UDP socket (a flow), a loopback
+ * source (a guard drop) and a SYN from a source port 8090's allow-list
+ * does not name (disallowed), on ifindex 1. */
+static void run_traced_packets(struct dockhost *skel)
+{
+	struct flow guard = { .saddr = "127.0.0.1", .daddr = GATEWAY, .sport = 1, .dport = 8088,
+			      .proto = IPPROTO_TCP };
+	struct flow udp = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 5353, .dport = 8089,
+			    .proto = IPPROTO_UDP, .payload = "x" };
+	struct flow disallowed = { .saddr = CONTAINER, .daddr = GATEWAY, .sport = 40001, .dport = 8090,
+				   .proto = IPPROTO_TCP };
+	int prog = bpf_program__fd(skel->progs.dh_ingress);
+	struct frame f;
+
+	set_mode(skel, DH_MODE_NAT);
+	build_ipv4(&f, &tcp_to_gateway);
+	CHECK_EQ(run(prog, &f), TC_ACT_OK);
+	set_mode(skel, DH_MODE_SOCKET);
+	build_ipv4(&f, &tcp_to_gateway);
+	CHECK_EQ(run(prog, &f), TC_ACT_UNSPEC);
+	build_ipv4(&f, &udp);
+	CHECK_EQ(run(prog, &f), TC_ACT_UNSPEC);
+	build_ipv4(&f, &guard);
+	CHECK_EQ(run(prog, &f), TC_ACT_SHOT);
+	build_ipv4(&f, &disallowed);
+	CHECK_EQ(run(prog, &f), TC_ACT_UNSPEC);
+}
+
+/* Nobody tracing: the programs write nothing, whatever happens. Then the
+ * same packets with tracing on: an event each. */
+static void test_trace_nothing_when_disabled(struct dockhost *skel)
+{
+	struct dh_trace_event events[9];
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(8089) };
+	int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	addr.sin_addr.s_addr = ip("127.0.0.1");
+	CHECK(udp >= 0 && bind(udp, (struct sockaddr *)&addr, sizeof(addr)) == 0, "UDP socket: %s",
+	      strerror(errno));
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	add_port(skel, 0, IPPROTO_UDP, 8089, "127.0.0.1", 8089);
+	add_port(skel, 0, IPPROTO_TCP, 8090, "127.0.0.1", 8090);
+	{
+		/* 8090: an allow-list naming nobody. */
+		struct dh_port_key key = { .port = htons(8090), .proto = IPPROTO_TCP };
+		struct dh_port_target target;
+
+		CHECK_EQ(bpf_map__lookup_elem(skel->maps.ports, &key, sizeof(key), &target, sizeof(target), 0), 0);
+		target.flags = DH_PORT_ALLOW_LIST;
+		CHECK_EQ(bpf_map__update_elem(skel->maps.ports, &key, sizeof(key), &target, sizeof(target), 0), 0);
+	}
+
+	run_traced_packets(skel);
+	CHECK_EQ(drain_events(skel->maps.trace_events, events), 0);
+
+	/* New flows again: the NAT entry and the UDP flow are forgotten. */
+	{
+		struct dh_nat_key key;
+		struct dh_sock_flow_key flow_key;
+
+		while (bpf_map__get_next_key(skel->maps.nat_state, NULL, &key, sizeof(key)) == 0)
+			bpf_map__delete_elem(skel->maps.nat_state, &key, sizeof(key), 0);
+		while (bpf_map__get_next_key(skel->maps.sock_flows, NULL, &flow_key, sizeof(flow_key)) == 0)
+			bpf_map__delete_elem(skel->maps.sock_flows, &flow_key, sizeof(flow_key), 0);
+	}
+	set_trace(skel->maps.trace_ctl, 1);
+	run_traced_packets(skel);
+	CHECK_EQ(drain_events(skel->maps.trace_events, events), 5);
+	CHECK_EQ(events[0].kind, DH_TRACE_REFUSED);
+	CHECK_EQ(events[0].mode, DH_MODE_NAT);
+	CHECK_EQ(events[0].reason, DH_COUNTER_INDEX(passed_no_socket));
+	CHECK_EQ(events[0].saddr[0], ip(CONTAINER));
+	CHECK_EQ(events[0].daddr[0], ip(GATEWAY));
+	CHECK_EQ(ntohs(events[0].dport), 8088);
+	CHECK_EQ(events[0].taddr[0], ip("127.0.0.1"));
+	CHECK_EQ(ntohs(events[0].tport), 8088);
+	CHECK_EQ(events[1].kind, DH_TRACE_REFUSED);
+	CHECK_EQ(events[1].mode, DH_MODE_SOCKET);
+	CHECK_EQ(events[2].kind, DH_TRACE_FLOW);
+	CHECK_EQ(events[2].proto, IPPROTO_UDP);
+	CHECK_EQ(events[2].reason, DH_COUNTER_INDEX(assigned));
+	CHECK_EQ(ntohs(events[2].sport), 5353);
+	CHECK_EQ(events[3].kind, DH_TRACE_GUARD_DROP);
+	CHECK_EQ(events[3].reason, DH_COUNTER_INDEX(dropped_loopback_src));
+	CHECK_EQ(events[3].saddr[0], ip("127.0.0.1"));
+	CHECK_EQ(events[3].ifindex, LO_IFINDEX);
+	CHECK_EQ(events[4].kind, DH_TRACE_DISALLOWED);
+	CHECK_EQ(events[4].reason, DH_COUNTER_INDEX(passed_not_allowed));
+	CHECK_EQ(events[4].saddr[0], ip(CONTAINER));
+	CHECK_EQ(ntohs(events[4].dport), 8090);
+	if (udp >= 0)
+		close(udp);
+}
+
+/* A trace that died with tracing on: the programs fill the ring once,
+ * then turn tracing off themselves and count what they lost. */
+static void test_trace_full_ring_turns_tracing_off(struct dockhost *unused)
+{
+	struct flow guard = { .saddr = "127.0.0.1", .daddr = GATEWAY, .sport = 1, .dport = 8088,
+			      .proto = IPPROTO_TCP };
+	struct dh_trace_event events[9];
+	struct dh_trace_ctl ctl;
+	struct dockhost *skel;
+	struct frame f;
+	int i, stored;
+
+	/* One page of ring: 46 events of 88 bytes with their headers. */
+	skel = dockhost__open();
+	CHECK(skel != NULL, "dockhost__open: %s", strerror(errno));
+	if (!skel)
+		return;
+	CHECK_EQ(bpf_map__set_max_entries(skel->maps.trace_events, getpagesize()), 0);
+	CHECK_EQ(dockhost__load(skel), 0);
+	set_trace(skel->maps.trace_ctl, 1);
+	for (i = 0; i < 100; i++) {
+		build_ipv4(&f, &guard);
+		CHECK_EQ(run(bpf_program__fd(skel->progs.dh_ingress), &f), TC_ACT_SHOT);
+	}
+	ctl = get_trace(skel->maps.trace_ctl);
+	stored = drain_events(skel->maps.trace_events, events);
+	CHECK_EQ(ctl.enabled, 0);
+	CHECK(stored > 0 && stored < 100, "%d events stored", stored);
+	CHECK_EQ(ctl.lost, 1);  /* off at the first miss: no more tries */
+	CHECK_EQ(counters(skel).dropped_loopback_src, 100);
+	dockhost__destroy(skel);
+}
+
+/* ---- allow-lists ------------------------------------------------------------ */
+
+/* Puts @cidr (IPv4 or IPv6, "ADDR/LEN") in the list of the mapping
+ * (@ifindex, @proto, @port), as the CLI does. */
+static void allow(struct dockhost *skel, uint32_t ifindex, uint8_t proto, uint16_t port, const char *cidr)
+{
+	struct dh_port_key port_key = { .ifindex = ifindex, .port = htons(port), .proto = proto };
+	char addr[64];
+	const char *slash = strchr(cidr, '/');
+	__u32 refs = 1, len = atoi(slash + 1);
+
+	snprintf(addr, sizeof(addr), "%.*s", (int)(slash - cidr), cidr);
+	if (strchr(addr, ':')) {
+		struct dh_allow6_key key = { .prefixlen = DH_ALLOW_KEY_BITS + len, .port = port_key };
+
+		inet_pton(AF_INET6, addr, key.addr);
+		CHECK_EQ(bpf_map__update_elem(skel->maps.allow6, &key, sizeof(key), &refs, sizeof(refs), 0), 0);
+	} else {
+		struct dh_allow4_key key = { .prefixlen = DH_ALLOW_KEY_BITS + len, .port = port_key, .addr = ip(addr) };
+
+		CHECK_EQ(bpf_map__update_elem(skel->maps.allow4, &key, sizeof(key), &refs, sizeof(refs), 0), 0);
+	}
+}
+
+/* Sets (or clears) the mapping's DH_PORT_ALLOW_LIST flag. */
+static void set_listed(struct dockhost *skel, uint32_t ifindex, uint8_t proto, uint16_t port, bool listed)
+{
+	struct dh_port_key key = { .ifindex = ifindex, .port = htons(port), .proto = proto };
+	struct dh_port_target target;
+
+	CHECK_EQ(bpf_map__lookup_elem(skel->maps.ports, &key, sizeof(key), &target, sizeof(target), 0), 0);
+	target.flags = listed ? DH_PORT_ALLOW_LIST : 0;
+	CHECK_EQ(bpf_map__update_elem(skel->maps.ports, &key, sizeof(key), &target, sizeof(target), 0), 0);
+}
+
+/*
+ * NAT mode: a listed mapping redirects only its sources; any other goes on
+ * untouched (the kernel answers it as for an unmapped port), counted in
+ * passed_not_allowed, with no flow state. The list is the matched entry's:
+ * another port's list, or a global list under a bridge's own entry, does
+ * not count. Without the flag the trie is never read (open to all); with
+ * it and an empty list, closed to all.
+ */
+static void test_allow_list_nat_mode(struct dockhost *skel)
+{
+	int prog = bpf_program__fd(skel->progs.dh_ingress);
+	static const struct {
+		const char *what, *saddr;
+		uint16_t dport;
+		bool redirected;
+	} cases[] = {
+		{ "in 10.0.0.0/30", "10.0.0.2", 8088, true },
+		{ "the /32 entry", "10.0.0.9", 8088, true },
+		{ "in no prefix", "10.0.0.10", 8088, false },
+		{ "in another port's list only", "10.0.0.66", 8088, false },
+		{ "unlisted port (list absent: open)", "10.0.0.10", 8090, true },
+		{ "bridge entry: its own list", "10.0.0.77", 8091, true },
+		{ "bridge entry: global list ignored", "10.0.0.2", 8091, false },
+		{ "listed, empty list: closed", "10.0.0.2", 8092, false },
+	};
+	__u64 refused = 0, redirected = 0;
+	size_t c;
+
+	add_gateway(skel, GATEWAY);
+	add_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", 8088);
+	add_port(skel, 0, IPPROTO_TCP, 8089, "127.0.0.1", 8089);
+	add_port(skel, 0, IPPROTO_TCP, 8090, "127.0.0.1", 8090);
+	add_port(skel, 0, IPPROTO_TCP, 8091, "127.0.0.1", 8091);
+	add_port(skel, LO_IFINDEX, IPPROTO_TCP, 8091, "127.0.0.1", 8091);
+	add_port(skel, 0, IPPROTO_TCP, 8092, "127.0.0.1", 8092);
+	allow(skel, 0, IPPROTO_TCP, 8088, "10.0.0.0/30");
+	allow(skel, 0, IPPROTO_TCP, 8088, "10.0.0.9/32");
+	allow(skel, 0, IPPROTO_TCP, 8088, "fd00::/64");
+	allow(skel, 0, IPPROTO_TCP, 8089, "10.0.0.66/32");
+	allow(skel, 0, IPPROTO_UDP, 8088, "10.0.0.66/32");
+	allow(skel, 0, IPPROTO_TCP, 8090, "10.0.0.99/32");  /* not listed: never read */
+	allow(skel, 0, IPPROTO_TCP, 8091, "10.0.0.0/24");
+	allow(skel, LO_IFINDEX, IPPROTO_TCP, 8091, "10.0.0.77/32");
+	set_listed(skel, 0, IPPROTO_TCP, 8088, true);
+	set_listed(skel, 0, IPPROTO_TCP, 8089, true);
+	set_listed(skel, 0, IPPROTO_TCP, 8091, true);
+	set_listed(skel, LO_IFINDEX, IPPROTO_TCP, 8091, true);
+	set_listed(skel, 0, IPPROTO_TCP, 8092, true);
+
+	for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct flow fl = tcp_to_gateway;
+		struct frame f;
+
+		fl.saddr = cases[c].saddr;
+		fl.dport = cases[c].dport;
+		build_ipv4(&f, &fl);
+		if (cases[c].redirected) {
+			CHECK(run(prog, &f) == TC_ACT_OK, "%s: not redirected", cases[c].what);
+			CHECK(iph(&f)->daddr == ip("127.0.0.1"), "%s: not rewritten", cases[c].what);
+			redirected++;
+		} else {
+			expect_untouched(prog, &f);
+			refused++;
+		}
+		CHECK(counters(skel).passed_not_allowed == refused, "%s: passed_not_allowed %llu, want %llu",
+		      cases[c].what, counters(skel).passed_not_allowed, refused);
+		CHECK_EQ(counters(skel).redirected, redirected);
+	}
+	CHECK(!nat_entry(skel, "10.0.0.10", 40000, "127.0.0.1", 8088, IPPROTO_TCP, NULL), "a refused source got flow state");
+}
+
+/*
+ * Socket mode at tc, IPv4 and IPv6: a source off the list puts no socket
+ * in targets (counted in passed_not_allowed); a listed one does.
+ */
+static void test_allow_list_socket_mode_ingress(struct dockhost *skel)
+{
+	int prog = bpf_program__fd(skel->progs.dh_ingress);
+	int fd4 = open_target(SOCK_STREAM, "127.0.0.1", SKL_TARGET);
+	int fd6 = open_target(SOCK_STREAM, "::1", SKL_TARGET);
+	struct flow syn = tcp_to_gateway;
+	struct frame f;
+
+	if (fd4 < 0 || fd6 < 0)
+		goto out;
+	set_mode(skel, DH_MODE_SOCKET);
+	add_gateway(skel, GATEWAY);
+	add_gateway6(skel, "fd00::1");
+	map_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", "::1", SKL_TARGET);
+	allow(skel, 0, IPPROTO_TCP, 8088, "10.0.0.3/32");
+	allow(skel, 0, IPPROTO_TCP, 8088, "fd00::3/128");
+	set_listed(skel, 0, IPPROTO_TCP, 8088, true);
+
+	build_ipv4(&f, &syn);  /* from 10.0.0.2 */
+	expect_untouched(prog, &f);
+	build_ipv6(&f, "fd00::1", IPPROTO_TCP, 8088);  /* from fd00::2 */
+	expect_untouched(prog, &f);
+	CHECK_EQ(counters(skel).passed_not_allowed, 2);
+	CHECK(targets_empty(skel), "a refused source put a socket in targets");
+
+	allow(skel, 0, IPPROTO_TCP, 8088, "10.0.0.0/24");
+	allow(skel, 0, IPPROTO_TCP, 8088, "fd00::/120");
+	build_ipv4(&f, &syn);
+	expect_untouched(prog, &f);
+	build_ipv6(&f, "fd00::1", IPPROTO_TCP, 8088);
+	expect_untouched(prog, &f);
+	CHECK_EQ(counters(skel).passed_not_allowed, 2);
+	CHECK_EQ(target_cookie(skel, IPPROTO_TCP, "127.0.0.1", SKL_TARGET), sock_cookie(fd4));
+	CHECK_EQ(target_cookie(skel, IPPROTO_TCP, "::1", SKL_TARGET), sock_cookie(fd6));
+out:
+	if (fd4 >= 0)
+		close(fd4);
+	if (fd6 >= 0)
+		close(fd6);
+}
+
+/*
+ * dh_sk_lookup checks the source itself (targets may hold the socket an
+ * allowed source's packet put there): by remote_ip4/6, against the list
+ * of the entry it matched. No flag: open.
+ */
+static void test_sk_lookup_allow_list(struct dockhost *skel)
+{
+	static const struct {
+		const char *what, *remote4, *remote6, *local;
+		uint16_t port;
+		bool assigned;
+	} cases[] = {
+		{ "v4 listed source", "10.0.0.2", "fd00::2", "10.0.0.1", 8088, true },
+		{ "v4 source off the list", "10.0.0.5", "fd00::2", "10.0.0.1", 8088, false },
+		{ "v6 listed source", "10.0.0.5", "fd00::2", "fd00::1", 8088, true },
+		{ "v6 source off the list", "10.0.0.2", "fd00::5", "fd00::1", 8088, false },
+		{ "unlisted mapping: open, v4", "10.0.0.5", "fd00::5", "10.0.0.1", 8089, true },
+		{ "unlisted mapping: open, v6", "10.0.0.5", "fd00::5", "fd00::1", 8089, true },
+	};
+	int fd4 = open_target(SOCK_STREAM, "127.0.0.1", SKL_TARGET);
+	int fd6 = open_target(SOCK_STREAM, "::1", SKL_TARGET);
+	__u64 assigned = 0;
+	size_t c;
+
+	if (fd4 < 0 || fd6 < 0)
+		goto out;
+	put_target(skel, IPPROTO_TCP, "127.0.0.1", SKL_TARGET, fd4);
+	put_target(skel, IPPROTO_TCP, "::1", SKL_TARGET, fd6);
+	set_mode_at(skel, SKL_BRIDGE, DH_MODE_SOCKET);
+	add_gateway_at(skel, SKL_BRIDGE, "10.0.0.1");
+	add_gateway_at(skel, SKL_BRIDGE, "fd00::1");
+	map_port(skel, 0, IPPROTO_TCP, 8088, "127.0.0.1", "::1", SKL_TARGET);
+	map_port(skel, 0, IPPROTO_TCP, 8089, "127.0.0.1", "::1", SKL_TARGET);
+	allow(skel, 0, IPPROTO_TCP, 8088, "10.0.0.2/32");
+	allow(skel, 0, IPPROTO_TCP, 8088, "fd00::2/128");
+	allow(skel, 0, IPPROTO_TCP, 8089, "10.0.0.2/32");  /* not listed: never read */
+	set_listed(skel, 0, IPPROTO_TCP, 8088, true);
+
+	for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		bool v6 = strchr(cases[c].local, ':') != NULL;
+		uint64_t want = cases[c].assigned ? sock_cookie(v6 ? fd6 : fd4) : 0, got;
+		int retval = -1;
+
+		skl_remote4 = cases[c].remote4;
+		skl_remote6 = cases[c].remote6;
+		got = run_sk_lookup(skel, IPPROTO_TCP, cases[c].local, cases[c].port, &retval);
+		assigned += cases[c].assigned;
+		CHECK(got == want, "%s: selected cookie %llu, want %llu", cases[c].what, (unsigned long long)got,
+		      (unsigned long long)want);
+		CHECK(retval == SK_PASS, "%s: verdict %d", cases[c].what, retval);
+		CHECK_EQ(counters(skel).assigned, assigned);
+	}
+out:
+	skl_remote4 = CONTAINER;
+	skl_remote6 = "fd00::2";
+	if (fd4 >= 0)
+		close(fd4);
+	if (fd6 >= 0)
+		close(fd6);
+}
+
 #define TEST(fn) { #fn, fn }
 static const struct test tests[] = {
 	TEST(test_tcp_redirect),
@@ -1894,6 +2283,11 @@ static const struct test tests[] = {
 	TEST(test_sk_lookup_closed_target_not_assigned),
 	TEST(test_socket_mode_syn_puts_listener_in_targets),
 	TEST(test_socket_mode_udp_notes_flow),
+	TEST(test_trace_nothing_when_disabled),
+	TEST(test_trace_full_ring_turns_tracing_off),
+	TEST(test_allow_list_nat_mode),
+	TEST(test_allow_list_socket_mode_ingress),
+	TEST(test_sk_lookup_allow_list),
 	TEST(test_sources_counted_nat_mode),
 	TEST(test_sources_counted_socket_mode),
 };
