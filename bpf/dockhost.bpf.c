@@ -502,10 +502,13 @@ int dh_ingress(struct __sk_buff *skb)
 	 * the list loses even the flows it had, and what it sends goes on to
 	 * the gateway untouched, answered as for an unmapped port. */
 	if (!dh_source_allowed(&target, &port_key, &pkt.saddr, false)) {
-		/* Traced as a new flow's is: a SYN, any UDP datagram. */
-		if (pkt.proto != IPPROTO_TCP || pkt.tcp_syn)
+		/* Traced and counted per source as a new flow's first packet
+		 * is: a SYN, any UDP datagram. */
+		if (pkt.proto != IPPROTO_TCP || pkt.tcp_syn) {
 			dh_trace_packet(skb, &pkt, l3, DH_MODE_NAT, DH_TRACE_DISALLOWED,
 					DH_COUNTER_INDEX(passed_not_allowed), NULL);
+			dh_count_source(skb, &pkt, false, DH_SRC_REFUSED_NOT_ALLOWED);
+		}
 		return DH_PASS(passed_not_allowed);
 	}
 

@@ -11,8 +11,8 @@
  *   target (no listener, no UDP socket), counted instead of the above.
  *   Socket mode knows it from the target lookup it makes anyway; NAT mode
  *   looks the target up for a new flow only, never per packet.
- * - refused_not_allowed: DH_SRC_REFUSED_NOT_ALLOWED, for allow-lists. No
- *   caller yet.
+ * - refused_not_allowed: a new flow's first packet from a source the
+ *   mapping's allow-list leaves out (counted where passed_not_allowed is).
  *
  * The cost on the hot path is one LRU lookup and atomic adds; only a
  * source's first packet (or its first after an eviction) adds an entry.

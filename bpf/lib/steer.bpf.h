@@ -187,6 +187,7 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 		 * packet stays silent. */
 		dh_trace_packet(skb, pkt, v6 ? DH_L3_IPV6 : DH_L3_IPV4, DH_MODE_SOCKET, DH_TRACE_DISALLOWED,
 				DH_COUNTER_INDEX(passed_not_allowed), NULL);
+		dh_count_source(skb, pkt, v6, DH_SRC_REFUSED_NOT_ALLOWED);
 		return DH_PASS(passed_not_allowed);
 	}
 	sk = dh_target_socket(skb, pkt, target, v6);

@@ -70,7 +70,25 @@ check_exact_counts() {
 	[ "$f" -ge 12 ] || fail "C: TCP packets $f, want at least 12"
 	f=$(source_field $CTR2 8088 tcp packets)
 	[ "$f" -ge 4 ] || fail "C2: TCP packets $f, want at least 4"
-	expect_eq "$(source_field $CTR 8088 tcp refused_not_allowed)" 0 "not allowed: not counted yet"
+	expect_eq "$(source_field $CTR 8088 tcp refused_not_allowed)" 0 "C: nothing refused by an allow-list"
+}
+
+# An allow-list that leaves C2 out: its attempts count as refused_not_allowed
+# (a new flow's first packet: each SYN, each datagram), C's as flows.
+test_refused_not_allowed() {
+	local i
+	setup_sources "$(mode)"
+	dh port add 8088 --from "$CTR/32" >/dev/null
+	dh port add 8089/udp --from "$CTR/32" >/dev/null
+	expect_eq "$(tcp_get $GW 8088)" hello "C, allowed"
+	for i in 1 2; do expect_contains "$(tcp_get $GW 8088 "$C2")" "refused" "C2 connection $i"; done
+	udp_get $GW 8089 "$C2" >/dev/null || true
+	expect_eq "$(source_field $CTR2 8088 tcp refused_not_allowed)" 2 "C2: TCP not allowed"
+	expect_eq "$(source_field $CTR2 8089 udp refused_not_allowed)" 1 "C2: UDP not allowed"
+	expect_eq "$(source_field $CTR2 8088 tcp flows)" 0 "C2: no flow"
+	expect_eq "$(source_field $CTR2 8088 tcp packets)" 0 "C2: no traffic"
+	expect_eq "$(source_field $CTR 8088 tcp flows)" 1 "C: its flow"
+	expect_eq "$(source_field $CTR 8088 tcp refused_not_allowed)" 0 "C: allowed"
 }
 
 test_exact_counts() {
