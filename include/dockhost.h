@@ -373,7 +373,7 @@ struct dh_source_stats {
 	__u64 bytes;
 	__u64 flows;             /* new flows: TCP SYNs, new UDP flows */
 	__u64 refused_no_socket; /* new flows with nothing at the target */
-	__u64 refused_not_allowed; /* reserved for allow-lists: a source not allowed */
+	__u64 refused_not_allowed; /* new flows from a source the allow-list leaves out */
 };
 
 /* counters: one per-CPU struct, a field per outcome and per drop reason.

@@ -332,6 +332,7 @@ int dh_sources_snapshot(const struct dh_state *st, struct dh_sources **out);  /*
 int dh_sources_print(const struct dh_cli *cli, struct dh_sources *snapshot);   /* NULL: none; frees it */
 void dh_sources_free(struct dh_sources *snapshot);
 int dh_sources_reset(const struct dh_state *st);
+struct json_object *dh_sources_rows_json(const struct dh_state *st);  /* for prom.c; NULL on error */
 
 /* cmd_port.c, shared with attach --port */
 int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port_spec *spec,

@@ -305,6 +305,23 @@ void dh_sources_free(struct dh_sources *snapshot)
 	free(snapshot);
 }
 
+/* Every row of a fresh snapshot, as stats --by-source --json prints them
+ * but without container names (no Docker call under the caller's lock),
+ * sorted by bridge, source and port; NULL if the map cannot be read. */
+struct json_object *dh_sources_rows_json(const struct dh_state *st)
+{
+	struct dh_sources *s;
+	struct names none = {};
+	struct json_object *rows;
+
+	if (dh_sources_snapshot(st, &s))
+		return NULL;
+	sort_rows(s, row_order);
+	rows = sources_json(s, &none, false);
+	dh_sources_free(s);
+	return rows;
+}
+
 /* After the pin directory's lock is released: Docker may take its time. */
 int dh_sources_print(const struct dh_cli *cli, struct dh_sources *snapshot)
 {

@@ -241,18 +241,55 @@ static void put_modes(FILE *out, struct json_object *bridges)
 	}
 }
 
+/* One family of the per-source counters (stats --by-source's rows):
+ * @field of each row, with @reason as a label if given. */
+static void put_source_family(FILE *out, struct json_object *rows, const char *name, const char *help,
+			      const char *field, const char *reason, bool header)
+{
+	size_t i, n = json_object_array_length(rows);
+
+	if (header)
+		put_header(out, name, "counter", help);
+	for (i = 0; i < n; i++) {
+		struct json_object *r = json_object_array_get_idx(rows, i);
+
+		fprintf(out, "%s{bridge=\"", name);
+		put_value(out, json_str(r, "bridge"));
+		fputs("\",source=\"", out);
+		put_value(out, json_str(r, "source"));
+		fprintf(out, "\",port=\"%lld\",protocol=\"%s\"", json_int(r, "port", 0), json_str(r, "proto"));
+		if (reason)
+			fprintf(out, ",reason=\"%s\"", reason);
+		fprintf(out, "} %lld\n", json_int(r, field, 0));
+	}
+}
+
 /*
- * PER-SOURCE COUNTERS (--per-source): the per-source counters of issue 10
- * (packets, bytes, new flows and refused attempts per source address and
- * port) go here, as dockhost_source_packets_total,
- * dockhost_source_bytes_total, dockhost_source_flows_total and
- * dockhost_source_refused_total with labels source (the address),
- * container (Docker's name for it, or ""), bridge, port and protocol.
- * Until that map exists this writes nothing. Off by default: one series
- * per source and port can be many for a Prometheus server.
+ * --per-source: the `sources` LRU (stats --by-source), one series per
+ * (bridge, source address, port, protocol). Off by default: a busy bridge
+ * has many sources, and each is a series for the Prometheus server to
+ * keep. No container label: naming needs a Docker call, and this runs
+ * under the pin directory's lock (stats --by-source has the names).
  */
 static void put_per_source(FILE *out, const struct dh_state *st)
 {
+	struct json_object *rows = dh_sources_rows_json(st);
+
+	if (!rows)
+		return;
+	put_source_family(out, rows, "dockhost_source_packets_total",
+			  "Packets a source sent to a mapped port, delivered.", "packets", NULL, true);
+	put_source_family(out, rows, "dockhost_source_bytes_total",
+			  "Bytes a source sent to a mapped port, delivered.", "bytes", NULL, true);
+	put_source_family(out, rows, "dockhost_source_flows_total",
+			  "New flows (TCP SYNs, new UDP flows) a source started to a mapped port.", "flows", NULL,
+			  true);
+	put_source_family(out, rows, "dockhost_source_refused_total",
+			  "New flows refused: nothing at the target (no_socket), or a source the allow-list leaves out (not_allowed).",
+			  "refused_no_socket", "no_socket", true);
+	put_source_family(out, rows, "dockhost_source_refused_total", NULL, "refused_not_allowed", "not_allowed",
+			  false);
+	json_object_put(rows);
 }
 
 int dh_prom_write(FILE *out, const struct dh_state *st, bool per_source)

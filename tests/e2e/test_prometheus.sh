@@ -93,8 +93,20 @@ test_stats_format_prometheus_passes_promtool() {
 	done
 	expect_contains "$out" "dockhost_packets_redirected_total $(counter redirected)" "NAT's redirected"
 	expect_contains "$out" "dockhost_bridge_route_localnet{bridge=\"br0\"} 1" "NAT mode's route_localnet"
-	# --per-source is accepted (its counters come with that feature).
-	dh stats --format prometheus --per-source | promtool check metrics || fail "promtool with --per-source"
+	# --per-source: the sources map, one series per source and port,
+	# matching stats --by-source; valid too.
+	out=$(dh stats --format prometheus --per-source)
+	OUT=$(printf '%s\n' "$out" | promtool check metrics 2>&1) || fail "promtool --per-source: $OUT"
+	expect_eq "$OUT" "" "promtool's complaints (--per-source)"
+	json=$(dh --json stats --by-source | python3 -c '
+import json, sys
+r = [r for r in json.load(sys.stdin)["sources"] if r["source"] == sys.argv[1] and r["port"] == 8080][0]
+print(r["flows"], r["packets"])' "$CTR")
+	expect_contains "$out" "dockhost_source_flows_total{bridge=\"br0\",source=\"$CTR\",port=\"8080\",protocol=\"tcp\"} ${json% *}" \
+		"per-source flows"
+	expect_contains "$out" "dockhost_source_refused_total{bridge=\"br0\",source=\"$CTR\",port=\"8080\",protocol=\"tcp\",reason=\"not_allowed\"} 0" \
+		"per-source refusals by reason"
+	expect_not_contains "$(dh stats --format prometheus)" dockhost_source_ "no per-source series by default"
 }
 
 test_metrics_served_to_a_real_prometheus() {
