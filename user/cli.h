@@ -340,6 +340,12 @@ int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port
 struct json_object *dh_ports_json(const struct dh_state *st);
 void dh_ports_print(const struct dh_state *st);
 
+/* main.c: a signalfd for SIGTERM, SIGINT and SIGHUP, blocked; -1 and errno */
+int dh_stop_signals_fd(void);
+/* cmd_status.c: the datapath counters' names, in struct dh_counters'
+ * order (the X-macro), for every view of them */
+extern const char *const dh_counter_names[];
+#define DH_N_COUNTERS (sizeof(struct dh_counters) / sizeof(__u64))
 /* cmd_status.c: status --json's "bridges" */
 struct json_object *dh_bridges_json(const struct dh_state *st);
 

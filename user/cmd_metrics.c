@@ -235,7 +235,6 @@ int dh_cmd_metrics(const struct dh_cli *cli, int argc, char **argv)
 	const char *listen_text = DH_METRICS_LISTEN;
 	struct listen_addr addr;
 	bool per_source = false;
-	sigset_t stop_signals;
 	int opt, err, lfd, sig_fd, one = 1;
 
 	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
@@ -274,12 +273,7 @@ int dh_cmd_metrics(const struct dh_cli *cli, int argc, char **argv)
 	}
 	/* The stop signals arrive on sig_fd, so that a signal during a
 	 * request ends the wait for it too (watch does the same). */
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &stop_signals, NULL) ||
-	    (sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC)) < 0) {
+	if ((sig_fd = dh_stop_signals_fd()) < 0) {
 		err = errno;
 		close(lfd);
 		return dh_runtime_error("metrics: signals: %s", strerror(err));

@@ -10,13 +10,12 @@
 
 #include "cli.h"
 
-static const char *const counter_names[] = {
+const char *const dh_counter_names[] = {
 #define DH_COUNTER_NAME(name) #name,
 	DH_COUNTER_FIELDS(DH_COUNTER_NAME)
 #undef DH_COUNTER_NAME
 };
-#define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
-_Static_assert(N_COUNTERS * sizeof(__u64) == sizeof(struct dh_counters), "one name per counter");
+_Static_assert(sizeof(dh_counter_names) / sizeof(dh_counter_names[0]) == DH_N_COUNTERS, "one name per counter");
 
 static struct json_object *counters_json(const struct dh_counters *sum)
 {
@@ -24,8 +23,8 @@ static struct json_object *counters_json(const struct dh_counters *sum)
 	const __u64 *values = (const __u64 *)sum;
 	size_t i;
 
-	for (i = 0; i < N_COUNTERS; i++)
-		json_object_object_add(obj, counter_names[i], json_object_new_uint64(values[i]));
+	for (i = 0; i < DH_N_COUNTERS; i++)
+		json_object_object_add(obj, dh_counter_names[i], json_object_new_uint64(values[i]));
 	return obj;
 }
 
@@ -34,8 +33,8 @@ static void counters_print(const struct dh_counters *sum)
 	const __u64 *values = (const __u64 *)sum;
 	size_t i;
 
-	for (i = 0; i < N_COUNTERS; i++)
-		printf("  %-30s %llu\n", counter_names[i], (unsigned long long)values[i]);
+	for (i = 0; i < DH_N_COUNTERS; i++)
+		printf("  %-30s %llu\n", dh_counter_names[i], (unsigned long long)values[i]);
 }
 
 static const char *origin_text(__u32 origin)

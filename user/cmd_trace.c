@@ -31,12 +31,6 @@
 #define TRACE_NAMES_MAX    1024  /* container addresses kept from Docker */
 #define TRACE_NAMES_MIN_MS 2000  /* between two questions to Docker */
 
-static const char *const counter_names[] = {
-#define DH_COUNTER_NAME(name) #name,
-	DH_COUNTER_FIELDS(DH_COUNTER_NAME)
-#undef DH_COUNTER_NAME
-};
-#define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
 
 static const char *const kind_names[] = {
 	[DH_TRACE_FLOW] = "flow",
@@ -197,7 +191,7 @@ static const char *endpoint(const struct dh_ip *ip, __u16 port_be, char *buf, si
 
 static const char *reason_name(__u16 reason)
 {
-	return reason < N_COUNTERS ? counter_names[reason] : "unknown";
+	return reason < DH_N_COUNTERS ? dh_counter_names[reason] : "unknown";
 }
 
 static void flush_line(struct trace *t)
@@ -489,7 +483,6 @@ int dh_cmd_trace(const struct dh_cli *cli, int argc, char **argv)
 {
 	struct trace t = { .cli = cli, .events_fd = -1, .ctl_fd = -1, .bridges_fd = -1 };
 	struct ring_buffer *rb = NULL;
-	sigset_t stop_signals;
 	__u64 lost_seen = 0;
 	int err, sig_fd = -1;
 
@@ -508,12 +501,7 @@ int dh_cmd_trace(const struct dh_cli *cli, int argc, char **argv)
 	 * the loop, and tracing is always disabled on the way out. A closed
 	 * pipe is a write error, not a death that leaves tracing on. */
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &stop_signals, NULL) ||
-	    (sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC)) < 0) {
+	if ((sig_fd = dh_stop_signals_fd()) < 0) {
 		err = dh_runtime_error("trace: cannot take over SIGTERM: %s", strerror(errno));
 		goto out;
 	}

@@ -443,7 +443,6 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 	};
 	static struct watch w;
 	int opt, err, i, sig_fd;
-	sigset_t stop_signals;
 
 	memset(&w, 0, sizeof(w));
 	w.cli = cli;
@@ -496,12 +495,7 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 
 	/* Blocked before anything is attached: from here on they only end
 	 * the loop, and --detach-on-exit always runs. */
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &stop_signals, NULL) ||
-	    (sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC)) < 0)
+	if ((sig_fd = dh_stop_signals_fd()) < 0)
 		return dh_runtime_error("watch: cannot take over SIGTERM: %s", strerror(errno));
 	err = run(&w, sig_fd);
 	close(sig_fd);

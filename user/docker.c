@@ -139,30 +139,37 @@ static bool docker_get(const char *path, struct buffer *buf, long *status, char 
 	return rc == CURLE_OK;
 }
 
-int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char *why, size_t why_len)
+/* GET @format with @name (a user's word: escaped) in place of its %s;
+ * 0, or -errno after saying why. The caller frees buf->data. */
+static int docker_get_named(const char *format, const char *name, struct buffer *buf, long *status, char *why,
+			    size_t why_len)
 {
-	struct buffer buf = {};
 	char *escaped, path[300];
 	CURL *handle;
-	long status;
-	int err;
 
 	if (!curl_load(why, why_len))
 		return -EHOSTUNREACH;
 	handle = curl.easy_init();
-	escaped = handle ? curl.easy_escape(handle, network, 0) : NULL;
+	escaped = handle ? curl.easy_escape(handle, name, 0) : NULL;
 	if (handle)
 		curl.easy_cleanup(handle);
 	if (!escaped) {
 		snprintf(why, why_len, "cannot initialise libcurl");
 		return -ENOMEM;
 	}
-	snprintf(path, sizeof(path), "/networks/%s", escaped);
+	snprintf(path, sizeof(path), format, escaped);
 	curl.free(escaped);
+	return docker_get(path, buf, status, why, why_len) ? 0 : -EHOSTUNREACH;
+}
 
-	if (!docker_get(path, &buf, &status, why, why_len))
-		err = -EHOSTUNREACH;
-	else
+int dh_docker_network_bridge(const char *network, char bridge[DH_IFNAMSIZ], char *why, size_t why_len)
+{
+	struct buffer buf = {};
+	long status;
+	int err;
+
+	err = docker_get_named("/networks/%s", network, &buf, &status, why, why_len);
+	if (!err)
 		err = dh_docker_parse_network(status, buf.data ? buf.data : "", buf.len, bridge, why, why_len);
 	free(buf.data);
 	return err;
@@ -313,26 +320,11 @@ static int docker_source_get(const char *name, bool network, struct dh_allow_sou
 			     size_t why_len)
 {
 	struct buffer buf = {};
-	char *escaped, path[300];
-	CURL *handle;
 	long status;
 	int err;
 
-	if (!curl_load(why, why_len))
-		return -EHOSTUNREACH;
-	handle = curl.easy_init();
-	escaped = handle ? curl.easy_escape(handle, name, 0) : NULL;
-	if (handle)
-		curl.easy_cleanup(handle);
-	if (!escaped) {
-		snprintf(why, why_len, "cannot initialise libcurl");
-		return -ENOMEM;
-	}
-	snprintf(path, sizeof(path), network ? "/networks/%s" : "/containers/%s/json", escaped);
-	curl.free(escaped);
-	if (!docker_get(path, &buf, &status, why, why_len))
-		err = -EHOSTUNREACH;
-	else
+	err = docker_get_named(network ? "/networks/%s" : "/containers/%s/json", name, &buf, &status, why, why_len);
+	if (!err)
 		err = dh_docker_parse_allow_source(status, buf.data ? buf.data : "", buf.len, network, src, why,
 						   why_len);
 	free(buf.data);

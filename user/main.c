@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/signalfd.h>
 
 #include "cli.h"
 
@@ -112,6 +114,22 @@ static const struct command commands[] = {
 	  "object per refresh, one per line." },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* The long-running commands (watch, trace, metrics) end on SIGTERM, SIGINT
+ * or SIGHUP through a signalfd: blocked from here on, a signal only ends
+ * their loop, and their way out (detach, tracing off) always runs. */
+int dh_stop_signals_fd(void)
+{
+	sigset_t stop_signals;
+
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &stop_signals, NULL))
+		return -1;
+	return signalfd(-1, &stop_signals, SFD_CLOEXEC);
+}
 
 /* Prints each line of a command's usage, the first after @first. */
 static void print_usage_lines(FILE *out, const char *first, const char *rest, const char *usage)

@@ -60,13 +60,6 @@ static const struct {
 	{ "icmp_errors_rewritten", "dockhost_replies_rewritten_total", "icmp_error" },
 };
 
-static const char *const counter_names[] = {
-#define DH_COUNTER_NAME(name) #name,
-	DH_COUNTER_FIELDS(DH_COUNTER_NAME)
-#undef DH_COUNTER_NAME
-};
-#define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
-_Static_assert(N_COUNTERS * sizeof(__u64) == sizeof(struct dh_counters), "one name per counter");
 
 /* Where counter @name goes: its family (fills @own for one of its own)
  * and the label value, NULL for a family without a label. */
@@ -114,14 +107,14 @@ static void put_header(FILE *out, const char *name, const char *type, const char
 static void put_counters(FILE *out, const struct dh_counters *sum)
 {
 	const __u64 *values = (const __u64 *)sum;
-	char own[N_COUNTERS][64], *done = calloc(N_COUNTERS, 1);
-	const char *family[N_COUNTERS], *value[N_COUNTERS];
+	char own[DH_N_COUNTERS][64], *done = calloc(DH_N_COUNTERS, 1);
+	const char *family[DH_N_COUNTERS], *value[DH_N_COUNTERS];
 	size_t i, j, f;
 
-	for (i = 0; i < N_COUNTERS; i++)
-		family[i] = counter_place(counter_names[i], own[i], sizeof(own[i]), &value[i]);
+	for (i = 0; i < DH_N_COUNTERS; i++)
+		family[i] = counter_place(dh_counter_names[i], own[i], sizeof(own[i]), &value[i]);
 	/* Each family once, in the order of its first counter. */
-	for (i = 0; i < N_COUNTERS; i++) {
+	for (i = 0; i < DH_N_COUNTERS; i++) {
 		const char *help = "A dockhost-bpf datapath counter (include/dockhost.h).", *label = NULL;
 
 		if (done && done[i])
@@ -133,7 +126,7 @@ static void put_counters(FILE *out, const struct dh_counters *sum)
 			}
 		}
 		put_header(out, family[i], "counter", help);
-		for (j = i; j < N_COUNTERS; j++) {
+		for (j = i; j < DH_N_COUNTERS; j++) {
 			if (strcmp(family[j], family[i]))
 				continue;
 			if (done)

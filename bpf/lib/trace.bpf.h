@@ -167,24 +167,11 @@ static __always_inline void dh_trace_sk_lookup(struct bpf_sk_lookup *ctx, __u8 k
 static __always_inline void dh_trace_nat_flow(struct __sk_buff *skb, const struct dh_packet *pkt,
 					      const struct dh_port_target *target)
 {
-	struct bpf_sock_tuple tuple;
-	struct bpf_sock *sk;
 	bool found;
 
 	if (!dh_tracing())
 		return;
-	__builtin_memset(&tuple, 0, sizeof(tuple.ipv4));
-	tuple.ipv4.saddr = pkt->saddr;
-	tuple.ipv4.daddr = target->addr;
-	tuple.ipv4.sport = pkt->sport;
-	tuple.ipv4.dport = target->port;
-	if (pkt->proto == IPPROTO_TCP)
-		sk = bpf_sk_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), DH_F_CURRENT_NETNS, 0);
-	else
-		sk = bpf_sk_lookup_udp(skb, &tuple, sizeof(tuple.ipv4), DH_F_CURRENT_NETNS, 0);
-	found = sk != NULL;
-	if (sk)
-		bpf_sk_release(sk);
+	found = dh_nat_target_open(skb, pkt, target);  /* lib/sources.bpf.h */
 	dh_trace_packet(skb, pkt, DH_L3_IPV4, DH_MODE_NAT, found ? DH_TRACE_FLOW : DH_TRACE_REFUSED,
 			found ? DH_COUNTER_INDEX(redirected) : DH_COUNTER_INDEX(passed_no_socket), target);
 }
