@@ -126,6 +126,7 @@ serves_on_gateway() {
 }
 
 is_socket_mode() { case ${1%+*} in socket | socket-*) return 0 ;; *) return 1 ;; esac; }
+attach_mode() { if is_socket_mode "$1"; then echo socket; else echo nat; fi; }  # MODE -> attach --mode
 
 # ---- socket mode's cgroup programs: one set on the cgroup root at a time -------
 #
@@ -255,41 +256,30 @@ setup_mode() {  # MODE
 		# Socket mode's floor: a program on ingress only, as socket mode
 		# attaches (its replies leave from the gateway: no egress program).
 		noop_attach "$mode" ingress ;;
-	dockhost)
-		# dockhost* rows: NAT mode (socket mode is the default).
-		dockhost "$mode" attach br0 --mode nat --port 5000 --port 5000/udp --port 5201 >/dev/null ;;
-	dockhost-unmapped)
+	dockhost | socket | socket-trace)
+		# dockhost* rows are NAT mode, socket* rows socket mode (the
+		# default), each attached as it attaches: socket mode with the
+		# ingress program only.
+		dockhost "$mode" attach br0 --mode "$(attach_mode "$mode")" --port 5000 --port 5000/udp --port 5201 >/dev/null
+		# socket-trace: socket with `trace` running (its lines discarded),
+		# on the bench CPU: what tracing costs while somebody traces.
+		# socket itself is the cost with nobody tracing.
+		if [ "$base" = socket-trace ]; then
+			spawn_in_host "$mode" "$bin" --pin-dir "$bpffs/$(ns_id "$mode")" trace >/dev/null 2>&1
+		fi ;;
+	dockhost-unmapped | socket-unmapped)
 		# Traffic that does not match: a service on the gateway itself,
 		# with dockhost attached and mapping other ports.
-		dockhost "$mode" attach br0 --mode nat --port 5001 --port 5001/udp --port 5202 >/dev/null ;;
-	dockhost-4096)
-		dockhost "$mode" attach br0 --mode nat >/dev/null
-		# Map edits need no netns: skip ip netns exec for the bulk fill.
-		for ((p = 0; p < others; p++)); do
-			"$bin" --pin-dir "$bpffs/$(ns_id "$mode")" port add $((10000 + p)) >/dev/null
-		done
-		dockhost "$mode" port add 5000 >/dev/null
-		dockhost "$mode" port add 5000/udp >/dev/null
-		dockhost "$mode" port add 5201 >/dev/null ;;
-	socket)
-		# Attached as socket mode attaches: the ingress program only.
-		dockhost "$mode" attach br0 --mode socket --port 5000 --port 5000/udp --port 5201 >/dev/null ;;
-	socket-trace)
-		# socket with `trace` running (its lines discarded), on the bench
-		# CPU: what tracing costs while somebody traces. socket itself is
-		# the cost with nobody tracing.
-		dockhost "$mode" attach br0 --mode socket --port 5000 --port 5000/udp --port 5201 >/dev/null
-		spawn_in_host "$mode" "$bin" --pin-dir "$bpffs/$(ns_id "$mode")" trace >/dev/null 2>&1 ;;
-	socket-unmapped)
-		dockhost "$mode" attach br0 --mode socket --port 5001 --port 5001/udp --port 5202 >/dev/null ;;
+		dockhost "$mode" attach br0 --mode "$(attach_mode "$mode")" --port 5001 --port 5001/udp --port 5202 >/dev/null ;;
 	dockhost-allow64 | socket-allow64)
 		# Each port with an allow-list of 64 sources, the client's last.
-		dockhost "$mode" attach br0 --mode "$([ "$base" = socket-allow64 ] && echo socket || echo nat)" >/dev/null
+		dockhost "$mode" attach br0 --mode "$(attach_mode "$mode")" >/dev/null
 		for p in 5000 5000/udp 5201; do
 			dockhost "$mode" port add "$p" $(allow64_args) >/dev/null
 		done ;;
-	socket-4096)
-		dockhost "$mode" attach br0 --mode socket >/dev/null
+	dockhost-4096 | socket-4096)
+		dockhost "$mode" attach br0 --mode "$(attach_mode "$mode")" >/dev/null
+		# Map edits need no netns: skip ip netns exec for the bulk fill.
 		for ((p = 0; p < others; p++)); do
 			"$bin" --pin-dir "$bpffs/$(ns_id "$mode")" port add $((10000 + p)) >/dev/null
 		done
