@@ -18,6 +18,7 @@ export DOCKER_HOST=${DH_TEST_DOCKER_HOST:-unix:///nonexistent/docker.sock}
 # Addresses live only inside the namespaces a test creates.
 GW=10.201.0.1
 CTR=10.201.0.2
+CTR2=10.201.0.3  # second_container's
 GW6=fd42:201::1
 CTR6=fd42:201::2
 
@@ -37,6 +38,30 @@ expect_eq() {  # GOT WANT WHAT
 
 expect_contains() {  # HAYSTACK NEEDLE WHAT
 	case "$1" in *"$2"*) ;; *) fail "$3: '$2' not in: $1" ;; esac
+}
+
+# Runs a client command, expects "Connection refused" within a second: a
+# timeout would mean the packet went somewhere, or was dropped, rather
+# than answered (RST, port unreachable).
+expect_refused() {  # WHAT CMD...
+	local what=$1 start out elapsed
+	shift
+	start=$(date +%s%N)
+	out=$("$@") || true
+	elapsed=$((($(date +%s%N) - start) / 1000000))
+	expect_contains "$out" "Connection refused" "$what"
+	[ "$elapsed" -lt 1000 ] || fail "$what: took $elapsed ms, a timeout rather than a refusal"
+}
+
+# Polls CMD (a shell snippet) for up to 10 s (a loaded 2-core machine);
+# a failure says what a running watch ($WATCH_LOG) printed.
+wait_for() {  # WHAT CMD
+	local i
+	for i in $(seq 100); do
+		eval "$2" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	fail "timed out waiting for: $1${WATCH_LOG:+; watch said: $(cat "$WATCH_LOG" 2>/dev/null)}"
 }
 
 expect_not_contains() {  # HAYSTACK NEEDLE WHAT
@@ -99,6 +124,12 @@ make_container() {  # NS BRIDGE ADDR GATEWAY
 	ip -n "$1" addr add "$3/24" dev eth0
 	ip -n "$1" link set eth0 up
 	ip -n "$1" route add default via "$4"
+}
+
+# A second "container" ($C2, $CTR2) on br0, beside $CTR's.
+second_container() {
+	C2=dh-c2-$RANDOM$RANDOM
+	make_container "$C2" br0 "$CTR2" "$GW"
 }
 
 # IPv6 on br0 and the container's eth0 (before attach: attach reads the

@@ -5,26 +5,7 @@
 # runs this file once per mode (DH_MODE=nat, DH_MODE=socket).
 . "$(dirname "$0")/../lib.sh"
 
-CTR2=10.201.0.3
 CTR2_6=fd42:201::3
-
-# A second "container" on br0, beside $C: the one that must be refused.
-second_container() {
-	C2=dh-c2-$RANDOM$RANDOM
-	make_container "$C2" br0 "$CTR2" "$GW"
-}
-
-# A client that must be refused at once (a timeout would mean the packet
-# went somewhere, or was dropped, rather than answered as unmapped).
-expect_refused() {  # WHAT CMD...
-	local what=$1 start out elapsed
-	shift
-	start=$(date +%s%N)
-	out=$("$@") || true
-	elapsed=$((($(date +%s%N) - start) / 1000000))
-	expect_contains "$out" "Connection refused" "$what"
-	[ "$elapsed" -lt 1000 ] || fail "$what: took $elapsed ms, a timeout rather than a refusal"
-}
 
 test_allowed_and_disallowed_cidrs() {
 	serve_tcp 8088 127.0.0.1 pong

@@ -4,7 +4,6 @@
 # Docker's API, `stats --by-source` and `top`. Each case in both modes.
 . "$(dirname "$0")/../lib.sh"
 
-CTR2=10.201.0.3
 
 # One field of the sources entry (SOURCE, PORT/PROTO) in 'stats
 # --by-source --json'; "none" if there is no such entry.

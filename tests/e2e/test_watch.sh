@@ -3,16 +3,6 @@
 # sets following address changes; the same namespaces as the other e2e tests.
 . "$(dirname "$0")/../lib.sh"
 
-# Polls CMD (a shell snippet) for up to 5 seconds.
-wait_for() {  # WHAT CMD
-	local i
-	for i in $(seq 100); do  # 10 s: a loaded 2-core machine
-		eval "$2" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	fail "timed out waiting for: $1"
-}
-
 start_watch() {  # ARGS...
 	WATCH_LOG=$DH_SCRATCH/watch.log
 	ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" watch "$@" >"$WATCH_LOG" 2>&1 &

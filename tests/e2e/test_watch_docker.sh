@@ -8,29 +8,7 @@
 # comes. The runner runs this file once per mode.
 . "$(dirname "$0")/../lib.sh"
 
-CTR2=10.201.0.3
 DB_ID=abcdef0123456789abcdef0123456789
-
-wait_for() {  # WHAT CMD: polls CMD for up to 10 s
-	local i
-	for i in $(seq 100); do
-		eval "$2" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	fail "timed out waiting for: $1; watch said: $(cat "$WATCH_LOG" 2>/dev/null)"
-}
-
-expect_refused() {  # WHAT CMD...
-	local what=$1 out
-	shift
-	out=$("$@") || true
-	expect_contains "$out" "Connection refused" "$what"
-}
-
-second_container() {
-	C2=dh-c2-$RANDOM$RANDOM
-	make_container "$C2" br0 "$CTR2" "$GW"
-}
 
 # The fake Docker on $DH_SCRATCH/docker.sock, its state under $FAKE.
 fake_docker() {
