@@ -212,10 +212,36 @@ static void take_source_prefix(const char *text, bool host, struct dh_allow_sour
 	src->prefixes[src->count++] = prefix;
 }
 
+/* A container's addresses, IPv4 and global IPv6 on each of its networks
+ * (NetworkSettings.Networks), into @src; with @labelled, the networks'
+ * names too (as many as it holds). @why says what was skipped. */
+static void take_container_prefixes(struct json_object *container, struct dh_allow_source *src,
+				    struct dh_docker_labelled *labelled, char *why, size_t why_len)
+{
+	struct json_object *nets = member(member(container, "NetworkSettings", json_type_object), "Networks",
+					  json_type_object);
+	struct json_object_iterator it, end;
+
+	if (!nets)
+		return;
+	it = json_object_iter_begin(nets);
+	end = json_object_iter_end(nets);
+	for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
+		struct json_object *net = json_object_iter_peek_value(&it);
+		const char *name = json_object_iter_peek_name(&it);
+
+		if (labelled && labelled->n_networks < (int)(sizeof(labelled->networks) / sizeof(labelled->networks[0])) &&
+		    strlen(name) < sizeof(labelled->networks[0]))
+			snprintf(labelled->networks[labelled->n_networks++], sizeof(labelled->networks[0]), "%s", name);
+		take_source_prefix(string_member(net, "IPAddress"), true, src, why, why_len);
+		take_source_prefix(string_member(net, "GlobalIPv6Address"), true, src, why, why_len);
+	}
+}
+
 int dh_docker_parse_allow_source(long status, const char *body, size_t len, bool network,
 				 struct dh_allow_source *src, char *why, size_t why_len)
 {
-	struct json_object *obj = parse_json(body, len), *nets, *config;
+	struct json_object *obj = parse_json(body, len), *config;
 	const char *msg;
 	char shown[41];
 	size_t i;
@@ -236,20 +262,8 @@ int dh_docker_parse_allow_source(long status, const char *body, size_t len, bool
 			take_source_prefix(string_member(json_object_array_get_idx(config, i), "Subnet"), false,
 					   src, why, why_len);
 	} else {
-		struct json_object_iterator it, end;
-
 		src->kind = DH_ALLOW_CONTAINER;
-		nets = member(member(obj, "NetworkSettings", json_type_object), "Networks", json_type_object);
-		if (nets) {
-			it = json_object_iter_begin(nets);
-			end = json_object_iter_end(nets);
-		}
-		for (; nets && !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
-			struct json_object *net = json_object_iter_peek_value(&it);
-
-			take_source_prefix(string_member(net, "IPAddress"), true, src, why, why_len);
-			take_source_prefix(string_member(net, "GlobalIPv6Address"), true, src, why, why_len);
-		}
+		take_container_prefixes(obj, src, NULL, why, why_len);
 	}
 	json_object_put(obj);
 	return 0;
@@ -277,9 +291,8 @@ int dh_docker_parse_labelled(long status, const char *body, size_t len, const ch
 		return -EHOSTUNREACH;
 	}
 	for (i = 0; i < json_object_array_length(list) && n < max; i++) {
-		struct json_object *c = json_object_array_get_idx(list, i), *names, *nets;
+		struct json_object *c = json_object_array_get_idx(list, i), *names;
 		struct dh_docker_labelled *item = &out[n];
-		struct json_object_iterator it, end;
 		const char *id = string_member(c, "Id");
 		const char *value = string_member(member(c, "Labels", json_type_object), label);
 		char ignored[128];
@@ -295,25 +308,10 @@ int dh_docker_parse_labelled(long status, const char *body, size_t len, const ch
 		else
 			snprintf(item->name, sizeof(item->name), "%s", item->id);
 		item->src.kind = DH_ALLOW_LABEL;
-		nets = member(member(c, "NetworkSettings", json_type_object), "Networks", json_type_object);
-		if (nets) {
-			it = json_object_iter_begin(nets);
-			end = json_object_iter_end(nets);
-		}
-		for (; nets && !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
-			struct json_object *net = json_object_iter_peek_value(&it);
-
-			if (item->n_networks < (int)(sizeof(item->networks) / sizeof(item->networks[0])) &&
-			    strlen(json_object_iter_peek_name(&it)) < sizeof(item->networks[0]))
-				snprintf(item->networks[item->n_networks++], sizeof(item->networks[0]), "%s",
-					 json_object_iter_peek_name(&it));
-			ignored[0] = '\0';
-			take_source_prefix(string_member(net, "IPAddress"), true, &item->src, ignored, sizeof(ignored));
-			take_source_prefix(string_member(net, "GlobalIPv6Address"), true, &item->src, ignored,
-					   sizeof(ignored));
-			if (ignored[0] && !why[0])
-				snprintf(why, why_len, "%s: %s", item->name, ignored);
-		}
+		ignored[0] = '\0';
+		take_container_prefixes(c, &item->src, item, ignored, sizeof(ignored));
+		if (ignored[0] && !why[0])
+			snprintf(why, why_len, "%s: %s", item->name, ignored);
 		n++;
 	}
 	json_object_put(list);
