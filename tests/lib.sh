@@ -76,6 +76,15 @@ expect_exit() {  # WANT CMD...
 	[ "$rc" = "$want" ] || fail "'$*' exited $rc, want $want; output: $OUT"
 }
 
+# Exit code and message of one call; the message must be a single line.
+expect_error() {  # CODE NEEDLE ARGS...
+	local code=$1 needle=$2
+	shift 2
+	expect_exit "$code" dh "$@"
+	expect_contains "$OUT" "$needle" "message of 'dockhost-bpf $*'"
+	[ "$(printf '%s\n' "$OUT" | wc -l)" = 1 ] || fail "'dockhost-bpf $*': more than one line: $OUT"
+}
+
 in_host() { ip netns exec "$H" "$@"; }
 in_ctr() { ip netns exec "$C" "$@"; }
 # The CLI in the host namespace, always with the test's own pin dir. With

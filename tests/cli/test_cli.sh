@@ -3,15 +3,6 @@
 # usage errors and 1 for runtime errors, and nothing changed on the host.
 . "$(dirname "$0")/../lib.sh"
 
-# Exit code and message of one call; the message must be a single line.
-expect_error() {  # CODE NEEDLE ARGS...
-	local code=$1 needle=$2
-	shift 2
-	expect_exit "$code" dh "$@"
-	expect_contains "$OUT" "$needle" "message of 'dockhost-bpf $*'"
-	[ "$(printf '%s\n' "$OUT" | wc -l)" = 1 ] || fail "'dockhost-bpf $*': more than one line: $OUT"
-}
-
 # Nothing attached anywhere: no pin dir, no filter, sysctl untouched.
 expect_pristine() {
 	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"

@@ -4,14 +4,6 @@
 # both answer without error.
 . "$(dirname "$0")/../lib.sh"
 
-expect_error() {  # CODE NEEDLE ARGS...
-	local code=$1 needle=$2
-	shift 2
-	expect_exit "$code" dh "$@"
-	expect_contains "$OUT" "$needle" "message of 'dockhost-bpf $*'"
-	[ "$(printf '%s\n' "$OUT" | wc -l)" = 1 ] || fail "'dockhost-bpf $*': more than one line: $OUT"
-}
-
 test_top_bad_options() {
 	local bad
 	for bad in 0 -1 abc 1s "" 0.001 3601 nan inf 1e9; do
