@@ -456,10 +456,11 @@ int dh_ingress(struct __sk_buff *skb)
 {
 	struct dh_port_target *found, target;
 	struct dh_port_key port_key;
-	bool created = false;
+	bool created = false, per_source;
 	struct dh_packet pkt;
 	enum dh_l3 l3;
 	int verdict;
+	__u32 mode;
 
 	l3 = dh_parse(skb, &pkt);
 	verdict = dh_guard(skb, &pkt, l3);
@@ -486,18 +487,20 @@ int dh_ingress(struct __sk_buff *skb)
 	/* Copy: the CLI may change the entry while we rewrite. */
 	target = *found;
 
+	/* One lookup for the bridge's mode and flags, mapped packets only. */
+	mode = dh_bridge_mode_of(skb->ifindex, &per_source);
 	if (l3 == DH_L3_IPV6) {
 		/* NAT mode cannot redirect IPv6 (the kernel never routes ::1
 		 * off lo): its packets go on to the gateway as they came. */
-		if (dh_ipv6_unset(target.addr6) || dh_bridge_mode(skb->ifindex) != DH_MODE_SOCKET)
+		if (dh_ipv6_unset(target.addr6) || mode != DH_MODE_SOCKET)
 			return DH_PASS(passed);
-		return dh_steer(skb, &pkt, &target, &port_key, true);
+		return dh_steer(skb, &pkt, &target, &port_key, per_source, true);
 	}
 	/* A mapping for IPv6 only. */
 	if (!target.addr)
 		return DH_PASS(passed);
-	if (dh_bridge_mode(skb->ifindex) == DH_MODE_SOCKET)
-		return dh_steer(skb, &pkt, &target, &port_key, false);
+	if (mode == DH_MODE_SOCKET)
+		return dh_steer(skb, &pkt, &target, &port_key, per_source, false);
 	/* Checked on every packet, before the rewrite: a source taken off
 	 * the list loses even the flows it had, and what it sends goes on to
 	 * the gateway untouched, answered as for an unmapped port. */
@@ -507,7 +510,8 @@ int dh_ingress(struct __sk_buff *skb)
 		if (pkt.proto != IPPROTO_TCP || pkt.tcp_syn) {
 			dh_trace_packet(skb, &pkt, l3, DH_MODE_NAT, DH_TRACE_DISALLOWED,
 					DH_COUNTER_INDEX(passed_not_allowed), NULL);
-			dh_count_source(skb, &pkt, false, DH_SRC_REFUSED_NOT_ALLOWED);
+			if (per_source)
+				dh_count_source(skb, &pkt, false, DH_SRC_REFUSED_NOT_ALLOWED);
 		}
 		return DH_PASS(passed_not_allowed);
 	}
@@ -518,7 +522,8 @@ int dh_ingress(struct __sk_buff *skb)
 	/* Before the rewrite: the target's socket is looked up as the
 	 * rewritten packet will find it, and the rewrite changes skb->len
 	 * for no one. */
-	dh_count_source_nat(skb, &pkt, &target, created);
+	if (per_source)
+		dh_count_source_nat(skb, &pkt, &target, created);
 	if (dh_rewrite_addr(skb, &pkt, DH_IP_DADDR_OFF, pkt.daddr, target.addr) ||
 	    dh_rewrite_port(skb, &pkt, DH_L4_DPORT_OFF, pkt.dport, target.port))
 		return DH_DROP(dropped_rewrite_failed);

@@ -62,7 +62,8 @@
 #define DH_ABI_VERSION  6  /* 6: socket mode delivers through sk_lookup and the targets sockhash;
 			    * trace_events and trace_ctl (dockhost-bpf trace);
 			    * allow-lists (allow4, allow6, allow_sources, dh_port_target.flags);
-			    * per-source counters (sources) */
+			    * per-source counters (sources), and dh_bridge_mode.flags
+			    * to turn them off per bridge */
 
 struct dh_meta {
 	__u32 magic;        /* DH_ABI_MAGIC */
@@ -307,8 +308,15 @@ struct dh_bridge {
  * programs other bridges use. */
 struct dh_bridge_mode {
 	__u32 mode;          /* enum dh_mode */
-	__u32 pad;
+	__u32 flags;         /* enum dh_bridge_mode_flags */
 	__u64 netns_cookie;  /* for cgroup/sendmsg4/6: act only in this netns */
+};
+
+enum dh_bridge_mode_flags {
+	/* attach --per-source off: the bridge's packets add nothing to
+	 * `sources` (port_stats and the counters still count them). Zero,
+	 * what an entry without flags holds, is on. */
+	DH_MODE_NO_SOURCES = 1 << 0,
 };
 
 /*

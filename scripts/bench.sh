@@ -256,11 +256,13 @@ setup_mode() {  # MODE
 		# Socket mode's floor: a program on ingress only, as socket mode
 		# attaches (its replies leave from the gateway: no egress program).
 		noop_attach "$mode" ingress ;;
-	dockhost | socket | socket-trace)
+	dockhost | socket | socket-trace | dockhost-nosources | socket-nosources)
 		# dockhost* rows are NAT mode, socket* rows socket mode (the
 		# default), each attached as it attaches: socket mode with the
-		# ingress program only.
-		dockhost "$mode" attach br0 --mode "$(attach_mode "$mode")" --port 5000 --port 5000/udp --port 5201 >/dev/null
+		# ingress program only. *-nosources: per-source counters off,
+		# what the rows without the suffix (counting) are measured against.
+		dockhost "$mode" attach br0 --mode "$(attach_mode "$mode")" --port 5000 --port 5000/udp --port 5201 \
+			--per-source "$(case $base in *-nosources) echo off ;; *) echo on ;; esac)" >/dev/null
 		# socket-trace: socket with `trace` running (its lines discarded),
 		# on the bench CPU: what tracing costs while somebody traces.
 		# socket itself is the cost with nobody tracing.
@@ -387,7 +389,8 @@ program_costs() {
 	echo "| our programs, ns per run (kernel.bpf_stats_enabled) | $(echo $cost_progs | sed 's/ / | /g') |"
 	echo "|---|$(for p in $cost_progs; do printf -- '---|'; done)"
 	sysctl -qw kernel.bpf_stats_enabled=1
-	for mode in dockhost dockhost-unmapped dockhost-allow64 socket socket-trace socket-unmapped socket-allow64; do
+	for mode in dockhost dockhost-unmapped dockhost-allow64 dockhost-nosources socket socket-trace socket-unmapped \
+		socket-allow64 socket-nosources; do
 		has_mode "$mode" || continue
 		for metric in crr rr udp; do
 			before=$(prog_stats "$mode")
@@ -412,7 +415,7 @@ program_costs() {
 # ---- run ----------------------------------------------------------------------
 
 modes=(native native-aa clsact-noop tcx-noop tcx-noop-ingress dockhost dockhost-unmapped dockhost-4096
-	dockhost-allow64 socket socket-trace socket-unmapped socket-4096 socket-allow64 iptables iptables-4096 docker-proxy socat native+ct dockhost+ct
+	dockhost-allow64 dockhost-nosources socket socket-trace socket-unmapped socket-4096 socket-allow64 socket-nosources iptables iptables-4096 docker-proxy socat native+ct dockhost+ct
 	socket+ct native+fw socket+fw)
 # MODES="native dockhost ..." runs a subset (native is always needed: the baseline).
 [ -z "${MODES:-}" ] || read -r -a modes <<<"$MODES"
@@ -501,6 +504,7 @@ targets() {
 	fi
 	metric_targets "dockhost-4096 %s / dockhost" dockhost-4096 dockhost 0.98
 	metric_targets "dockhost-allow64 %s / dockhost (an allow-list of 64)" dockhost-allow64 dockhost 0.98
+	metric_targets "dockhost %s / dockhost-nosources (per-source counters)" dockhost dockhost-nosources 0.98
 	metric_targets "unmatched traffic %s, attached / not" dockhost-unmapped native 0.99
 	metric_targets "(floor: empty clsact program %s / native)" clsact-noop native 0.99
 	socket_targets
@@ -521,6 +525,7 @@ socket_targets() {
 	metric_targets "socket-4096 %s / socket" socket-4096 socket 0.98
 	metric_targets "socket-trace %s / socket (a trace running)" socket-trace socket 0.98
 	metric_targets "socket-allow64 %s / socket (an allow-list of 64)" socket-allow64 socket 0.98
+	metric_targets "socket %s / socket-nosources (per-source counters)" socket socket-nosources 0.98
 	metric_targets "unmatched traffic %s, socket mode attached / not" socket-unmapped native 0.99
 	metric_targets "(NAT mode's floor: empty tcx programs, both hooks, %s / native)" tcx-noop native 0.99
 	metric_targets "(socket mode's floor: empty tcx program, ingress only, %s / native)" tcx-noop-ingress native 0.99

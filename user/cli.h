@@ -171,6 +171,8 @@ bool dh_state_find_bridge(const struct dh_state *st, const char *name, __u32 *if
 			  struct dh_bridge *bridge);
 /* Deletes every ports/port_stats/gateways entry scoped to @ifindex. */
 void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex);
+/* Deletes @ifindex's entries in `sources` (attach --per-source off). */
+void dh_state_forget_sources(const struct dh_state *st, __u32 ifindex);
 /* Gateways of either family: one map each (gateways, gateways6). */
 struct dh_gateway_entry {
 	__u32 ifindex;
@@ -306,6 +308,8 @@ struct dh_attach_opts {
 	enum dh_hook hook;
 	bool mode_given;  /* --mode: else a new bridge gets the default, an attached one keeps its mode */
 	__u32 mode;       /* enum dh_mode */
+	bool per_source_given;  /* --per-source: else a new bridge counts, an attached one keeps its setting */
+	bool per_source;
 	struct dh_ip gateways[DH_MAX_ARGS];
 	int n_gateways;
 	struct dh_port_spec ports[DH_MAX_ARGS];

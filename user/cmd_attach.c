@@ -37,6 +37,8 @@ struct undo {
 	bool mode_entry;   /* the modes entry is this attach's */
 	bool mode_changed; /* a conversion: old_mode is what to put back */
 	__u32 old_mode;
+	bool flags_changed; /* only the modes entry's flags: old_flags back */
+	__u32 old_flags;
 	bool socket_hooks; /* attached sk_lookup and sendmsg4/6 */
 	bool egress_synced; /* the egress program as the new mode wants it */
 };
@@ -119,7 +121,8 @@ static void undo_attach(const struct dh_state *st, const char *name, int ifindex
 	if (u->mode_changed) {
 		/* Back to the old mode before anything else moves: a bridge
 		 * going back to NAT mode gets its sysctl back below. */
-		struct dh_bridge_mode old = { .mode = u->old_mode, .netns_cookie = dh_netns_cookie() };
+		struct dh_bridge_mode old = { .mode = u->old_mode, .flags = u->old_flags,
+					      .netns_cookie = dh_netns_cookie() };
 		struct dh_bridge record;
 
 		bpf_map_update_elem(st->modes_fd, &key, &old, BPF_ANY);
@@ -133,6 +136,14 @@ static void undo_attach(const struct dh_state *st, const char *name, int ifindex
 			record = *bridge;
 			record.mode = u->old_mode;
 			dh_hook_egress_sync(st, ifindex, &record);
+		}
+	}
+	if (u->flags_changed) {
+		struct dh_bridge_mode entry;
+
+		if (bpf_map_lookup_elem(st->modes_fd, &key, &entry) == 0) {
+			entry.flags = u->old_flags;
+			bpf_map_update_elem(st->modes_fd, &key, &entry, BPF_ANY);
 		}
 	}
 	if (u->hooked)
@@ -272,6 +283,7 @@ static int parse_attach_args(int argc, char **argv, struct dh_attach_opts *args)
 		{ "port", required_argument, NULL, 'p' },
 		{ "hook", required_argument, NULL, 'k' },
 		{ "mode", required_argument, NULL, 'm' },
+		{ "per-source", required_argument, NULL, 's' },
 		{}
 	};
 	const char *why;
@@ -306,6 +318,12 @@ static int parse_attach_args(int argc, char **argv, struct dh_attach_opts *args)
 			if (!dh_parse_mode(optarg, &args->mode))
 				return dh_usage_error("attach: --mode '%s': not socket or nat", optarg);
 			args->mode_given = true;
+			break;
+		case 's':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				return dh_usage_error("attach: --per-source '%s': not on or off", optarg);
+			args->per_source = !strcmp(optarg, "on");
+			args->per_source_given = true;
 			break;
 		case ':':
 			return dh_usage_error("attach: option '%s' needs a value", argv[optind - 1]);
@@ -404,13 +422,16 @@ static __u32 default_mode(void)
  * Puts @bridge's mode in place for the datapath: socket mode's hooks first
  * (delivery and replies must work from the first packet), then the modes
  * entry, then the record. A bridge leaving socket mode takes the hooks
- * with it when it was the last one.
+ * with it when it was the last one. The entry's flags are --per-source's
+ * where given, else the entry's own (a new entry: counting).
  */
-static int set_mode(const struct dh_state *st, const char *name, __u32 ifindex, struct dh_bridge *bridge,
-		    __u32 mode, bool existed, struct undo *u)
+static int set_mode(const struct dh_state *st, const struct dh_attach_opts *opts, __u32 ifindex,
+		    struct dh_bridge *bridge, __u32 mode, bool existed, struct undo *u)
 {
 	struct dh_bridge_mode entry = { .mode = mode, .netns_cookie = bridge->netns_cookie };
+	const char *name = opts->bridge;
 	struct dh_bridge_mode old;
+	bool had_entry;
 	__u32 key = ifindex;
 	int err;
 
@@ -422,16 +443,31 @@ static int set_mode(const struct dh_state *st, const char *name, __u32 ifindex, 
 			return dh_runtime_error("attach: %s: cannot attach %s: %s", name, failed, strerror(-err));
 		u->socket_hooks = true;
 	}
-	if (bpf_map_lookup_elem(st->modes_fd, &key, &old) == 0) {
-		if (old.mode == mode && old.netns_cookie == entry.netns_cookie)
+	had_entry = bpf_map_lookup_elem(st->modes_fd, &key, &old) == 0;
+	if (opts->per_source_given)
+		entry.flags = opts->per_source ? 0 : DH_MODE_NO_SOURCES;
+	else if (had_entry)
+		entry.flags = old.flags;
+	if (had_entry) {
+		/* Also what a conversion found by the record below puts back. */
+		u->old_flags = old.flags;
+		if (old.mode == mode && old.netns_cookie == entry.netns_cookie && old.flags == entry.flags)
 			goto record;
-		u->mode_changed = true;
-		u->old_mode = old.mode;
+		if (old.mode == mode && old.netns_cookie == entry.netns_cookie) {
+			u->flags_changed = true;
+		} else {
+			u->mode_changed = true;
+			u->old_mode = old.mode;
+		}
 	} else {
 		u->mode_entry = true;
 	}
 	if (bpf_map_update_elem(st->modes_fd, &key, &entry, BPF_ANY))
 		return dh_runtime_error("attach: %s: cannot set its mode: %s", name, strerror(errno));
+	/* Counting stopped: what it counted goes, rather than stand still
+	 * in `stats --by-source` as if no one had come since. */
+	if (entry.flags & DH_MODE_NO_SOURCES)
+		dh_state_forget_sources(st, ifindex);
 record:
 	if (bridge->mode != mode && existed && !u->mode_changed) {
 		u->mode_changed = true;
@@ -550,7 +586,7 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 	if (existed && bridge.mode != mode)
 		result = socket ? "converted to socket mode" : "converted to nat mode";
 	bridge.netns_cookie = dh_netns_cookie();
-	err = set_mode(&st, opts->bridge, dev.ifindex, &bridge, mode, existed, &u);
+	err = set_mode(&st, opts, dev.ifindex, &bridge, mode, existed, &u);
 	if (err)
 		goto fail;
 	dh_test_kill_point("attach-mode");

@@ -53,6 +53,7 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 {
 	struct json_object *obj = json_object_new_object(), *gws = json_object_new_array();
 	struct dh_gateway_entry have[DH_MAX_GATEWAYS];
+	struct dh_bridge_mode mode;
 	struct dh_netdev dev;
 	bool present;
 	int now = -1, n, i;
@@ -74,6 +75,9 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 	}
 	json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
 	json_object_object_add(obj, "mode", json_object_new_string(dh_mode_name(bridge->mode)));
+	json_object_object_add(obj, "per_source",
+			       json_object_new_boolean(bpf_map_lookup_elem(st->modes_fd, &ifindex, &mode) ||
+						       !(mode.flags & DH_MODE_NO_SOURCES)));
 	if (bridge->mode == DH_MODE_SOCKET) {
 		json_object_object_add(obj, "socket_delivery",
 				       json_object_new_boolean(dh_socket_delivery_attached(st) == 1));
@@ -139,6 +143,8 @@ static void bridges_print(struct json_object *list)
 		printf(" (%s", json_object_get_string(v));
 		json_object_object_get_ex(b, "mode", &v);
 		printf(", %s mode)", json_object_get_string(v));
+		if (json_object_object_get_ex(b, "per_source", &v) && !json_object_get_boolean(v))
+			printf(", per-source counters off");
 		if (json_object_object_get_ex(b, "socket_delivery", &v) && !json_object_get_boolean(v))
 			printf(", sk_lookup delivery MISSING (attach again)");
 		if (json_object_object_get_ex(b, "udp_reply_source", &v) && !json_object_get_boolean(v))

@@ -20,7 +20,8 @@ struct command {
 
 static const struct command commands[] = {
 	{ "attach", dh_cmd_attach,
-	  "attach BRIDGE [--gateway ADDR]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat]",
+	  "attach BRIDGE [--gateway ADDR]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat]\n"
+	  "       [--per-source on|off]",
 	  "Attach the programs to BRIDGE. --mode socket (the default for a new bridge)\n"
 	  "hands the packets, unchanged, to the loopback socket behind the port and never\n"
 	  "sets a sysctl; --mode nat rewrites them to loopback and sets route_localnet to\n"
@@ -32,6 +33,9 @@ static const struct command commands[] = {
 	  "carries IPv6 to [::1]; NAT mode passes IPv6 unredirected.\n"
 	  "--port maps SPEC on this bridge, as 'port add SPEC --bridge BRIDGE'. --hook:\n"
 	  "tcx (kernel 6.6+), clsact filters, or auto (tcx if the kernel has it).\n"
+	  "--per-source off: the bridge's traffic is not counted per source (stats\n"
+	  "--by-source, top), and what was counted goes; on (a new bridge's default)\n"
+	  "counts again; an attached bridge keeps its setting without the option.\n"
 	  "Attaching again changes nothing but adds new gateways and ports, and\n"
 	  "re-attaches programs removed behind its back." },
 	{ "detach", dh_cmd_detach, "detach BRIDGE [--force]",

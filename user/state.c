@@ -859,6 +859,11 @@ _Static_assert(offsetof(struct dh_gateway_key, ifindex) == 0, "ifindex leads the
 _Static_assert(offsetof(struct dh_gateway6_key, ifindex) == 0, "ifindex leads the key");
 _Static_assert(offsetof(struct dh_nat_key, ifindex) == 0, "ifindex leads the key");
 
+void dh_state_forget_sources(const struct dh_state *st, __u32 ifindex)
+{
+	delete_keys_of_bridge(st->sources_fd, ifindex);
+}
+
 void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex)
 {
 	delete_keys_of_bridge(st->ports_fd, ifindex);
@@ -868,7 +873,7 @@ void dh_state_forget_bridge(const struct dh_state *st, __u32 ifindex)
 	delete_keys_of_bridge(st->gateways6_fd, ifindex);
 	delete_keys_of_bridge(st->nat_state_fd, ifindex);
 	dh_allow_forget_bridge(st, ifindex);
-	delete_keys_of_bridge(st->sources_fd, ifindex);
+	dh_state_forget_sources(st, ifindex);
 	/* sock_flows is keyed without the bridge: its entries for this one
 	 * are inert without the modes entry, and age out of the LRU. */
 	bpf_map_delete_elem(st->modes_fd, &ifindex);

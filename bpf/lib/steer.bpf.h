@@ -44,6 +44,16 @@ static __always_inline __u32 dh_bridge_mode(__u32 ifindex)
 	return mode ? mode->mode : DH_MODE_NAT;
 }
 
+/* The bridge's mode, and in *@per_source whether it counts per source
+ * (attach --per-source): both from the one lookup. */
+static __always_inline __u32 dh_bridge_mode_of(__u32 ifindex, bool *per_source)
+{
+	struct dh_bridge_mode *mode = bpf_map_lookup_elem(&modes, &ifindex);
+
+	*per_source = !mode || !(mode->flags & DH_MODE_NO_SOURCES);
+	return mode ? mode->mode : DH_MODE_NAT;
+}
+
 static __always_inline bool dh_same_gateway(const __u32 a[4], const __u32 b[4])
 {
 	return !((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]));
@@ -164,10 +174,11 @@ static __always_inline struct bpf_sock *dh_target_socket(struct __sk_buff *skb, 
 	return sk;
 }
 
-/* @v6 is a constant at each call: the compiler keeps one path per family. */
+/* @v6 is a constant at each call: the compiler keeps one path per family.
+ * @per_source: the bridge counts in `sources` (dh_bridge_mode_of). */
 static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packet *pkt,
 				    const struct dh_port_target *target, const struct dh_port_key *port_key,
-				    bool v6)
+				    bool per_source, bool v6)
 {
 	bool created = false;
 	struct bpf_sock *sk;
@@ -177,7 +188,8 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 	 * own tuple. */
 	if (pkt->proto == IPPROTO_TCP && !pkt->tcp_syn) {
 		dh_count_port(skb, port_key);
-		dh_count_source(skb, pkt, v6, DH_SRC_PACKET);
+		if (per_source)
+			dh_count_source(skb, pkt, v6, DH_SRC_PACKET);
 		return TC_ACT_UNSPEC;
 	}
 	/* A source off the list gets no socket into `targets` (dh_sk_lookup
@@ -187,12 +199,14 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 		 * packet stays silent. */
 		dh_trace_packet(skb, pkt, v6 ? DH_L3_IPV6 : DH_L3_IPV4, DH_MODE_SOCKET, DH_TRACE_DISALLOWED,
 				DH_COUNTER_INDEX(passed_not_allowed), NULL);
-		dh_count_source(skb, pkt, v6, DH_SRC_REFUSED_NOT_ALLOWED);
+		if (per_source)
+			dh_count_source(skb, pkt, v6, DH_SRC_REFUSED_NOT_ALLOWED);
 		return DH_PASS(passed_not_allowed);
 	}
 	sk = dh_target_socket(skb, pkt, target, v6);
 	if (!sk) {
-		dh_count_source(skb, pkt, v6, DH_SRC_REFUSED_NO_SOCKET);
+		if (per_source)
+			dh_count_source(skb, pkt, v6, DH_SRC_REFUSED_NO_SOCKET);
 		dh_trace_packet(skb, pkt, v6 ? DH_L3_IPV6 : DH_L3_IPV4, DH_MODE_SOCKET, DH_TRACE_REFUSED,
 				DH_COUNTER_INDEX(passed_no_socket), target);
 		return DH_PASS(passed_no_socket);
@@ -210,8 +224,9 @@ static __always_inline int dh_steer(struct __sk_buff *skb, const struct dh_packe
 				DH_COUNTER_INDEX(assigned), target);
 	dh_count_port(skb, port_key);
 	/* Here a TCP packet is a SYN: a new flow. */
-	dh_count_source(skb, pkt, v6,
-			DH_SRC_PACKET | (pkt->proto == IPPROTO_TCP || created ? DH_SRC_FLOW : 0));
+	if (per_source)
+		dh_count_source(skb, pkt, v6,
+				DH_SRC_PACKET | (pkt->proto == IPPROTO_TCP || created ? DH_SRC_FLOW : 0));
 	return TC_ACT_UNSPEC;
 }
 

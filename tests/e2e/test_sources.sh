@@ -191,6 +191,30 @@ test_detach_forgets_sources() {
 	expect_eq "$OUT" "no traffic to a mapped port from any source yet" "after detach"
 }
 
+# attach --per-source off: nothing counted per source (the traffic still
+# flows), what was counted goes, a plain attach keeps the setting, on
+# counts again.
+test_per_source_off() {
+	local per
+	setup_sources "$(mode)"
+	expect_eq "$(tcp_get $GW 8088)" hello "counted connection"
+	expect_eq "$(source_field $CTR 8088 tcp flows)" 1 "counting by default"
+	expect_exit 0 dh attach br0 --per-source off
+	expect_eq "$(source_field $CTR 8088 tcp flows)" none "off forgets what was counted"
+	per=$(dh --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["bridges"][0]["per_source"])')
+	expect_eq "$per" False "status --json per_source"
+	expect_contains "$(dh status)" "per-source counters off" "status"
+	send_known_traffic
+	dh attach br0 >/dev/null
+	expect_eq "$(tcp_get $GW 8088)" hello "after a plain attach"
+	expect_exit 0 dh stats --by-source
+	expect_eq "$OUT" "no traffic to a mapped port from any source yet" "nothing counted while off"
+	expect_exit 0 dh attach br0 --per-source on
+	expect_eq "$(tcp_get $GW 8088)" hello "counted again"
+	expect_eq "$(source_field $CTR 8088 tcp flows)" 1 "on counts again"
+	expect_error 2 "--per-source 'maybe'" attach br0 --per-source maybe
+}
+
 for DH_MODE in socket nat; do
 	export DH_MODE
 	DH_SUITE="e2e/test_sources[$DH_MODE]"
