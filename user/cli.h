@@ -237,6 +237,11 @@ struct dh_docker_addr {
 	char name[128];
 };
 int dh_docker_container_addrs(struct dh_docker_addr *out, int max, char *why, size_t why_len);
+/* docker_parse.c: the answer to GET /containers/json -> up to @max (address,
+ * name) pairs, IPv4 and global IPv6 on each network; -EHOSTUNREACH with @why
+ * for another status or a body that is not a list. */
+int dh_docker_parse_container_addrs(long status, const char *body, size_t len, struct dh_docker_addr *out,
+				    int max, char *why, size_t why_len);
 /* docker_parse.c: the same answers parsed from a buffer (@len bytes, no
  * NUL needed), without I/O, for the fuzz targets. The answer to GET
  * /networks/NAME with HTTP @status -> its bridge device: 0, or -ENOENT

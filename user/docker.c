@@ -241,76 +241,20 @@ int dh_resolve_bridge_arg(const char *cmd, const char *arg, char name[DH_IFNAMSI
 	return 0;
 }
 
-/* One member of a json object, if it has type @type. */
-static struct json_object *member(struct json_object *obj, const char *key, json_type type)
-{
-	struct json_object *value;
-
-	if (!obj || !json_object_is_type(obj, json_type_object) ||
-	    !json_object_object_get_ex(obj, key, &value) || !json_object_is_type(value, type))
-		return NULL;
-	return value;
-}
-
-static int add_container_addr(struct dh_docker_addr *out, int n, int max, const char *text,
-			      const char *name)
-{
-	if (n >= max || !text || !*text || !dh_parse_ip(text, &out[n].addr))
-		return n;
-	snprintf(out[n].name, sizeof(out[n].name), "%s", name);
-	return n + 1;
-}
-
-/*
- * The running containers' addresses on their networks, with their names
- * (GET /containers/json): how `trace` names a source. Fills up to @max;
- * returns how many, or -EHOSTUNREACH with @why when Docker did not answer
- * as expected. Members of the wrong type are skipped, never trusted.
- */
+/* The running containers' addresses with their names: how `trace` and
+ * `stats --by-source` name a source (parsed in docker_parse.c). */
 int dh_docker_container_addrs(struct dh_docker_addr *out, int max, char *why, size_t why_len)
 {
-	struct json_object *root, *item, *names, *networks;
 	struct buffer buf = {};
 	long status;
-	size_t i;
-	int n = 0;
+	int n;
 
 	if (!docker_get("/containers/json", &buf, &status, why, why_len)) {
 		free(buf.data);
 		return -EHOSTUNREACH;
 	}
-	root = buf.data && status == 200 ? json_tokener_parse(buf.data) : NULL;
+	n = dh_docker_parse_container_addrs(status, buf.data ? buf.data : "", buf.len, out, max, why, why_len);
 	free(buf.data);
-	if (!root || !json_object_is_type(root, json_type_array)) {
-		snprintf(why, why_len, "Docker's /containers/json: HTTP %ld, not a list", status);
-		json_object_put(root);
-		return -EHOSTUNREACH;
-	}
-	for (i = 0; i < json_object_array_length(root); i++) {
-		struct json_object *first, *settings;
-		const char *name;
-
-		item = json_object_array_get_idx(root, i);
-		names = member(item, "Names", json_type_array);
-		first = names && json_object_array_length(names) ? json_object_array_get_idx(names, 0) : NULL;
-		if (!first || !json_object_is_type(first, json_type_string))
-			continue;
-		name = json_object_get_string(first);
-		name += *name == '/';  /* Docker's names start with '/' */
-		settings = member(item, "NetworkSettings", json_type_object);
-		networks = member(settings, "Networks", json_type_object);
-		if (!networks)
-			continue;
-		json_object_object_foreach(networks, key, net) {
-			struct json_object *v4 = member(net, "IPAddress", json_type_string);
-			struct json_object *v6 = member(net, "GlobalIPv6Address", json_type_string);
-
-			(void)key;
-			n = add_container_addr(out, n, max, v4 ? json_object_get_string(v4) : NULL, name);
-			n = add_container_addr(out, n, max, v6 ? json_object_get_string(v6) : NULL, name);
-		}
-	}
-	json_object_put(root);
 	return n;
 }
 

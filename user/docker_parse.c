@@ -317,3 +317,40 @@ int dh_docker_parse_labelled(long status, const char *body, size_t len, const ch
 	json_object_put(list);
 	return n;
 }
+
+int dh_docker_parse_container_addrs(long status, const char *body, size_t len, struct dh_docker_addr *out,
+				    int max, char *why, size_t why_len)
+{
+	struct json_object *list = parse_json(body, len);
+	int n = 0;
+	size_t i;
+	__u32 j;
+
+	why[0] = '\0';
+	if (status != 200 || !json_object_is_type(list, json_type_array)) {
+		snprintf(why, why_len, "Docker answered %ld to GET /containers/json", status);
+		json_object_put(list);
+		return -EHOSTUNREACH;
+	}
+	for (i = 0; i < json_object_array_length(list) && n < max; i++) {
+		struct json_object *c = json_object_array_get_idx(list, i);
+		struct json_object *names = member(c, "Names", json_type_array);
+		struct dh_allow_source addrs = {};
+		char name[sizeof(out->name)], ignored[128] = "";
+
+		if (!names || !json_object_array_length(names) || !string_value(json_object_array_get_idx(names, 0)))
+			continue;
+		copy_name(name, sizeof(name), string_value(json_object_array_get_idx(names, 0)));
+		take_container_prefixes(c, &addrs, NULL, ignored, sizeof(ignored));
+		for (j = 0; j < addrs.count && n < max; j++, n++) {
+			const struct dh_allow_prefix *p = &addrs.prefixes[j];
+
+			memset(&out[n], 0, sizeof(out[n]));
+			out[n].addr.family = p->family == DH_AF_INET6 ? AF_INET6 : AF_INET;
+			memcpy(out[n].addr.v6, p->addr, sizeof(out[n].addr.v6));
+			snprintf(out[n].name, sizeof(out[n].name), "%s", name);
+		}
+	}
+	json_object_put(list);
+	return n;
+}

@@ -6,9 +6,13 @@
  * A bridge name it returns must be a valid interface name; an error must
  * be one line. The same body goes through dh_docker_parse_allow_source
  * (container and network answers for --from): at most DH_ALLOW_PREFIXES
- * prefixes, each one that prints and parses back the same.
+ * prefixes, each one that prints and parses back the same; and through
+ * dh_docker_parse_container_addrs (a /containers/json answer: names for
+ * trace and stats --by-source): at most the room given, every name a
+ * string that ends within its field.
  */
 #include <errno.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +64,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (i = 0; !err && i < src.count; i++)
 			if (dh_parse_cidr(dh_prefix_str(&src.prefixes[i], text, sizeof(text)), &again) ||
 			    memcmp(&again, &src.prefixes[i], sizeof(again)))
+				abort();
+	}
+	{
+		struct dh_docker_addr addrs[4];
+		int n, i;
+
+		memset(addrs, 'X', sizeof(addrs));
+		n = dh_docker_parse_container_addrs(status, body, size - 1, addrs, 4, why, sizeof(why));
+		if (n < 0 ? n != -EHOSTUNREACH || !why[0] : n > 4)
+			abort();
+		for (i = 0; i < n; i++)
+			if (!memchr(addrs[i].name, '\0', sizeof(addrs[i].name)) ||
+			    (addrs[i].addr.family != AF_INET && addrs[i].addr.family != AF_INET6))
 				abort();
 	}
 	free(body);
