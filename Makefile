@@ -149,7 +149,7 @@ test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHU
 
 # make test, then the e2e and cli suites again against the CLI built with
 # ASan and UBSan (tests/sanitizer/run.sh): what .ci/run runs.
-test-all: test asan
+test-all: test asan test-deb
 	$(Q)DH_BIN=$(abspath $(ASAN_OUTPUT))/dockhost-bpf tests/sanitizer/run.sh
 
 asan:
@@ -185,7 +185,8 @@ vmlinux:
 
 # The Debian package, by dpkg-buildpackage (debhelper, debian/) out of a copy
 # of the tree under $(DEB_BUILD), so the tree stays clean:
-# $(OUTPUT)/dockhost-bpf_VERSION_ARCH.deb. Its build dependencies come from
+# $(OUTPUT)/dockhost-bpf_VERSION_ARCH.deb, and in $(DEB_BUILD) the native
+# source (.dsc, .tar.xz) and .changes. Its build dependencies come from
 # `install-deps.sh deb` when dpkg-checkbuilddeps finds one missing.
 DEB_ARCH  = $(shell dpkg --print-architecture)
 DEB       = $(OUTPUT)/dockhost-bpf_$(VERSION)_$(DEB_ARCH).deb
@@ -202,13 +203,14 @@ deb:
 	$(Q)tar -c --exclude=./.git --exclude='./.output*' --exclude='./$(OUTPUT)' . | \
 		tar -x -C $(DEB_BUILD)/dockhost-bpf-$(VERSION)
 	$(Q)cd $(DEB_BUILD)/dockhost-bpf-$(VERSION) && \
-		dpkg-buildpackage -b -us -uc >../build.log 2>&1 || \
+		dpkg-buildpackage -us -uc >../build.log 2>&1 || \
 		{ tail -n 40 ../build.log; echo "make deb: dpkg-buildpackage failed: $(DEB_BUILD)/build.log" >&2; exit 1; }
 	$(Q)cp $(DEB_BUILD)/$(notdir $(DEB)) $(DEB)
 
-# make deb, then lintian (any error fails) and the package's contents.
-test-deb: deb
-	$(Q)DH_DEB=$(abspath $(DEB)) DH_DEB_BUILD=$(abspath $(DEB_BUILD)) tests/deb/test_deb.sh
+# make deb (the tree unchanged by it), lintian (any error fails) and the
+# package's contents and scripts, read with dpkg-deb: nothing installed.
+test-deb:
+	$(Q)MAKE="$(MAKE)" OUTPUT=$(OUTPUT) DH_DEB=$(DEB) DH_DEB_BUILD=$(DEB_BUILD) tests/deb/test_deb.sh
 
 install: $(OUTPUT)/dockhost-bpf
 	$(call msg,INSTALL,$(DESTDIR)$(BINDIR)/dockhost-bpf)
