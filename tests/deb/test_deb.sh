@@ -5,6 +5,7 @@
 # and dpkg-deb shows the files, conffiles, relations, unit and maintainer
 # scripts the README promises. PASS/FAIL lines, then the usual summary.
 # Called by the Makefile with MAKE, OUTPUT, DH_DEB and DH_DEB_BUILD set.
+# shellcheck disable=SC2016  # check's eval arguments expand when they run
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
@@ -105,14 +106,16 @@ for cmd in deb-systemd-invoke deb-systemd-helper systemctl dockhost-bpf rm; do
 	printf '#!/bin/sh\necho "%s $*" >>"%s"\n' "$cmd" "$work/ran" >"$work/stub/$cmd"
 	chmod +x "$work/stub/$cmd"
 done
+# Absolute paths point into $work: the script never reaches the host.
+# /run/systemd/system is $systemd (a directory: systemd runs), the binary
+# $binary (the stub, or a path with nothing: the package's files gone).
+systemd=$work binary=$work/stub/dockhost-bpf
 run_script() {  # SCRIPT ARGS...: the commands it ran, one a line
 	local s=$1
 	shift
 	: >"$work/ran"
-	# Absolute paths (/usr/sbin/dockhost-bpf, /run/systemd/system) point
-	# into the stubs: the script never reaches the host.
-	sed -e "s|/usr/sbin/dockhost-bpf|$work/stub/dockhost-bpf|g" \
-		-e "s|/run/systemd/system|$work|g" "$work/control/$s" >"$work/$s.stubbed"
+	sed -e "s|/usr/sbin/dockhost-bpf|$binary|g" \
+		-e "s|/run/systemd/system|$systemd|g" "$work/control/$s" >"$work/$s.stubbed"
 	PATH=$work/stub:$PATH sh -e "$work/$s.stubbed" "$@" >/dev/null 2>&1 || echo "exit $?" >>"$work/ran"
 	cat "$work/ran"
 }
@@ -120,6 +123,22 @@ ran=$(run_script prerm remove)
 check prerm_remove_stops_then_detaches "ran: $ran" \
 	[ "$(printf '%s\n' "$ran" | grep -v '^deb-systemd-helper')" = "$(printf '%s\n' \
 		"deb-systemd-invoke stop dockhost-bpf.service" "dockhost-bpf detach --all --force")" ]
+systemd=$work/no-systemd
+ran=$(run_script prerm remove)
+check prerm_remove_without_systemd_detaches "ran: $ran" [ "$ran" = "dockhost-bpf detach --all --force" ]
+# A detach that fails stops the removal (the package stays, to detach with).
+printf '#!/bin/sh\necho "dockhost-bpf $*" >>"%s"\nexit 1\n' "$work/ran" >"$work/stub/failing"
+chmod +x "$work/stub/failing"
+binary=$work/stub/failing
+ran=$(run_script prerm remove)
+check prerm_remove_fails_if_detach_fails "ran: $ran" \
+	[ "$ran" = "$(printf '%s\n' "dockhost-bpf detach --all --force" "exit 1")" ]
+binary=$work/gone
+ran=$(run_script prerm remove)
+check prerm_remove_without_the_binary "ran: $ran" [ -z "$ran" ]
+ran=$(run_script postrm purge)
+check postrm_purge_without_systemd "ran: $ran" eval 'grep -qx "rm -rf /etc/dockhost-bpf.d" <<<"$ran" && ! grep -q "^exit" <<<"$ran"'
+systemd=$work binary=$work/stub/dockhost-bpf
 ran=$(run_script prerm upgrade "$version")
 check prerm_upgrade_does_nothing "ran: $ran" [ -z "$ran" ]
 ran=$(run_script postinst configure "$version")
