@@ -304,11 +304,9 @@ check_hardening() {
 	score=$(in_machine systemd-analyze security dockhost-bpf --no-pager | sed -n 's/.*Overall exposure level for dockhost-bpf.service: \([0-9.]*\).*/\1/p')
 	echo "systemd-analyze security: exposure $score" >&2
 	[ -n "$score" ] || fail "no exposure level from systemd-analyze security"
-	# Root with three capabilities and no private network: 5-6 is as low
-	# as a tool that must change the host's network gets (9.6 unhardened).
-	awk -v s="$score" 'BEGIN { exit !(s < 7) }' || fail "exposure level $score"
+	# 4.0 today (9.6 unhardened): a setting dropped shows here.
+	awk -v s="$score" 'BEGIN { exit !(s <= 4.0) }' || fail "exposure level $score, was 4.0"
 	echo "$score" >"$run/exposure"
-	echo "exposure $score"
 }
 
 check_reboot_restores_mappings() {
@@ -389,6 +387,7 @@ check start_attaches check_start_attaches
 check stop_keeps_attached check_stop_keeps_attached
 check restart_restores_mappings check_restart_restores_mappings
 check hardening check_hardening
+[ -s "$run/exposure" ] && echo "test-systemd: systemd-analyze security: exposure $(cat "$run/exposure")"
 boot_step reboot 1
 check reboot_restores_mappings check_reboot_restores_mappings
 (write_config nat 8088/tcp 8089/tcp)
