@@ -8,6 +8,12 @@ BINDIR   := $(PREFIX)/sbin
 MANDIR   := $(PREFIX)/share/man/man8
 UNITDIR  := $(PREFIX)/lib/systemd/system
 SYSCONFDIR ?= /etc
+# The version, from its one source: debian/changelog's top entry (read with
+# sed, so a tree without .git or dpkg-dev has it too).
+VERSION  := ${shell sed -n '1s/^[^ ]* (\([^)]*\)).*/\1/p' debian/changelog 2>/dev/null}
+ifeq ($(VERSION),)
+$(error debian/changelog: no version in its first line, 'dockhost-bpf (VERSION) ...')
+endif
 
 CLANG    ?= clang
 CC       ?= cc
@@ -70,7 +76,7 @@ else
 endif
 
 .DELETE_ON_ERROR:
-.PHONY: all deps clean test test-all test-unit test-docker test-systemd fuzz asan demo bench install uninstall vmlinux
+.PHONY: all deps clean test test-all test-unit test-docker fuzz asan demo bench install uninstall vmlinux deb test-deb test-systemd
 
 all: $(OUTPUT)/dockhost-bpf
 
@@ -115,9 +121,13 @@ $(OUTPUT)/user/%.o: user/%.c $(CLI_HDRS) $(OUTPUT)/dockhost.skel.h | $(OUTPUT)/u
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
+# --version prints it: rebuilt when the changelog changes.
+$(OUTPUT)/user/main.o: CPPFLAGS += -DDH_VERSION='"$(VERSION)"'
+$(OUTPUT)/user/main.o: debian/changelog
+
 $(OUTPUT)/dockhost-bpf: $(CLI_OBJS)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(UNIT_BIN): tests/unit/test_datapath.c tests/unit/packet.h tests/unit/csum.h $(OUTPUT)/dockhost.skel.h
 	$(call msg,CC,$@)
@@ -139,7 +149,7 @@ test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHU
 
 # make test, then the e2e and cli suites again against the CLI built with
 # ASan and UBSan (tests/sanitizer/run.sh): what .ci/run runs.
-test-all: test asan test-systemd
+test-all: test asan test-deb test-systemd
 	$(Q)DH_BIN=$(abspath $(ASAN_OUTPUT))/dockhost-bpf tests/sanitizer/run.sh
 
 asan:
@@ -179,6 +189,35 @@ bench: $(OUTPUT)/dockhost-bpf $(LOADGEN) $(TEST_BPF) $(TCXCTL)
 
 vmlinux:
 	$(Q)scripts/gen-vmlinux.sh
+
+# The Debian package, by dpkg-buildpackage (debhelper, debian/) out of a copy
+# of the tree under $(DEB_BUILD), so the tree stays clean:
+# $(OUTPUT)/dockhost-bpf_VERSION_ARCH.deb, and in $(DEB_BUILD) the native
+# source (.dsc, .tar.xz) and .changes. Its build dependencies come from
+# `install-deps.sh deb` when dpkg-checkbuilddeps finds one missing.
+DEB_ARCH  = $(shell dpkg --print-architecture)
+DEB       = $(OUTPUT)/dockhost-bpf_$(VERSION)_$(DEB_ARCH).deb
+DEB_BUILD := $(OUTPUT)/deb
+DEB_REQUIRED := dpkg-buildpackage dpkg-checkbuilddeps dh lintian fakeroot
+
+deb:
+	$(Q)missing=""; \
+	for t in $(DEB_REQUIRED); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	[ -n "$$missing" ] || dpkg-checkbuilddeps debian/control 2>/dev/null || missing=" (Build-Depends)"; \
+	if [ -n "$$missing" ]; then echo "  DEPS    missing:$$missing"; scripts/install-deps.sh deb; fi
+	$(call msg,DEB,$(DEB))
+	$(Q)rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/dockhost-bpf-$(VERSION)
+	$(Q)tar -c --exclude=./.git --exclude='./.output*' --exclude='./$(OUTPUT)' . | \
+		tar -x -C $(DEB_BUILD)/dockhost-bpf-$(VERSION)
+	$(Q)cd $(DEB_BUILD)/dockhost-bpf-$(VERSION) && \
+		dpkg-buildpackage -us -uc >../build.log 2>&1 || \
+		{ tail -n 40 ../build.log; echo "make deb: dpkg-buildpackage failed: $(DEB_BUILD)/build.log" >&2; exit 1; }
+	$(Q)cp $(DEB_BUILD)/$(notdir $(DEB)) $(DEB)
+
+# make deb (the tree unchanged by it), lintian (any error fails) and the
+# package's contents and scripts, read with dpkg-deb: nothing installed.
+test-deb:
+	$(Q)MAKE="$(MAKE)" OUTPUT=$(OUTPUT) DH_DEB=$(DEB) DH_DEB_BUILD=$(DEB_BUILD) tests/deb/test_deb.sh
 
 install: $(OUTPUT)/dockhost-bpf
 	$(call msg,INSTALL,$(DESTDIR)$(BINDIR)/dockhost-bpf)

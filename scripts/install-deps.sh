@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Core: build, test, demo. `install-deps.sh bench` adds what make bench needs,
 # `install-deps.sh docker` what the real-Docker test needs, `install-deps.sh
-# systemd` what make test-systemd needs.
+# deb` what make deb needs, `install-deps.sh systemd` what make test-systemd needs.
 packages=(
 	# build: BPF compiler and llvm-strip, libbpf and what it links, bpftool for skeletons
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc
@@ -25,6 +25,10 @@ case ${1:-} in
 bench)
 	# baselines (the iptables recipe, Docker's docker-proxy), iperf3, the chart
 	packages+=(iptables docker.io iperf3 gnuplot-nox) ;;
+deb)
+	# make deb: dpkg-buildpackage and debhelper (compat 13), lintian for
+	# make test-deb; the Build-Depends (debian/control) are core packages
+	packages+=(dpkg-dev debhelper fakeroot lintian) ;;
 docker)
 	# the real-Docker test: the daemon, a local image's contents (busybox,
 	# bash for /dev/udp), nft to remove the tables a private dockerd made

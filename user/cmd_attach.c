@@ -758,16 +758,81 @@ static int detach_older(const struct dh_cli *cli, const char *name)
 	return 0;
 }
 
+/*
+ * The names of the bridges the pin dir records (with @force, an older
+ * version's too, from the head of its records), for detach --all. Nothing
+ * attached, or no pin dir at all, is none.
+ */
+static int recorded_bridges(const struct dh_cli *cli, bool force, char (*names)[DH_IFNAMSIZ], int *n)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), key, *prev = NULL;
+	struct dh_state st;
+	char *value;
+	int err;
+
+	*n = 0;
+	err = force ? dh_state_open_older(cli, &st) : -EAGAIN;
+	if (err == -EAGAIN)
+		err = dh_state_open(cli, &st, DH_OPEN_EXISTING);
+	if (err == -ENOENT)
+		return 0;
+	if (err)
+		return err;
+	if (bpf_obj_get_info_by_fd(st.bridges_fd, &info, &len) || !(value = calloc(1, info.value_size))) {
+		dh_state_close(&st);
+		return dh_runtime_error("detach: %s: cannot read the bridges map", cli->pin_dir);
+	}
+	while (*n < DH_MAX_BRIDGES && bpf_map_get_next_key(st.bridges_fd, prev, &key) == 0) {
+		prev = &key;
+		if (bpf_map_lookup_elem(st.bridges_fd, &key, value))
+			continue;
+		snprintf(names[(*n)++], DH_IFNAMSIZ, "%.*s", DH_IFNAMSIZ - 1, value);
+	}
+	free(value);
+	dh_state_close(&st);
+	return 0;
+}
+
+/*
+ * detach --all: every recorded bridge, one detach each, so each restores
+ * its own route_localnet and the last removes the pins (what package
+ * removal runs). The names are read first: each detach takes the lock
+ * itself. Goes on past a failure; fails (exit 1) if any failed.
+ */
+static int detach_all(const struct dh_cli *cli, bool force)
+{
+	static char names[DH_MAX_BRIDGES][DH_IFNAMSIZ];
+	int i, n, err, failed = 0;
+
+	err = dh_require_root();
+	if (err)
+		return err;
+	err = recorded_bridges(cli, force, names, &n);
+	if (err)
+		return err;
+	if (n == 0 && !cli->json)
+		printf("detach: no bridge attached\n");
+	for (i = 0; i < n; i++) {
+		err = force ? detach_older(cli, names[i]) : dh_detach(cli, names[i]);
+		if (err && !failed)
+			failed = err;
+	}
+	return failed;
+}
+
 int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv)
 {
 	char name[DH_IFNAMSIZ];
-	bool force = false;
+	bool force = false, all = false;
 	const char *arg = NULL;
 	int i, err;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--force"))
 			force = true;
+		else if (!strcmp(argv[i], "--all"))
+			all = true;
 		else if (argv[i][0] == '-')
 			return dh_usage_error("detach: unknown option '%s'", argv[i]);
 		else if (arg)
@@ -775,6 +840,10 @@ int dh_cmd_detach(const struct dh_cli *cli, int argc, char **argv)
 		else
 			arg = argv[i];
 	}
+	if (all && arg)
+		return dh_usage_error("detach: '%s': --all takes no BRIDGE", arg);
+	if (all)
+		return detach_all(cli, force);
 	if (!arg)
 		return dh_usage_error("detach: expected one BRIDGE (see 'detach --help')");
 	err = dh_resolve_bridge_arg("detach", arg, name);

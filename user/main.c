@@ -11,6 +11,11 @@
 
 #include "cli.h"
 
+/* From debian/changelog's top entry, by the Makefile: the one version. */
+#ifndef DH_VERSION
+#error "DH_VERSION: build with the Makefile (it reads debian/changelog)"
+#endif
+
 struct command {
 	const char *name;
 	int (*run)(const struct dh_cli *cli, int argc, char **argv);
@@ -34,12 +39,15 @@ static const struct command commands[] = {
 	  "tcx (kernel 6.6+), clsact filters, or auto (tcx if the kernel has it).\n"
 	  "Attaching again changes nothing but adds new gateways and ports, and\n"
 	  "re-attaches programs removed behind its back." },
-	{ "detach", dh_cmd_detach, "detach BRIDGE [--force]",
+	{ "detach", dh_cmd_detach, "detach BRIDGE [--force]\ndetach --all [--force]",
 	  "Remove our programs from BRIDGE, restore its route_localnet and forget its\n"
 	  "gateways and ports. The last detach removes the pinned programs and maps.\n"
 	  "--force also detaches from the pins of an older dockhost-bpf (which every\n"
 	  "other command refuses), reading only their stable part, with\n"
-	  "route_localnet set to 0." },
+	  "route_localnet set to 0.\n"
+	  "--all detaches every bridge the pin dir records, one line each (what\n"
+	  "removing the package runs); none attached is no error. It goes on past a\n"
+	  "bridge that fails, and then exits 1." },
 	{ "port", dh_cmd_port,
 	  "port add SPEC [--to PORT|ADDR[:PORT]|[::1][:PORT]] [--from SOURCE]... [--bridge BRIDGE]\n"
 	  "port del SPEC [--from SOURCE]... [--bridge BRIDGE]\n"
@@ -159,6 +167,7 @@ static void print_usage(FILE *out)
 		"  --json         machine-readable output\n"
 		"  -v, --verbose  debug messages and libbpf's log\n"
 		"  -h, --help     this text; '%s COMMAND --help' for one command\n"
+		"  -V, --version  print the version and exit\n"
 		"Options may also follow the command name ('%s trace --json'), before any\n"
 		"'--'; a command's value that looks like one is written --OPTION=VALUE.\n",
 		DH_PIN_DIR_DEFAULT, DH_PROG, DH_PROG);
@@ -241,6 +250,7 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{}
 	};
 	struct dh_cli cli = { .pin_dir = DH_PIN_DIR_DEFAULT };
@@ -249,7 +259,7 @@ int main(int argc, char **argv)
 
 	/* '+': stop at the command; its options are its own. */
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+:vh", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+:vhV", options, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			cli.pin_dir = optarg;
@@ -262,6 +272,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			print_usage(stdout);
+			return DH_EXIT_OK;
+		case 'V':
+			printf("%s %s\n", DH_PROG, DH_VERSION);
 			return DH_EXIT_OK;
 		case ':':
 			return dh_usage_error("option '%s' needs a value", argv[optind - 1]);

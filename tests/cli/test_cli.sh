@@ -665,6 +665,51 @@ test_detach_force_leaves_an_older_pin_set() {
 	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
 }
 
+# What package removal runs (debian/dockhost-bpf.prerm): every bridge, in
+# either mode and hook, restored; nothing attached is no error.
+test_detach_all() {
+	expect_exit 0 dh detach --all
+	expect_eq "$OUT" "detach: no bridge attached" "detach --all with no pin dir"
+	expect_error 2 "'br0': --all takes no BRIDGE" detach --all br0
+	make_bridge "$H" br1 10.202.0.1
+	dh attach br0 --mode socket --port 8088
+	dh attach br1 --mode nat --hook clsact
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br1.route_localnet)" 1 "br1's route_localnet attached"
+	expect_exit 0 dh detach --all
+	expect_contains "$OUT" "br0: detached (route_localnet restored to 0)" "detach --all, br0"
+	expect_contains "$OUT" "br1: detached (route_localnet restored to 0)" "detach --all, br1"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br1.route_localnet)" 0 "br1's route_localnet"
+	expect_eq "$(in_host "$DH_TCXCTL" list br0)" "" "programs on br0"
+	expect_not_contains "$(in_host tc qdisc show dev br1)" clsact "br1's clsact qdisc"
+	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
+
+	# An older version's pins: refused without --force, detached with it.
+	dh attach br0 --mode nat
+	dh attach br1 --mode nat --hook clsact
+	local version
+	version=$((16#$(bpftool map lookup pinned "$PIN/meta" key 0 0 0 0 | awk '{print $11}')))
+	craft_meta $((version - 1))
+	expect_error 1 "pinned by an older dockhost-bpf" detach --all
+	expect_exit 0 dh detach --all --force
+	expect_contains "$OUT" "br0: detached from an older dockhost-bpf's pins" "detach --all --force, br0"
+	expect_contains "$OUT" "br1: detached from an older dockhost-bpf's pins" "detach --all --force, br1"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "br0's route_localnet"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br1.route_localnet)" 0 "br1's route_localnet"
+	expect_not_contains "$(in_host tc filter show dev br1 ingress)" dh_ingress "br1's filter"
+	[ ! -e "$PIN" ] || fail "pin dir left behind: $(ls "$PIN")"
+}
+
+# One version, debian/changelog's top entry, printed by --version and -V.
+test_version_is_the_changelogs() {
+	local want
+	want=$(sed -n '1s/^dockhost-bpf (\([^)]*\)).*/\1/p' "$DH_ROOT/debian/changelog")
+	[ -n "$want" ] || fail "no version in debian/changelog's first line"
+	expect_exit 0 "$DH_BIN" --version
+	expect_eq "$OUT" "dockhost-bpf $want" "--version"
+	expect_exit 0 "$DH_BIN" -V
+	expect_eq "$OUT" "dockhost-bpf $want" "-V"
+}
+
 # nat_state entries of one ifindex.
 nat_count() {  # IFINDEX
 	bpftool map dump pinned "$PIN/nat_state" | grep -c "^ *\"ifindex\": $1,\$" || true
