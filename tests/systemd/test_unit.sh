@@ -248,6 +248,15 @@ flow_alive() {  # WHAT
 # ----------------------------------------------------------------------------
 # The checks, in order; each leaves the container in the state the next expects.
 
+check_apt_installs_the_deb() {
+	in_machine sh -c "DEBIAN_FRONTEND=noninteractive cd /root && apt-get install -y -q ./${deb##*/}" >&2 ||
+		fail "apt-get install ./${deb##*/} failed"
+	in_machine dockhost-bpf --version >&2
+	in_machine systemctl is-enabled -q dockhost-bpf || fail "the package did not enable the unit"
+	# It also started it, with the stock config: stopped, for start below.
+	in_machine systemctl stop dockhost-bpf
+}
+
 check_start_attaches() {
 	in_machine systemctl daemon-reload
 	in_machine systemctl enable -q dockhost-bpf
@@ -379,10 +388,16 @@ if ! probe=$(timeout 60 systemd-nspawn -q -D "$merged" --register=no --keep-unit
 	skipped=1
 	exit 0
 fi
-make -s -C "$root" OUTPUT="$out" install DESTDIR="$merged" PREFIX=/usr >/dev/null ||
-	{ echo "FAIL systemd/install"; failed=1; exit 1; }
+# The package, as a user installs it: built here (make deb), installed
+# inside the booted container with apt-get, which finds every dependency
+# already in the root (the container has no network).
+make -s -C "$root" OUTPUT="$out" deb >"$run/log" 2>&1 ||
+	{ echo "FAIL systemd/deb"; sed 's/^/    /' "$run/log"; failed=1; exit 1; }
+deb=$(ls -t "$out"/dockhost-bpf_*.deb | head -n1)
+cp "$deb" "$merged/root/"
 
 boot_step boot 1
+check apt_installs_the_deb check_apt_installs_the_deb
 check start_attaches check_start_attaches
 check stop_keeps_attached check_stop_keeps_attached
 check restart_restores_mappings check_restart_restores_mappings
