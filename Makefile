@@ -76,7 +76,7 @@ else
 endif
 
 .DELETE_ON_ERROR:
-.PHONY: all deps clean test test-all test-unit test-docker fuzz asan demo bench install uninstall vmlinux deb test-deb
+.PHONY: all deps clean test test-all test-unit test-docker fuzz asan demo bench install uninstall vmlinux deb test-deb test-systemd
 
 all: $(OUTPUT)/dockhost-bpf
 
@@ -149,7 +149,7 @@ test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHU
 
 # make test, then the e2e and cli suites again against the CLI built with
 # ASan and UBSan (tests/sanitizer/run.sh): what .ci/run runs.
-test-all: test asan test-deb
+test-all: test asan test-deb test-systemd
 	$(Q)DH_BIN=$(abspath $(ASAN_OUTPUT))/dockhost-bpf tests/sanitizer/run.sh
 
 asan:
@@ -165,6 +165,13 @@ test-unit: $(UNIT_BIN) $(PROP_BIN)
 # The real-Docker suite alone (make test runs it too).
 test-docker: $(OUTPUT)/dockhost-bpf
 	$(Q)DH_SUITES=docker tests/run.sh
+
+# dockhost-bpf.service under a real systemd: a Debian 12 root, built once
+# with debootstrap and cached in $(OUTPUT)/systemd/root, booted with
+# systemd-nspawn (tests/systemd/test_unit.sh).
+test-systemd: $(OUTPUT)/dockhost-bpf
+	$(Q)command -v systemd-nspawn >/dev/null && command -v debootstrap >/dev/null || scripts/install-deps.sh systemd
+	$(Q)DH_OUTPUT=$(abspath $(OUTPUT)) tests/systemd/test_unit.sh
 
 demo: $(OUTPUT)/dockhost-bpf
 	$(Q)scripts/demo.sh

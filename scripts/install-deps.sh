@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Core: build, test, demo. `install-deps.sh bench` adds what make bench needs,
 # `install-deps.sh docker` what the real-Docker test needs, `install-deps.sh
-# deb` what make deb needs.
+# deb` what make deb needs, `install-deps.sh systemd` what make test-systemd needs.
 packages=(
 	# build: BPF compiler and llvm-strip, libbpf and what it links, bpftool for skeletons
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc
@@ -33,6 +33,10 @@ docker)
 	# the real-Docker test: the daemon, a local image's contents (busybox,
 	# bash for /dev/udp), nft to remove the tables a private dockerd made
 	packages+=(docker.io busybox-static bash-static nftables iptables) ;;
+systemd)
+	# make test-systemd: a Debian 12 root built once (debootstrap) and
+	# booted with systemd-nspawn; machinectl and systemd-run come with it
+	packages+=(systemd-container debootstrap) ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -50,7 +54,8 @@ fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Other runs may hold the dpkg lock (parallel make targets on one machine): wait for it.
+apt-get install -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian's prometheus package enables and starts a server on :9090, on every
 # interface. The tests start their own, in a namespace; a machine where this
 # script installed the package gets no server it did not ask for.

@@ -17,12 +17,14 @@
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -315,6 +317,33 @@ static void docker_events(struct watch *w, struct dh_docker_events *ev)
  * same poll() as the events: one that comes while an event is handled, or
  * just before the wait, is still pending there, so none can be missed.
  */
+/*
+ * Type=notify: tells systemd the first pass is done (the bridges present at
+ * start attached), so that `systemctl start` returns only then and a stop
+ * right after it finds the signals taken over. sd_notify(3)'s protocol, one
+ * datagram to $NOTIFY_SOCKET ('@': abstract), without linking libsystemd.
+ */
+static void notify_ready(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET"), *msg = "READY=1";
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	socklen_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sun.sun_path))
+		return;
+	memcpy(sun.sun_path, path, strlen(path));
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';
+	len = offsetof(struct sockaddr_un, sun_path) + strlen(path);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun, len) < 0)
+		dh_debug("watch: cannot notify systemd on %s: %s", path, strerror(errno));
+	close(fd);
+}
+
 static int run(struct watch *w, int sig_fd)
 {
 	struct dh_docker_events *docker = NULL;
@@ -348,6 +377,7 @@ static int run(struct watch *w, int sig_fd)
 		err = dh_runtime_error("watch: cannot list links: %s", strerror(-ret));
 		goto out;
 	}
+	notify_ready();
 
 	/* After the first listing: the stream's first pass then finds the
 	 * bridges watch follows. */

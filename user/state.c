@@ -19,6 +19,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -165,6 +166,75 @@ static bool mount_ns_outlives_us(void)
 }
 
 /*
+ * The ids of the bpffs mounts of device @dev in /proc/@pid/mountinfo, up to
+ * @max; -1 if it cannot be read. Ids are unique across mount namespaces: a
+ * namespace copied from another gets new ones for the same filesystem.
+ */
+static int bpffs_mount_ids(const char *pid, dev_t dev, int *ids, int max)
+{
+	char path[64], line[4096], type[64];
+	unsigned int maj, min;
+	int id, n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%s/mountinfo", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *dash = strstr(line, " - ");
+
+		if (!dash || sscanf(dash, " - %63s", type) != 1 || strcmp(type, "bpf") ||
+		    sscanf(line, "%d %*d %u:%u", &id, &maj, &min) != 3 || makedev(maj, min) != dev)
+			continue;
+		if (n < max)
+			ids[n] = id;
+		n++;
+	}
+	fclose(f);
+	return n < max ? n : max;
+}
+
+/*
+ * False if the bpffs holding @dir would vanish with this process: mounted in
+ * no mount namespace but ours, and ours goes with us (a service's private
+ * namespace, 'unshare -m sh -c "mount -t bpf ..."'). Its pins would go, and
+ * with them the record of what route_localnet to restore. True where it
+ * cannot tell (no /proc).
+ */
+static bool bpffs_outlives_us(const char *dir)
+{
+	int ours[16], theirs[16], n_ours, n, i, j;
+	struct dirent *ent;
+	bool found = false;
+	struct stat st;
+	DIR *proc;
+
+	if (stat(dir, &st) || mount_ns_outlives_us())
+		return true;
+	n_ours = bpffs_mount_ids("self", st.st_dev, ours, 16);
+	if (n_ours <= 0)
+		return true;
+	proc = opendir("/proc");
+	if (!proc)
+		return true;
+	/* A mount of it with an id we do not have is in another namespace
+	 * (the host's, the test runner's), which outlives this process. */
+	while (!found && (ent = readdir(proc))) {
+		if (atoi(ent->d_name) <= 0 || atoi(ent->d_name) == getpid())
+			continue;
+		n = bpffs_mount_ids(ent->d_name, st.st_dev, theirs, 16);
+		for (i = 0; i < n && !found; i++) {
+			found = true;
+			for (j = 0; j < n_ours; j++)
+				found = found && theirs[i] != ours[j];
+		}
+	}
+	closedir(proc);
+	return found;
+}
+
+/*
  * Makes sure @pin_dir can live on bpffs. The default location's parent,
  * /sys/fs/bpf, is mounted when missing (systemd does it on most hosts, not
  * on all); an explicit --pin-dir must already be on bpffs.
@@ -180,8 +250,14 @@ static int ensure_bpffs(const char *pin_dir, bool create)
 		return dh_usage_error("--pin-dir '%s': must be a directory below a bpf filesystem", pin_dir);
 	*slash = '\0';
 
-	if (on_bpffs(parent))
+	if (on_bpffs(parent)) {
+		if (create && !bpffs_outlives_us(parent))
+			return dh_runtime_error("--pin-dir '%s': the bpffs on %s is mounted in this mount namespace only, "
+						"not shared with the host, and would vanish with this process, taking "
+						"the state with it: use the host's /sys/fs/bpf (sys-fs-bpf.mount)",
+						pin_dir, parent);
 		return 0;
+	}
 	if (!strcmp(pin_dir, DH_PIN_DIR_DEFAULT) && create) {
 		if (!mount_ns_outlives_us())
 			return dh_runtime_error("%s is not a bpf filesystem in this mount namespace, and one mounted "

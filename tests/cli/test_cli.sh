@@ -286,6 +286,29 @@ test_default_pin_dir_mounts_bpffs() {
 	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet after detach"
 }
 
+test_refuses_a_pin_dir_on_a_bpffs_that_dies_with_it() {
+	# A unit's private mount namespace with a bpffs of its own for
+	# --pin-dir: the pins, and the route_localnet to restore, would go
+	# with the namespace while the programs stay. Refused.
+	mkdir "$DH_SCRATCH/b"
+	expect_exit 1 in_host unshare --mount --propagation private sh -c "
+		mount -t bpf bpf $DH_SCRATCH/b && $DH_BIN --pin-dir $DH_SCRATCH/b/pins attach br0 --mode nat"
+	expect_contains "$OUT" "not shared with the host" "message"
+	expect_eq "$(printf '%s\n' "$OUT" | wc -l)" 1 "one line"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet"
+	expect_eq "$(in_host "$DH_BIN" --pin-dir "$PIN" status | grep -c WARNING)" 0 "status: nothing exposed"
+	# Held by a process that is not the CLI's ancestor, the namespace (and
+	# its bpffs) outlives the call: allowed.
+	expect_exit 0 in_host unshare --mount --propagation private sh -c "
+		mount -t bpf bpf $DH_SCRATCH/b || exit 1
+		sleep 60 & holder=\$!
+		trap 'kill \$holder' EXIT
+		$DH_BIN --pin-dir $DH_SCRATCH/b/pins attach br0 --mode nat >/dev/null || exit 1
+		$DH_BIN --pin-dir $DH_SCRATCH/b/pins detach br0 >/dev/null"
+	expect_eq "$(in_host sysctl -n net.ipv4.conf.br0.route_localnet)" 0 "route_localnet after detach"
+	rmdir "$DH_SCRATCH/b"
+}
+
 test_refuses_a_bpffs_that_dies_with_it() {
 	# The confirmed leak: 'ip netns exec' hides /sys/fs/bpf, attach
 	# mounted a bpffs private to itself, and its pins (tcx links then)
