@@ -106,18 +106,26 @@ _dockhost_bpf_state()  # PROG PIN_DIR
 		section ~ /"ports"/ && /^ *"source":/ { print "source " spec " " value($0) }'
 }
 
+# COMPREPLY: compgen's words that start with $cur, one a line (a file
+# name with blanks stays one).
+_dockhost_bpf_reply()  # COMPGEN-ARGS...
+{
+	mapfile -t COMPREPLY < <(compgen "$@" -- "$cur")
+}
+
 # Values for METAVAR (of an option or a positional argument).
 _dockhost_bpf_metavar()  # METAVAR
 {
 	case $1 in
-	*FILE*) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
-	*DIR*) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur")) ;;
+	*FILE*) compopt -o filenames 2>/dev/null; _dockhost_bpf_reply -f ;;
+	*DIR*) compopt -o filenames 2>/dev/null; _dockhost_bpf_reply -d ;;
 	*) COMPREPLY=() ;;
 	esac
 }
 
 _dockhost_bpf()
 {
+	# shellcheck disable=SC2034  # split: set by _init_completion -s
 	local cur prev words cword split=false
 	if declare -F _init_completion >/dev/null; then
 		_init_completion -s || return
@@ -179,21 +187,21 @@ _dockhost_bpf()
 		value=${spec#* }
 		case $prev in
 		--bridge)
-			COMPREPLY=($(compgen -W "$(_dockhost_bpf_state "$prog" "$pin_dir" | awk '$1 == "bridge" { print $2 }')" -- "$cur"))
+			_dockhost_bpf_reply -W "$(_dockhost_bpf_state "$prog" "$pin_dir" | awk '$1 == "bridge" { print $2 }')"
 			;;
 		--from)
 			if [ "$action" = del ]; then
 				spec=${pos[1]-}
 				[[ -n $spec && $spec != */* ]] && spec+=/tcp
-				COMPREPLY=($(compgen -W "$(_dockhost_bpf_state "$prog" "$pin_dir" |
-					awk -v spec="$spec" '$1 == "source" && $2 == spec { print $3 }')" -- "$cur"))
+				_dockhost_bpf_reply -W "$(_dockhost_bpf_state "$prog" "$pin_dir" |
+					awk -v spec="$spec" '$1 == "source" && $2 == spec { print $3 }')"
 			else
-				COMPREPLY=($(compgen -W "any $(_dockhost_bpf_docker_containers) $(_dockhost_bpf_docker_networks)" -- "$cur"))
+				_dockhost_bpf_reply -W "any $(_dockhost_bpf_docker_containers) $(_dockhost_bpf_docker_networks)"
 			fi
 			;;
 		*)
 			if [[ $value =~ ^[a-z0-9-]+(\|[a-z0-9-]+)+$ ]]; then
-				COMPREPLY=($(compgen -W "${value//|/ }" -- "$cur"))
+				_dockhost_bpf_reply -W "${value//|/ }"
 			else
 				_dockhost_bpf_metavar "$value"
 			fi
@@ -207,7 +215,7 @@ _dockhost_bpf()
 		if [ -n "$action" ]; then
 			options=$globals$'\n'$(grep "^$cmd $action\( \|$\)" <<<"$usage" | _dockhost_bpf_options)
 		fi
-		COMPREPLY=($(compgen -W "$(cut -d' ' -f1 <<<"$options" | sort -u)" -- "$cur"))
+		_dockhost_bpf_reply -W "$(cut -d' ' -f1 <<<"$options" | sort -u)"
 		return 0
 	fi
 
@@ -215,7 +223,7 @@ _dockhost_bpf()
 	case $cmd in
 	'' | help)
 		[ "$cmd" = help ] && [ ${#pos[@]} -gt 0 ] && return 0
-		COMPREPLY=($(compgen -W "$(_dockhost_bpf_usage "$prog" commands) help" -- "$cur"))
+		_dockhost_bpf_reply -W "$(_dockhost_bpf_usage "$prog" commands) help"
 		;;
 	attach)
 		[ ${#pos[@]} -eq 0 ] || return 0
@@ -223,21 +231,21 @@ _dockhost_bpf()
 		for dev in /sys/class/net/*/bridge; do
 			[ -d "$dev" ] && dev=${dev%/bridge} && bridges+=" ${dev##*/}"
 		done
-		COMPREPLY=($(compgen -W "$bridges $(_dockhost_bpf_docker_networks bridge)" -- "$cur"))
+		_dockhost_bpf_reply -W "$bridges $(_dockhost_bpf_docker_networks bridge)"
 		;;
 	detach)
 		[ ${#pos[@]} -eq 0 ] || return 0
-		COMPREPLY=($(compgen -W "$(_dockhost_bpf_state "$prog" "$pin_dir" | awk '$1 == "bridge" { print $2 }')" -- "$cur"))
+		_dockhost_bpf_reply -W "$(_dockhost_bpf_state "$prog" "$pin_dir" | awk '$1 == "bridge" { print $2 }')"
 		;;
 	port)
 		if [ ${#pos[@]} -eq 0 ]; then
-			COMPREPLY=($(compgen -W "$(awk '$1 == "port" { print $2 }' <<<"$usage")" -- "$cur"))
+			_dockhost_bpf_reply -W "$(awk '$1 == "port" { print $2 }' <<<"$usage")"
 		elif [ ${#pos[@]} -eq 1 ] && [ "$action" = del ]; then
 			# Mapped ports; with --bridge, that bridge's own entries (all
 			# that 'port del --bridge' removes).
-			COMPREPLY=($(compgen -W "$(_dockhost_bpf_state "$prog" "$pin_dir" |
+			_dockhost_bpf_reply -W "$(_dockhost_bpf_state "$prog" "$pin_dir" |
 				awk -v bridge="$bridge" '$1 == "port" && (bridge == "" || $2 == bridge) { print $3 }' |
-				sort -u)" -- "$cur"))
+				sort -u)"
 		fi
 		;;
 	*)
