@@ -7,6 +7,7 @@ DESTDIR  ?=
 BINDIR   := $(PREFIX)/sbin
 MANDIR   := $(PREFIX)/share/man/man8
 UNITDIR  := $(PREFIX)/lib/systemd/system
+COMPLETIONDIR := $(PREFIX)/share/bash-completion/completions
 SYSCONFDIR ?= /etc
 # The version, from its one source: debian/changelog's top entry (read with
 # sed, so a tree without .git or dpkg-dev has it too).
@@ -60,10 +61,11 @@ FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=
 # Tools that must exist before anything builds; a fresh machine gets them
 # from scripts/install-deps.sh, run once, only when one is missing.
 DEPS_STAMP := $(OUTPUT)/.deps-ok
-REQUIRED := clang llvm-strip bpftool socat tc ip ss nstat sysctl ethtool python3 promtool prometheus
+REQUIRED := clang llvm-strip bpftool socat tc ip ss nstat sysctl ethtool python3 promtool prometheus curl
 REQUIRED_HDRS := /usr/include/bpf/libbpf.h /usr/include/libmnl/libmnl.h \
 	/usr/include/json-c/json.h /usr/include/gelf.h /usr/include/zlib.h \
-	/usr/include/$(shell $(CC) -print-multiarch)/curl/curl.h $(LIBFUZZER)
+	/usr/include/$(shell $(CC) -print-multiarch)/curl/curl.h $(LIBFUZZER) \
+	/usr/share/bash-completion/bash_completion
 # clang's libFuzzer (Debian: libclang-rt-14-dev, only recommended by clang).
 LIBFUZZER = $(shell $(CLANG) --print-runtime-dir 2>/dev/null)/libclang_rt.fuzzer-$(shell uname -m).a
 
@@ -223,6 +225,7 @@ install: $(OUTPUT)/dockhost-bpf
 	$(call msg,INSTALL,$(DESTDIR)$(BINDIR)/dockhost-bpf)
 	$(Q)install -D -m 0755 $(OUTPUT)/dockhost-bpf $(DESTDIR)$(BINDIR)/dockhost-bpf
 	$(Q)install -D -m 0644 user/dockhost-bpf.8 $(DESTDIR)$(MANDIR)/dockhost-bpf.8
+	$(Q)install -D -m 0644 user/dockhost-bpf.bash $(DESTDIR)$(COMPLETIONDIR)/dockhost-bpf
 	$(Q)install -d $(DESTDIR)$(UNITDIR)
 	$(Q)sed 's|@SBINDIR@|$(BINDIR)|' user/dockhost-bpf.service > $(DESTDIR)$(UNITDIR)/dockhost-bpf.service
 	@# The configuration is the admin's once installed: never overwritten.
@@ -231,7 +234,7 @@ install: $(OUTPUT)/dockhost-bpf
 
 uninstall:
 	$(Q)rm -f $(DESTDIR)$(BINDIR)/dockhost-bpf $(DESTDIR)$(MANDIR)/dockhost-bpf.8 \
-		$(DESTDIR)$(UNITDIR)/dockhost-bpf.service
+		$(DESTDIR)$(UNITDIR)/dockhost-bpf.service $(DESTDIR)$(COMPLETIONDIR)/dockhost-bpf
 
 clean:
 	$(call msg,CLEAN,$(OUTPUT) $(ASAN_OUTPUT))

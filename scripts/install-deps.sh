@@ -17,6 +17,9 @@ packages=(
 	libclang-rt-14-dev
 	# e2e tests that need one UDP socket talking to two addresses
 	python3
+	# tests of the bash completion: bash-completion's helpers it runs under,
+	# curl, through which it asks Docker's socket for names
+	bash-completion curl
 	# tests of the Prometheus output: promtool, and a real server scraping
 	# `metrics` inside a test's namespace (its service is not wanted: below)
 	prometheus

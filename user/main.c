@@ -19,7 +19,8 @@
 struct command {
 	const char *name;
 	int (*run)(const struct dh_cli *cli, int argc, char **argv);
-	const char *usage;  /* one line per form */
+	const char *usage;  /* one line per form; its --OPTIONs are the command's for
+			     * bash completion and tests/cli/test_manpage.sh */
 	const char *help;
 };
 

@@ -93,6 +93,10 @@ case $path in
 	reply "200 OK" '{"Id":"6666666666666666","Name":"/nullnets","NetworkSettings":{"Networks":null}}' ;;
 */containers/badaddr/json)
 	reply "200 OK" '{"Id":"7777777777777777","Name":"/badaddr","NetworkSettings":{"Networks":{"bridge":{"IPAddress":"10.201.0.300","GlobalIPv6Address":7},"b":{"IPAddress":"10.201.0.4"}}}}' ;;
+# The network list (bash completion's names; filters={"driver":...} as sent,
+# not applied).
+*/networks | */networks\?*)
+	reply "200 OK" '[{"Name":"bridge","Id":"f00dfeedf00dfeedf00dfeed","Driver":"bridge","Options":{"com.docker.network.bridge.name":"br0"}},{"Name":"mynet","Id":"0123456789abcdef0123","Driver":"bridge","Options":{}}]' ;;
 */networks/appnet)
 	reply "200 OK" '{"Name":"appnet","Id":"abababababababab","Driver":"bridge","Options":{},"IPAM":{"Config":[{"Subnet":"10.201.0.0/24","Gateway":"10.201.0.1"},{"Subnet":"fd42:201::/64"}]}}' ;;
 *)
