@@ -26,8 +26,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "attach", dh_cmd_attach,
-	  "attach BRIDGE [--gateway ADDR]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat]\n"
-	  "       [--per-source on|off]",
+	  "attach BRIDGE [--gateway ADDR]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat] [--per-source on|off]",
 	  "Attach the programs to BRIDGE. --mode socket (the default for a new bridge)\n"
 	  "hands the packets, unchanged, to the loopback socket behind the port and never\n"
 	  "sets a sysctl; --mode nat rewrites them to loopback and sets route_localnet to\n"

@@ -49,7 +49,9 @@ help_commands() {
 	} | sorted
 }
 
-GLOBALS="--help --json --pin-dir --verbose"
+# The global options, as --help's Options section lists them.
+GLOBALS=$("$DH_BIN" --help | awk '/^Options:/ { on = 1; next } /^[^ ]/ { on = 0 } on' |
+	grep -o -- '--[a-z][a-z-]*' | sorted)
 
 test_completion_is_registered() {
 	expect_exit 0 bash -c '. /usr/share/bash-completion/bash_completion; . "$1"; complete -p dockhost-bpf' _ "$COMPLETION"
@@ -77,20 +79,22 @@ test_completes_commands() {
 # Every command's options are those its --help lists (read here with a
 # grep of its own), with the global ones; 'port' per action.
 test_completes_each_commands_options() {
-	local cmd line key want n=0
+	local cmd line key n=0
+	local -A want=()
+	# A key's options are those of every usage line it leads ('detach
+	# BRIDGE [--force]' and 'detach --all [--force]').
 	for cmd in $(help_commands); do
 		[ "$cmd" = help ] && continue
 		while IFS= read -r line; do
 			key=$(awk '{ for (i = 1; i <= NF && $i ~ /^[a-z][a-z-]*$/; i++) printf "%s ", $i }' <<<"$line")
-			want=$({
-				echo "$GLOBALS"
-				grep -o -- '--[a-z][a-z0-9-]*' <<<"$line" || true
-			} | sorted)
-			expect_completion "dockhost-bpf --pin-dir $PIN $key--" "$want"
+			want[$key]+=" $(grep -o -- '--[a-z][a-z0-9-]*' <<<"$line" | tr '\n' ' ' || true)"
 			n=$((n + 1))
 		done < <("$DH_BIN" "$cmd" --help | sed -n 's/^.*\[OPTIONS\] //p')
 	done
 	[ "$n" -ge 11 ] || fail "only $n usage lines read"
+	for key in "${!want[@]}"; do
+		expect_completion "dockhost-bpf --pin-dir $PIN $key--" "$(echo "$GLOBALS ${want[$key]}" | sorted)"
+	done
 	expect_completion "dockhost-bpf --" "$GLOBALS"
 	expect_completion "dockhost-bpf attach br0 --gateway 10.201.0.9 --h" "--help --hook"
 	expect_completion "dockhost-bpf watch --d" "--detach-on-exit --docker-labels"

@@ -60,15 +60,20 @@ man_options() {  # SECTION KEYS
 
 test_man_page_synopsis_and_commands_match_help() {
 	local line key keys= opts man_syn man_cmd problems= opt
+	local -A key_opts=()
+	# A key's options: those of every usage line it leads ('detach BRIDGE
+	# [--force]', 'detach --all [--force]').
 	while IFS= read -r line; do
-		keys+=${keys:+|}$(line_key "$line")
+		key=$(line_key "$line")
+		keys+=${keys:+|}$key
+		key_opts[$key]=$(printf '%s\n%s\n' "${key_opts[$key]:-}" "$(line_options "$line")" | sed '/^$/d' | sort -u)
 	done < <(usage_lines)
 	[ -n "$keys" ] || fail "no command in --help"
 	man_syn=$(man_options SYNOPSIS "$keys")
 	man_cmd=$(man_options COMMANDS "$keys")
 	while IFS= read -r line; do
 		key=$(line_key "$line")
-		opts=$(line_options "$line")
+		opts=${key_opts[$key]}
 		grep -qx "${key// /_} -" <<<"$man_syn" || problems+="
 '$key' has no SYNOPSIS line '.B dockhost-bpf $key'"
 		grep -qx "${key// /_} -" <<<"$man_cmd" || problems+="
@@ -96,9 +101,9 @@ the man page's SYNOPSIS has 'dockhost-bpf ${key//_/ }', which --help does not li
 test_man_page_global_options_match_help() {
 	local help man problems= opt
 	help=$("$DH_BIN" --help | awk '/^Options:/ { on = 1; next } !/^  / { on = 0 } on' |
-		sed 's/^  //; s/  .*//' | grep -o -- '-[a-z-]*' | sort -u)
+		sed 's/^  //; s/  .*//' | grep -o -- '-[a-zA-Z-]*' | sort -u)
 	man=$(awk '/^\.SH / { on = ($2 == "OPTIONS"); next } on && /^\.(B|BI|BR|TP)/' "$MAN" |
-		sed 's/\\-/-/g' | grep -oE -- '(^|[ "(])--?[a-z][a-z0-9-]*' | sed 's/^[ "(]//' | sort -u)
+		sed 's/\\-/-/g' | grep -oE -- '(^|[ "(])--?[a-zA-Z][a-z0-9-]*' | sed 's/^[ "(]//' | sort -u)
 	[ -n "$help" ] || fail "no option in --help"
 	for opt in $help; do
 		grep -qx -- "$opt" <<<"$man" || problems+="
