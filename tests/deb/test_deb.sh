@@ -59,14 +59,15 @@ dpkg-deb -c "$DH_DEB" >"$work/listing"
 awk '{print $6}' "$work/listing" >"$work/files"
 for f in ./usr/sbin/dockhost-bpf ./lib/systemd/system/dockhost-bpf.service ./etc/dockhost-bpf.conf \
 	./usr/share/man/man8/dockhost-bpf.8.gz ./usr/share/doc/dockhost-bpf/copyright \
-	./usr/share/doc/dockhost-bpf/changelog.gz; do
+	./usr/share/doc/dockhost-bpf/changelog.gz ./usr/share/bash-completion/completions/dockhost-bpf; do
 	check "contains:${f#./}" "not in the package" grep -qxF "$f" "$work/files"
 done
 check binary_mode "/usr/sbin/dockhost-bpf not 0755 root" \
 	grep -q "^-rwxr-xr-x root/root .* ./usr/sbin/dockhost-bpf$" "$work/listing"
 
-# Control: the version, the conffile, Depends from the linked libraries and
-# libcurl (only dlopen()ed) a Recommends.
+# Control: the version, the conffile, Depends from the linked libraries;
+# libcurl (only dlopen()ed), bash-completion and curl (the completion's
+# Docker names) Recommends.
 field() { dpkg-deb -f "$DH_DEB" "$1"; }
 check control_version "Version '$(field Version)', changelog says '$version'" [ "$(field Version)" = "$version" ]
 check conffile "conffiles: $(dpkg-deb -I "$DH_DEB" conffiles 2>&1)" \
@@ -76,7 +77,7 @@ for lib in libbpf1 libc6 libjson-c5 libmnl0; do
 	check "depends:$lib" "Depends: $depends" eval 'grep -qE "(^|, )$lib( |,|$)" <<<"$depends"'
 done
 check depends_no_libcurl "Depends: $depends" eval '! grep -q curl <<<"$depends"'
-check recommends_libcurl4 "Recommends: $(field Recommends)" eval '[ "$(field Recommends)" = libcurl4 ]'
+check recommends "Recommends: $(field Recommends)" eval '[ "$(field Recommends)" = "libcurl4, bash-completion, curl" ]'
 
 # The package's own files, unpacked here (nothing installed).
 dpkg-deb -x "$DH_DEB" "$work/root"
