@@ -24,7 +24,7 @@ int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port
 	/* A mapping keeps its allow-list (even an empty one: closed) until
 	 * it is deleted; a new --to, or attach --port, never opens it. */
 	if (existed)
-		next.flags |= old.flags & DH_PORT_ALLOW_LIST;
+		next.flags |= old.flags & (DH_PORT_ALLOW_LIST | DH_PORT_CONFIG);
 	target = &next;
 	if (existed && old.addr == target->addr && old.port == target->port && old.flags == target->flags &&
 	    !memcmp(old.addr6, target->addr6, sizeof(old.addr6))) {
@@ -135,6 +135,7 @@ struct json_object *dh_ports_json(const struct dh_state *st)
 		json_object_object_add(obj, "port", json_object_new_int(ntohs(rows[i].key.port)));
 		json_object_object_add(obj, "proto", json_object_new_string(dh_proto_name(rows[i].key.proto)));
 		target_json(obj, &rows[i].target);
+		json_object_object_add(obj, "config", json_object_new_boolean(rows[i].target.flags & DH_PORT_CONFIG));
 		/* null: open to all; an array (maybe empty: closed to all). */
 		json_object_object_add(obj, "allow", rows[i].target.flags & DH_PORT_ALLOW_LIST ?
 						     dh_allow_json(st, &rows[i].key) : NULL);

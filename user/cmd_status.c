@@ -39,11 +39,11 @@ static void counters_print(const struct dh_counters *sum)
 
 static const char *origin_text(__u32 origin)
 {
-	static char buf[48];
+	static char buf[64];
 
-	snprintf(buf, sizeof(buf), "%s%s%s%s", origin & DH_GW_BRIDGE ? ",bridge" : "",
+	snprintf(buf, sizeof(buf), "%s%s%s%s%s", origin & DH_GW_BRIDGE ? ",bridge" : "",
 		 origin & DH_GW_DOCKER0 ? ",docker0" : "", origin & DH_GW_DOCKER_CONFIG ? ",host-gateway-ip" : "",
-		 origin & DH_GW_USER ? ",user" : "");
+		 origin & DH_GW_USER ? ",user" : "", origin & DH_GW_CONFIG ? ",config" : "");
 	return buf[0] ? buf + 1 : "?";
 }
 
@@ -74,6 +74,7 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 	}
 	json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
 	json_object_object_add(obj, "mode", json_object_new_string(dh_mode_name(bridge->mode)));
+	json_object_object_add(obj, "config", json_object_new_boolean(bridge->flags & DH_BRIDGE_CONFIG));
 	if (bridge->mode == DH_MODE_SOCKET) {
 		json_object_object_add(obj, "socket_delivery",
 				       json_object_new_boolean(dh_socket_delivery_attached(st) == 1));

@@ -79,6 +79,18 @@ static const struct command commands[] = {
 	  "gets those ports on its networks' watched bridges, from it alone, until it\n"
 	  "stops; hand-made mappings are never opened or removed. Without Docker it\n"
 	  "says so once and retries." },
+	{ "apply", dh_cmd_apply, "apply [FILE] [--dry-run]",
+	  "Converge the host to the configuration FILE (default " DH_CONFIG_DEFAULT ", then\n"
+	  "each FILE.d/NAME.conf in name order; the format is in dockhost-bpf(8),\n"
+	  "CONFIGURATION): attach the bridges it declares or matches, detach those it\n"
+	  "declared before and no longer does, add, update and remove its ports and\n"
+	  "their sources, and print each change; what already matches is left as it is.\n"
+	  "It owns only what it declared: bridges, ports and sources made by hand or by\n"
+	  "Docker labels stay; one it declares that exists already is adopted (said so).\n"
+	  "All or nothing: a bad line (exit 2, named FILE:LINE), a missing bridge or an\n"
+	  "unresolvable Docker source (exit 1) changes nothing; a change that fails\n"
+	  "undoes what this apply added. --dry-run prints what it would change and\n"
+	  "changes nothing; --json prints the changes as objects." },
 	{ "status", dh_cmd_status, "status",
 	  "Show attached bridges (programs, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },
