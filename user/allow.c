@@ -293,12 +293,12 @@ struct json_object *dh_allow_json(const struct dh_state *st, const struct dh_por
 
 		json_object_object_add(obj, "source", json_object_new_string(rows[i].key.name));
 		json_object_object_add(obj, "kind", json_object_new_string(kind_name(rows[i].src.kind)));
-		json_object_object_add(obj, "config", json_object_new_boolean(rows[i].src.kind & DH_ALLOW_CONFIG));
 		for (j = 0; j < rows[i].src.count; j++)
 			json_object_array_add(addrs, json_object_new_string(
 						      dh_prefix_str(&rows[i].src.prefixes[j], text, sizeof(text))));
 		json_object_object_add(obj, "prefixes", addrs);
 		json_object_object_add(obj, "resolved_at", json_object_new_uint64(rows[i].src.resolved_at));
+		json_object_object_add(obj, "config", json_object_new_boolean(rows[i].src.kind & DH_ALLOW_CONFIG));
 		json_object_array_add(list, obj);
 	}
 	free(rows);

@@ -135,12 +135,13 @@ struct json_object *dh_ports_json(const struct dh_state *st)
 		json_object_object_add(obj, "port", json_object_new_int(ntohs(rows[i].key.port)));
 		json_object_object_add(obj, "proto", json_object_new_string(dh_proto_name(rows[i].key.proto)));
 		target_json(obj, &rows[i].target);
-		json_object_object_add(obj, "config", json_object_new_boolean(rows[i].target.flags & DH_PORT_CONFIG));
 		/* null: open to all; an array (maybe empty: closed to all). */
 		json_object_object_add(obj, "allow", rows[i].target.flags & DH_PORT_ALLOW_LIST ?
 						     dh_allow_json(st, &rows[i].key) : NULL);
 		json_object_object_add(obj, "packets", json_object_new_uint64(rows[i].stats.packets));
 		json_object_object_add(obj, "bytes", json_object_new_uint64(rows[i].stats.bytes));
+		/* Last: what parsers of the older output match stays as it was. */
+		json_object_object_add(obj, "config", json_object_new_boolean(rows[i].target.flags & DH_PORT_CONFIG));
 		json_object_array_add(list, obj);
 	}
 	free(rows);

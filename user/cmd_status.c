@@ -74,7 +74,6 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 	}
 	json_object_object_add(obj, "hook", json_object_new_string(dh_hook_name(bridge)));
 	json_object_object_add(obj, "mode", json_object_new_string(dh_mode_name(bridge->mode)));
-	json_object_object_add(obj, "config", json_object_new_boolean(bridge->flags & DH_BRIDGE_CONFIG));
 	if (bridge->mode == DH_MODE_SOCKET) {
 		json_object_object_add(obj, "socket_delivery",
 				       json_object_new_boolean(dh_socket_delivery_attached(st) == 1));
@@ -93,6 +92,7 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 		json_object_array_add(gws, g);
 	}
 	json_object_object_add(obj, "gateways", gws);
+	json_object_object_add(obj, "config", json_object_new_boolean(bridge->flags & DH_BRIDGE_CONFIG));
 	return obj;
 }
 

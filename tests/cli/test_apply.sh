@@ -18,7 +18,10 @@ second_bridge() {
 
 # What status says of bridge $1 (its JSON object on one line), or nothing.
 bridge_json() {  # NAME
-	dh --json status | tr -d ' \n' | grep -o "{\"bridge\":\"$1\"[^]]*" || true
+	dh --json status | python3 -c 'import json, sys
+for b in json.load(sys.stdin)["bridges"]:
+    if b["bridge"] == sys.argv[1]:
+        print(json.dumps(b, separators=(",", ":")))' "$1"
 }
 
 mapped() {  # PORT/PROTO BRIDGE-OR-*: its port list JSON object, on one line

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# watch --config: converged to the configuration at start and on SIGHUP
+# only (a reload), so edits made with the CLI in between stay; flows on
+# unchanged ports outlive a reload; bridges a match line names are
+# attached as they appear, as the configuration says.
+. "$(dirname "$0")/../lib.sh"
+
+conf() {  # writes its standard input to the test's configuration
+	CONF=$DH_SCRATCH/dh.conf
+	cat >"$CONF"
+}
+
+start_watch() {  # ARGS...
+	WATCH_LOG=$DH_SCRATCH/watch.log
+	ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" watch "$@" >"$WATCH_LOG" 2>&1 &
+	WATCH_PID=$!
+	wait_for "watch to start" "grep -q following '$WATCH_LOG'"
+}
+
+# SIGHUP, then the reload's end: watch's log says "reloading" once more.
+reload_watch() {
+	local n
+	n=$(grep -c 'reloading' "$WATCH_LOG" || true)
+	kill -HUP "$WATCH_PID"
+	wait_for "watch to reload" "[ \$(grep -c 'config: .*change\|config: nothing to change\|reload: ' '$WATCH_LOG') -gt $n ]"
+	kill -0 "$WATCH_PID" 2>/dev/null || fail "watch ended on SIGHUP: $(cat "$WATCH_LOG")"
+}
+
+stop_watch() {
+	local rc=0
+	kill -TERM "$WATCH_PID"
+	wait "$WATCH_PID" || rc=$?
+	expect_eq "$rc" 0 "watch exit code after SIGTERM"
+	cat "$WATCH_LOG"
+}
+
+mapped() {  # SPEC BRIDGE-OR-*: in port list
+	dh --json port list | tr -d ' \n' | grep -qF "\"bridge\":\"$2\",\"port\":${1%/*},\"proto\":\"${1#*/}\""
+}
+
+test_converges_at_start_and_on_reload_only() {
+	serve_tcp 8088 127.0.0.1 pong
+	serve_tcp 9090 127.0.0.1 pong90
+	conf <<-EOF
+	match br*
+	port 8088
+	EOF
+	start_watch --config "$CONF"
+	wait_for "br0 attached, 8088 mapped" "mapped 8088/tcp '*'"
+	expect_eq "$(tcp_get $GW 8088)" pong "8088 after start"
+	grep -q "watch: br0: attach (socket mode)" "$WATCH_LOG" || fail "watch did not say it attached br0: $(cat "$WATCH_LOG")"
+
+	# By hand, between reloads: one port added, the configuration's deleted.
+	dh port add 7777
+	dh port del 8088
+	conf <<-EOF
+	match br*
+	port 8088
+	port 9090
+	EOF
+	sleep 1  # no reload yet: the file alone changes nothing
+	mapped 9090/tcp '*' && fail "9090 mapped before the reload"
+	mapped 8088/tcp '*' && fail "8088, deleted by hand, back before the reload"
+	reload_watch
+	wait_for "9090 mapped" "mapped 9090/tcp '*'"
+	expect_eq "$(tcp_get $GW 9090)" pong90 "9090 after the reload"
+	mapped 8088/tcp '*' || fail "8088 not back after the reload"
+	mapped 7777/tcp '*' || fail "7777, added by hand, gone after the reload"
+
+	# A file that does not parse changes nothing, and watch goes on.
+	echo "port 1 --bogus" >>"$CONF"
+	reload_watch
+	grep -q "reload: $CONF:4: port: unexpected '--bogus'" "$WATCH_LOG" || fail "no FILE:LINE: $(cat "$WATCH_LOG")"
+	mapped 9090/tcp '*' || fail "9090 gone after a bad reload"
+	stop_watch
+}
+
+# An established TCP connection on a port the reload leaves as it is goes
+# on, in both modes (the configuration converts nothing here).
+test_reload_keeps_established_flows() {
+	local mode
+	for mode in socket nat; do
+		serve_tcp_echo 8088 127.0.0.1
+		conf <<-EOF
+		bridge br0 --mode $mode
+		port 8088
+		EOF
+		start_watch --config "$CONF"
+		wait_for "8088 mapped" "mapped 8088/tcp '*'"
+		mkfifo "$DH_SCRATCH/in"
+		in_ctr socat -T30 STDIO "TCP4:$GW:8088" <"$DH_SCRATCH/in" >"$DH_SCRATCH/out" 2>&1 &
+		exec 3>"$DH_SCRATCH/in"
+		echo one >&3
+		wait_for "the first echo" "grep -q one '$DH_SCRATCH/out'"
+		conf <<-EOF
+		bridge br0 --mode $mode
+		port 8088
+		port 9090 --from $CTR
+		EOF
+		reload_watch
+		wait_for "9090 mapped" "mapped 9090/tcp '*'"
+		echo two >&3
+		wait_for "the second echo, same connection ($mode mode)" "grep -q two '$DH_SCRATCH/out'"
+		exec 3>&-
+		stop_watch
+		dh detach br0 >/dev/null
+		in_host pkill -f 'TCP4-LISTEN:8088' || true
+		rm -f "$DH_SCRATCH/in" "$DH_SCRATCH/out"
+	done
+}
+
+# A bridge a match line names that appears later: attached by watch as the
+# configuration says (its mode), the configuration's; a bridge line's own
+# ports come with it.
+test_match_bridges_appear_later() {
+	conf <<-EOF
+	match br0
+	match brx* --mode nat
+	bridge br9 --gateway 10.209.0.9
+	port 8088
+	port 5432 --bridge br9
+	EOF
+	start_watch --config "$CONF"
+	wait_for "br0 attached" "mapped 8088/tcp '*'"
+	grep -q "br9: not there yet" "$WATCH_LOG" || fail "br9 missing, not said: $(cat "$WATCH_LOG")"
+	make_bridge "$H" brx1 10.208.0.1
+	make_bridge "$H" br9 10.209.0.1
+	wait_for "brx1 attached" "dh --json status | tr -d ' \n' | grep -q '\"bridge\":\"brx1\"'"
+	dh --json status | python3 -c 'import json, sys
+b = [b for b in json.load(sys.stdin)["bridges"] if b["bridge"] == "brx1"][0]
+assert b["mode"] == "nat" and b["config"], b' || fail "brx1 not in NAT mode, or not the configuration's"
+	wait_for "br9 attached, its port" "mapped 5432/tcp br9"
+	dh --json status | tr -d ' \n' | grep -q '"addr":"10.209.0.9","origin":"config"' || fail "br9's gateway: $(dh status)"
+	make_bridge "$H" lxc0 10.207.0.1
+	sleep 1
+	dh --json status | grep -q lxc0 && fail "lxc0, not declared, attached"
+	stop_watch
+}
+
+# A bad file at start: exit 2, FILE:LINE, nothing attached.
+test_bad_config_at_start() {
+	conf <<<"bridge br0 --mode"
+	local rc=0 out
+	out=$(ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" watch --config "$CONF" 2>&1) || rc=$?
+	expect_eq "$rc" 2 "watch's exit code"
+	expect_contains "$out" "$CONF:1: option '--mode' needs a value" "watch's error"
+	[ ! -e "$PIN" ] || fail "attached with a bad configuration"
+}
+
+run_tests
