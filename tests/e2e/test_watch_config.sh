@@ -137,6 +137,49 @@ assert b["mode"] == "nat" and b["config"], b' || fail "brx1 not in NAT mode, or 
 	stop_watch
 }
 
+DB_ID=abcdef0123456789abcdef0123456789
+
+# The fake Docker API of tests/cli (as test_watch_docker.sh runs it), with
+# one running container at $CTR labelled dockhost.ports=LABEL-VALUE.
+fake_labelled_docker() {  # LABEL-VALUE
+	FAKE=$DH_SCRATCH/docker
+	mkdir -p "$FAKE/containers" "$FAKE/gone"
+	: >"$FAKE/events"
+	printf '[{"Id":"%s","Names":["/db"],"Labels":{"dockhost.ports":"%s"},"State":"running","NetworkSettings":{"Networks":{"bridge":{"NetworkID":"f00d","IPAddress":"%s","GlobalIPv6Address":""}}}}]' \
+		"$DB_ID" "$1" "$CTR" >"$FAKE/list"
+	DH_FAKE_DOCKER_DIR=$FAKE socat "UNIX-LISTEN:$DH_SCRATCH/docker.sock,fork" \
+		EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
+	local i
+	for i in $(seq 50); do [ -S "$DH_SCRATCH/docker.sock" ] && break; sleep 0.05; done
+	export DOCKER_HOST=unix://$DH_SCRATCH/docker.sock
+}
+
+# What a Docker label made, and what was made by hand, outlive a reload
+# and an apply that no longer declares anything: neither is theirs.
+test_reload_and_apply_leave_label_and_hand_state() {
+	local short=${DB_ID:0:12}
+	fake_labelled_docker 8089
+	serve_tcp 8089 127.0.0.1 pong89
+	conf <<-EOF
+	bridge br0
+	port 8088
+	EOF
+	start_watch --config "$CONF" --docker-labels
+	wait_for "the label's port" "dh port list | grep -q 'label:$short'"
+	dh port add 7777 --bridge br0
+	conf <<<"bridge br0"
+	reload_watch
+	wait_for "8088 unmapped by the reload" "! mapped 8088/tcp '*'"
+	dh port list | grep -q "from: label:$short" || fail "the label's source went: $(dh port list)"
+	mapped 7777/tcp br0 || fail "7777, made by hand, went"
+	expect_eq "$(tcp_get $GW 8089)" pong89 "8089 from the labelled container"
+	stop_watch
+	conf <<<"bridge br0"
+	dh apply "$CONF" >/dev/null
+	dh port list | grep -q "from: label:$short" || fail "apply removed the label's source: $(dh port list)"
+	mapped 7777/tcp br0 || fail "apply removed 7777, made by hand"
+}
+
 # A bad file at start: exit 2, FILE:LINE, nothing attached.
 test_bad_config_at_start() {
 	conf <<<"bridge br0 --mode"
