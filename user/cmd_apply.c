@@ -373,8 +373,11 @@ static int plan_port(struct plan *p, const struct dh_state *st, int index)
 	where(p, cp->file, cp->line, at, sizeof(at));
 	if (cp->bridge[0]) {
 		w = find_want(p, cp->bridge);
+		if (w < 0 && !p->opts->missing_ok && !p->opts->only)
+			return dh_runtime_error("%s: port %u/%s --bridge %s: no such bridge (its match line fits no bridge there is)",
+						at, cp->spec.port, dh_proto_name(cp->spec.proto), cp->bridge);
 		if (w < 0) {
-			p->port_skipped[index] = true;  /* missing_ok: its bridge is not there */
+			p->port_skipped[index] = true;  /* watch: its bridge is not there */
 			return 0;
 		}
 		key.ifindex = p->wants[w].ifindex;

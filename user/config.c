@@ -318,8 +318,8 @@ int dh_config_parse(struct dh_config *cfg, const char *file, const char *text, s
 
 /*
  * What only the whole configuration can tell: a port line's --bridge names
- * a bridge line, which may come later or in another file, and what that
- * bridge's declared mode cannot serve.
+ * a bridge that a bridge line declares or a match line fits, which may come
+ * later or in another file, and what that line's mode cannot serve.
  */
 int dh_config_check(const struct dh_config *cfg, char *why, size_t why_len)
 {
@@ -334,9 +334,8 @@ int dh_config_check(const struct dh_config *cfg, char *why, size_t why_len)
 			continue;
 		b = dh_config_bridge(cfg, p->bridge, false);
 		dh_config_where(cfg, p->file, p->line, at, sizeof(at));
-		if (!b || b->is_match) {
-			snprintf(why, why_len, "%s: --bridge '%s': no 'bridge %s' line declares it", at, p->bridge,
-				 p->bridge);
+		if (!b) {
+			snprintf(why, why_len, "%s: --bridge '%s': no bridge or match line names it", at, p->bridge);
 			return -EINVAL;
 		}
 		if (b->mode_given && b->mode == DH_MODE_NAT && !p->target.addr) {

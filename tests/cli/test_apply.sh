@@ -260,6 +260,19 @@ test_apply_checks_ports_against_modes() {
 	port 8088
 	EOF
 	expect_error 1 "no bridge is declared or attached to map it on" apply "$CONF"
+	# --bridge names a bridge a match line fits: there, or an error.
+	conf <<-EOF
+	match brz*
+	port 22 --bridge brz0
+	EOF
+	expect_error 1 "dh.conf:2: port 22/tcp --bridge brz0: no such bridge" apply "$CONF"
+	[ ! -e "$PIN" ] || fail "a refused configuration changed something"
+	conf <<-EOF
+	match br*
+	port 22 --bridge br0
+	EOF
+	expect_exit 0 dh apply "$CONF"
+	expect_contains "$OUT" "22/tcp on br0: add" "a port on a matched bridge"
 }
 
 run_tests

@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!p->spec.port || (p->spec.proto != IPPROTO_TCP && p->spec.proto != IPPROTO_UDP) ||
 		    !p->target.port || p->target.flags || p->n_from > DH_CONFIG_MAX_FROM)
 			abort();
-		if (p->bridge[0] && !dh_config_bridge(&cfg, p->bridge, true))
+		if (p->bridge[0] && !dh_config_bridge(&cfg, p->bridge, false))
 			abort();
 	}
 	for (i = 0; i < cfg.n_bridges; i++)
