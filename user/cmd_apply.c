@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -573,9 +574,30 @@ static int resolve_sources(struct plan *p)
 			return dh_runtime_error("apply: out of memory");
 		where(p, cp->file, cp->line, at, sizeof(at));
 		for (j = 0; j < cp->n_from; j++) {
-			err = dh_allow_parse(at, cp->from[j], true, &p->from[i][j]);
+			struct dh_allow_arg *arg = &p->from[i][j];
+			char why[256];
+
+			/* watch, at boot say: a container not running yet, or
+			 * Docker not answering yet, must not keep every other
+			 * line out. Its source goes in with no address (closed
+			 * to it), and watch resolves it again at Docker's
+			 * next event, as any container source. */
+			err = dh_allow_parse(at, cp->from[j], !p->opts->missing_ok, arg);
 			if (err)
 				return err;
+			if (!p->opts->missing_ok || arg->src.kind)
+				continue;
+			err = dh_docker_allow_source(cp->from[j], &arg->src, why, sizeof(why));
+			if (err || !arg->src.count) {
+				printf("%s%s: --from '%s': %s: closed to it until Docker says more\n", p->opts->prefix, at,
+				       cp->from[j], err ? why : "no address now");
+				if (err)
+					memset(&arg->src, 0, sizeof(arg->src));
+				if (!arg->src.kind)
+					arg->src.kind = DH_ALLOW_CONTAINER;
+				arg->src.count = 0;
+			}
+			arg->src.resolved_at = time(NULL);
 		}
 	}
 	return 0;

@@ -180,6 +180,26 @@ test_reload_and_apply_leave_label_and_hand_state() {
 	mapped 7777/tcp br0 || fail "apply removed 7777, made by hand"
 }
 
+# A Docker source that does not resolve at start (no Docker yet: the
+# test's DOCKER_HOST answers nothing) keeps no other line out: its mapping
+# is closed to it until Docker answers; apply itself refuses it.
+test_unresolved_docker_source_at_start() {
+	conf <<-EOF
+	bridge br0
+	port 8088 --from app
+	port 9090
+	EOF
+	expect_exit 1 dh apply "$CONF"
+	expect_contains "$OUT" "dh.conf:2: --from 'app'" "apply's error"
+	start_watch --config "$CONF"
+	wait_for "9090 mapped" "mapped 9090/tcp '*'"
+	wait_for "8088 mapped" "mapped 8088/tcp '*'"
+	dh port list | grep -q "from: app (container: no address now)" || fail "8088's source: $(dh port list)"
+	grep -q "dh.conf:2: --from 'app': .*closed to it until Docker says more" "$WATCH_LOG" ||
+		fail "not said: $(cat "$WATCH_LOG")"
+	stop_watch
+}
+
 # A bad file at start: exit 2, FILE:LINE, nothing attached.
 test_bad_config_at_start() {
 	conf <<<"bridge br0 --mode"
