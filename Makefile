@@ -51,10 +51,10 @@ TCXCTL   := $(OUTPUT)/tcxctl
 RAWFRAME := $(OUTPUT)/rawframe
 CHURN_SO := $(OUTPUT)/churn_preload.so
 # libFuzzer targets, one per tests/fuzz/fuzz_*.c, over the parsers of
-# outside input (spec.c, docker_parse.c); `make fuzz FUZZ_SECONDS=600` for long.
+# outside input (spec.c, docker_parse.c, config.c); `make fuzz FUZZ_SECONDS=600` for long.
 FUZZ_SECONDS ?= 3
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_SRCS := user/spec.c user/docker_parse.c
+FUZZ_SRCS := user/spec.c user/docker_parse.c user/config.c
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter -std=gnu11
 

@@ -63,7 +63,10 @@
 			    * trace_events and trace_ctl (dockhost-bpf trace);
 			    * allow-lists (allow4, allow6, allow_sources, dh_port_target.flags);
 			    * per-source counters (sources), and dh_bridge_mode.flags
-			    * to turn them off per bridge */
+			    * to turn them off per bridge;
+			    * owner tags of the declarative config (apply): DH_BRIDGE_CONFIG,
+			    * DH_PORT_CONFIG, DH_ALLOW_CONFIG, DH_GW_CONFIG (bits no earlier
+			    * build of 6 set, and that the programs never read) */
 
 struct dh_meta {
 	__u32 magic;        /* DH_ABI_MAGIC */
@@ -121,6 +124,10 @@ enum dh_port_flags {
 	 * set with the first --from and kept until the mapping goes, so an
 	 * emptied list is closed to all, never open. */
 	DH_PORT_ALLOW_LIST = 1 << 0,
+	/* Declared by the configuration (apply, watch --config), which
+	 * owns it: a mapping without it is a user's or a label's, and
+	 * apply leaves it alone. The programs never read it. */
+	DH_PORT_CONFIG = 1 << 1,
 };
 
 /*
@@ -163,6 +170,11 @@ enum dh_allow_kind {
 	DH_ALLOW_LABEL        = 4,
 	DH_ALLOW_LABEL_MAPPED = 5,
 };
+/* An owner bit over the kind: the source is the configuration's (apply),
+ * of kind (kind & DH_ALLOW_KIND_MASK): a CIDR, container or network,
+ * re-resolved by watch like any other. Without it: a user's or a label's. */
+#define DH_ALLOW_KIND_MASK 0xff
+#define DH_ALLOW_CONFIG    (1 << 8)
 
 struct dh_allow_source_key {
 	struct dh_port_key port;
@@ -208,6 +220,7 @@ enum dh_gateway_origin {
 	DH_GW_DOCKER0 = 1 << 1, /* docker0's address: Docker's host-gateway */
 	DH_GW_USER    = 1 << 2, /* given with --gateway */
 	DH_GW_DOCKER_CONFIG = 1 << 3, /* host-gateway-ip in Docker's daemon.json */
+	DH_GW_CONFIG  = 1 << 4, /* a bridge line's --gateway in the configuration (apply) */
 };
 
 struct dh_gateway {
@@ -284,6 +297,7 @@ struct dh_frag_key {
 enum dh_bridge_flags {
 	DH_BRIDGE_CREATED_CLSACT = 1 << 0, /* we added the clsact qdisc */
 	DH_BRIDGE_TCX            = 1 << 1, /* attached with tcx links, not clsact */
+	DH_BRIDGE_CONFIG         = 1 << 2, /* the configuration's (apply): detached when no longer declared */
 };
 
 /* What the datapath does with a packet for a mapped port on a gateway. */

@@ -75,23 +75,6 @@ static void source_key(struct dh_allow_source_key *key, const struct dh_port_key
 	snprintf(key->name, sizeof(key->name), "%s", name);
 }
 
-/* Docker's rule for names ([a-zA-Z0-9][a-zA-Z0-9_.-]*); ids fit it too. */
-static bool docker_name_valid(const char *text)
-{
-	size_t i, len = strlen(text);
-
-	if (len == 0 || len >= DH_ALLOW_NAME_LEN)
-		return false;
-	for (i = 0; i < len; i++) {
-		char c = text[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-
-		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
-			return false;
-	}
-	return true;
-}
-
 /* Meant as an address: has '/' or ':', or only digits and dots. */
 static bool looks_like_cidr(const char *text)
 {
@@ -128,7 +111,7 @@ int dh_allow_parse(const char *cmd, const char *text, bool docker, struct dh_all
 	}
 	if (looks_like_cidr(text))
 		return dh_usage_error("%s: --from '%s': not a CIDR (ADDR or ADDR/LEN, IPv4 or IPv6)", cmd, text);
-	if (!docker_name_valid(text))
+	if (!dh_docker_name_valid(text))
 		return dh_usage_error("%s: --from '%s': not a CIDR, 'any', nor a Docker container or network name",
 				      cmd, text);
 	snprintf(arg->name, sizeof(arg->name), "%s", text);
@@ -290,6 +273,7 @@ static struct source_row *read_sources(const struct dh_state *st, const struct d
 
 static const char *kind_name(__u32 kind)
 {
+	kind &= DH_ALLOW_KIND_MASK;  /* the owner bit aside */
 	if (kind == DH_ALLOW_LABEL || kind == DH_ALLOW_LABEL_MAPPED)
 		return "label";
 	return kind == DH_ALLOW_CONTAINER ? "container" : kind == DH_ALLOW_NETWORK ? "network" : "cidr";
@@ -314,6 +298,7 @@ struct json_object *dh_allow_json(const struct dh_state *st, const struct dh_por
 						      dh_prefix_str(&rows[i].src.prefixes[j], text, sizeof(text))));
 		json_object_object_add(obj, "prefixes", addrs);
 		json_object_object_add(obj, "resolved_at", json_object_new_uint64(rows[i].src.resolved_at));
+		json_object_object_add(obj, "config", json_object_new_boolean(rows[i].src.kind & DH_ALLOW_CONFIG));
 		json_object_array_add(list, obj);
 	}
 	free(rows);
@@ -331,9 +316,11 @@ void dh_allow_print(const struct dh_state *st, const struct dh_port_key *port, c
 	if (!n)
 		printf("%sfrom: nobody (allow-list empty: closed to all)\n", indent);
 	for (i = 0; i < n; i++) {
+		__u32 kind = rows[i].src.kind & DH_ALLOW_KIND_MASK;
+
 		printf("%sfrom: %s", indent, rows[i].key.name);
-		if (rows[i].src.kind != DH_ALLOW_CIDR || !strcmp(rows[i].key.name, "any")) {
-			printf(" (%s:", rows[i].src.kind == DH_ALLOW_CIDR ? "all" : kind_name(rows[i].src.kind));
+		if (kind != DH_ALLOW_CIDR || !strcmp(rows[i].key.name, "any")) {
+			printf(" (%s:", kind == DH_ALLOW_CIDR ? "all" : kind_name(kind));
 			for (j = 0; j < rows[i].src.count; j++)
 				printf(" %s", dh_prefix_str(&rows[i].src.prefixes[j], text, sizeof(text)));
 			/* A container watch found stopped or removed: its
@@ -342,7 +329,7 @@ void dh_allow_print(const struct dh_state *st, const struct dh_port_key *port, c
 				printf(" no address now");
 			printf(")");
 		}
-		printf("\n");
+		printf("%s\n", rows[i].src.kind & DH_ALLOW_CONFIG ? " [config]" : "");
 	}
 	free(rows);
 }

@@ -320,9 +320,12 @@ struct dh_attach_opts {
 	struct dh_port_spec ports[DH_MAX_ARGS];
 	int n_ports;
 	bool quiet_if_unchanged;  /* watch's refreshes: print only what changed */
+	bool config;              /* apply: the bridge and its --gateway are the configuration's */
+	const char **result;      /* apply: set to what attach did, and nothing printed */
 };
 int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts);
 int dh_detach(const struct dh_cli *cli, const char *name);
+int dh_detach_quiet(const struct dh_cli *cli, const char *name, bool quiet);
 
 /* commands */
 int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv);
@@ -385,5 +388,62 @@ void dh_allow_forget_bridge(const struct dh_state *st, __u32 ifindex);
 /* @port's sources: a JSON array, or a text line per source. */
 struct json_object *dh_allow_json(const struct dh_state *st, const struct dh_port_key *port);
 void dh_allow_print(const struct dh_state *st, const struct dh_port_key *port, const char *indent);
+
+/* config.c: the declarative configuration (apply, watch --config); see
+ * there for the format. Parsing has no side effect and does no I/O but
+ * dh_config_load's reads; errors are one line, "FILE:LINE: what". */
+#define DH_CONFIG_DEFAULT      "/etc/dockhost-bpf.conf"
+#define DH_CONFIG_MAX_FILES    64
+#define DH_CONFIG_MAX_BRIDGES  DH_MAX_BRIDGES
+#define DH_CONFIG_MAX_PORTS    4096
+#define DH_CONFIG_MAX_FROM     16
+#define DH_CONFIG_MAX_GATEWAYS 8
+struct dh_config_bridge {
+	char name[64];      /* a device name, or (match) a glob */
+	bool is_match;
+	bool mode_given;
+	__u32 mode;         /* enum dh_mode */
+	struct dh_ip gateways[DH_CONFIG_MAX_GATEWAYS];
+	int n_gateways;
+	int file, line;     /* where: files[file], its line number */
+};
+struct dh_config_port {
+	struct dh_port_spec spec;
+	struct dh_port_target target;  /* port always set (the spec's without --to); flags 0 */
+	char bridge[DH_IFNAMSIZ];      /* "": every bridge (the ifindex 0 entry) */
+	char from[DH_CONFIG_MAX_FROM][DH_ALLOW_NAME_LEN];  /* as recorded: 'any', a CIDR as printed, a Docker name */
+	int n_from;
+	int file, line;
+};
+struct dh_config {
+	char files[DH_CONFIG_MAX_FILES][256];
+	int n_files;
+	struct dh_config_bridge *bridges;  /* bridge and match lines, in order */
+	int n_bridges, max_bridges;
+	struct dh_config_port *ports;
+	int n_ports, max_ports;
+};
+/* FILE, then FILE.d/ *.conf (for FILE.conf) in name order: 0, or -errno
+ * with @why (and @cfg empty). */
+int dh_config_load(const char *path, struct dh_config *cfg, char *why, size_t why_len);
+/* One file's text (no NUL needed), added to @cfg; then dh_config_check. */
+int dh_config_parse(struct dh_config *cfg, const char *file, const char *text, size_t len, char *why,
+		    size_t why_len);
+int dh_config_check(const struct dh_config *cfg, char *why, size_t why_len);
+void dh_config_free(struct dh_config *cfg);
+const struct dh_config_bridge *dh_config_bridge(const struct dh_config *cfg, const char *name, bool exact);
+const char *dh_config_where(const struct dh_config *cfg, int file, int line, char *buf, size_t size);
+bool dh_docker_name_valid(const char *text);  /* spec.c: [a-zA-Z0-9][a-zA-Z0-9_.-]*, shorter than DH_ALLOW_NAME_LEN */
+
+/* cmd_apply.c: converges the host to a configuration, owning only what
+ * it declares (see there); also watch --config's, at start and reload. */
+struct dh_apply_opts {
+	bool dry_run;
+	bool missing_ok;     /* watch: a declared bridge not there yet is not an error */
+	const char *only;    /* watch: just this bridge, as it appears */
+	const char *prefix;  /* before each line printed: "" or "watch: " */
+};
+int dh_config_apply(const struct dh_cli *cli, const struct dh_config *cfg, const struct dh_apply_opts *opts);
+int dh_cmd_apply(const struct dh_cli *cli, int argc, char **argv);
 
 #endif /* DH_CLI_H */

@@ -76,7 +76,7 @@ static int add_device_gateways(int ifindex, __u32 origin, struct gateway *gws, i
 /* Returns 0, or -errno if a device's addresses could not be read: @gws is
  * then incomplete, and must not be used to prune. */
 static int collect_gateways(const char *name, const struct dh_netdev *dev, const struct dh_ip *user,
-			    int n_user, struct gateway *gws, int *n, const char **failed)
+			    int n_user, __u32 user_origin, struct gateway *gws, int *n, const char **failed)
 {
 	struct dh_ip configured[8];
 	struct dh_netdev docker0;
@@ -98,7 +98,7 @@ static int collect_gateways(const char *name, const struct dh_netdev *dev, const
 	for (i = 0; i < n_configured; i++)
 		add_gateway(gws, n, &configured[i], DH_GW_DOCKER_CONFIG);
 	for (i = 0; i < n_user; i++)
-		add_gateway(gws, n, &user[i], DH_GW_USER);
+		add_gateway(gws, n, &user[i], user_origin);
 	return err;
 }
 
@@ -205,8 +205,9 @@ static int insert_gateways(const struct dh_state *st, int ifindex, const struct 
 		int err;
 
 		if (dh_gateway_get(st, ifindex, &gws[i].addr, &value) == 0) {
-			/* Where an address comes from can change; a --gateway stays. */
-			value.origin = gws[i].origin | (value.origin & DH_GW_USER);
+			/* Where an address comes from can change; a --gateway
+			 * (the CLI's or the configuration's) stays. */
+			value.origin = gws[i].origin | (value.origin & (DH_GW_USER | DH_GW_CONFIG));
 		} else {
 			value.origin = gws[i].origin;
 			u->gateways[u->n_gateways++] = gws[i].addr;
@@ -252,7 +253,7 @@ static int prune_gateways(const struct dh_state *st, int ifindex, const struct g
 
 	n_have = dh_gateways_of(st, ifindex, have, DH_MAX_GATEWAYS);
 	for (j = 0; j < n_have; j++) {
-		if (have[j].origin & DH_GW_USER)
+		if (have[j].origin & (DH_GW_USER | DH_GW_CONFIG))
 			continue;
 		for (i = 0; i < n && !dh_ip_equal(&gws[i].addr, &have[j].addr); i++)
 			;
@@ -506,8 +507,8 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 	}
 	/* A failed read is not "no addresses": pruning by it would drop every
 	 * gateway the bridge has, so its gateways stay until a read works. */
-	addr_err = collect_gateways(opts->bridge, &dev, opts->gateways, opts->n_gateways, gws, &n_gws,
-				    &failed);
+	addr_err = collect_gateways(opts->bridge, &dev, opts->gateways, opts->n_gateways,
+				    opts->config ? DH_GW_CONFIG : DH_GW_USER, gws, &n_gws, &failed);
 	if (addr_err)
 		dh_warn("%s: cannot read %s's addresses (%s): keeping the gateways it has",
 			opts->bridge, failed, strerror(-addr_err));
@@ -563,6 +564,10 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 		u.bridge_entry = true;
 		dh_test_kill_point("attach-recorded");
 	}
+	/* The configuration's from now on (written with the record below):
+	 * apply detaches it once no longer declared. */
+	if (opts->config)
+		bridge.flags |= DH_BRIDGE_CONFIG;
 	/* A plain attach keeps the bridge's mode; --mode converts it. */
 	mode = opts->mode_given ? opts->mode : bridge.mode;
 	socket = mode == DH_MODE_SOCKET;
@@ -693,7 +698,9 @@ int dh_attach(const struct dh_cli *cli, const struct dh_attach_opts *opts)
 		read_gateways(&st, dev.ifindex, gws, &n_gws);
 	if (n_pruned + u.n_gateways > 0 && !strcmp(result, "already attached"))
 		result = "gateways updated";
-	if (!opts->quiet_if_unchanged || strcmp(result, "already attached"))
+	if (opts->result)
+		*opts->result = result;
+	else if (!opts->quiet_if_unchanged || strcmp(result, "already attached"))
 		report_attach(cli, opts->bridge, dev.ifindex, result, gws, n_gws, &bridge);
 	dh_state_close(&st);
 	return 0;
@@ -916,6 +923,12 @@ static int detach_unrecorded(const struct dh_cli *cli, const char *name)
 
 int dh_detach(const struct dh_cli *cli, const char *name)
 {
+	return dh_detach_quiet(cli, name, false);
+}
+
+/* apply says what it changed in its own words: @quiet prints nothing but errors. */
+int dh_detach_quiet(const struct dh_cli *cli, const char *name, bool quiet)
+{
 	char text[64];
 	struct dh_bridge bridge;
 	struct dh_netdev dev;
@@ -981,6 +994,7 @@ int dh_detach(const struct dh_cli *cli, const char *name)
 
 	if (device_present)
 		snprintf(text, sizeof(text), "detached (route_localnet restored to %d)", bridge.saved_route_localnet);
-	report_detach(cli, name, result, bridge.saved_route_localnet, device_present ? text : result);
+	if (!quiet)
+		report_detach(cli, name, result, bridge.saved_route_localnet, device_present ? text : result);
 	return 0;
 }

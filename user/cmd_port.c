@@ -24,7 +24,7 @@ int dh_port_apply(const struct dh_state *st, __u32 ifindex, const struct dh_port
 	/* A mapping keeps its allow-list (even an empty one: closed) until
 	 * it is deleted; a new --to, or attach --port, never opens it. */
 	if (existed)
-		next.flags |= old.flags & DH_PORT_ALLOW_LIST;
+		next.flags |= old.flags & (DH_PORT_ALLOW_LIST | DH_PORT_CONFIG);
 	target = &next;
 	if (existed && old.addr == target->addr && old.port == target->port && old.flags == target->flags &&
 	    !memcmp(old.addr6, target->addr6, sizeof(old.addr6))) {
@@ -140,6 +140,8 @@ struct json_object *dh_ports_json(const struct dh_state *st)
 						     dh_allow_json(st, &rows[i].key) : NULL);
 		json_object_object_add(obj, "packets", json_object_new_uint64(rows[i].stats.packets));
 		json_object_object_add(obj, "bytes", json_object_new_uint64(rows[i].stats.bytes));
+		/* Last: what parsers of the older output match stays as it was. */
+		json_object_object_add(obj, "config", json_object_new_boolean(rows[i].target.flags & DH_PORT_CONFIG));
 		json_object_array_add(list, obj);
 	}
 	free(rows);

@@ -39,11 +39,11 @@ static void counters_print(const struct dh_counters *sum)
 
 static const char *origin_text(__u32 origin)
 {
-	static char buf[48];
+	static char buf[64];
 
-	snprintf(buf, sizeof(buf), "%s%s%s%s", origin & DH_GW_BRIDGE ? ",bridge" : "",
+	snprintf(buf, sizeof(buf), "%s%s%s%s%s", origin & DH_GW_BRIDGE ? ",bridge" : "",
 		 origin & DH_GW_DOCKER0 ? ",docker0" : "", origin & DH_GW_DOCKER_CONFIG ? ",host-gateway-ip" : "",
-		 origin & DH_GW_USER ? ",user" : "");
+		 origin & DH_GW_USER ? ",user" : "", origin & DH_GW_CONFIG ? ",config" : "");
 	return buf[0] ? buf + 1 : "?";
 }
 
@@ -96,6 +96,7 @@ static struct json_object *bridge_json(const struct dh_state *st, __u32 ifindex,
 		json_object_array_add(gws, g);
 	}
 	json_object_object_add(obj, "gateways", gws);
+	json_object_object_add(obj, "config", json_object_new_boolean(bridge->flags & DH_BRIDGE_CONFIG));
 	return obj;
 }
 

@@ -46,6 +46,8 @@ struct watch {
 	struct dh_watched_bridge seen[DH_MAX_BRIDGES];  /* no more can be attached: the bridges map's size */
 	int n_seen;
 	bool resync_pending;  /* the last listing failed: try again soon */
+	const char *config_path;  /* --config: converged to at start and on SIGHUP only */
+	struct dh_config cfg;     /* as loaded last (empty without --config) */
 };
 
 /* How often, with no event, watch checks that its bridges still have
@@ -67,7 +69,7 @@ static bool matches(const struct watch *w, const char *name)
 	for (i = 0; i < w->n_matches; i++)
 		if (fnmatch(w->matches[i], name, 0) == 0)
 			return true;
-	return false;
+	return dh_config_bridge(&w->cfg, name, false) != NULL;
 }
 
 static int find_seen(const struct watch *w, int ifindex)
@@ -89,12 +91,23 @@ static int find_seen(const struct watch *w, int ifindex)
  */
 static void attach_bridge(struct watch *w, int ifindex, const char *name)
 {
+	const struct dh_config_bridge *decl = dh_config_bridge(&w->cfg, name, false);
 	bool first = find_seen(w, ifindex) < 0;
 
+	/* A bridge the configuration declares or matches: attached as it
+	 * says (its mode, gateways and own ports), by the configuration's
+	 * apply, for this bridge alone; the refresh below is then quiet. */
+	if (decl && first) {
+		struct dh_apply_opts apply = { .missing_ok = true, .only = name, .prefix = "watch: " };
+
+		fflush(stdout);
+		if (dh_config_apply(w->cli, &w->cfg, &apply))
+			return;
+	}
 	snprintf(w->opts.bridge, sizeof(w->opts.bridge), "%s", name);
 	w->opts.n_ports = first ? w->n_ports : 0;
-	w->opts.mode_given = first && w->mode_given;
-	w->opts.quiet_if_unchanged = !first;
+	w->opts.mode_given = first && w->mode_given && !decl;
+	w->opts.quiet_if_unchanged = !first || decl;
 	fflush(stdout);
 	if (dh_attach(w->cli, &w->opts) == 0 && first && w->n_seen < DH_MAX_BRIDGES) {
 		w->seen[w->n_seen].ifindex = ifindex;
@@ -312,6 +325,43 @@ static void docker_events(struct watch *w, struct dh_docker_events *ev)
 }
 
 /*
+ * SIGHUP: the configuration again, and the host converged to it. A file
+ * that does not parse changes nothing (the one loaded before stays).
+ * Bridges no longer declared nor matched are no longer watch's (apply
+ * detached those that were the configuration's); new ones are attached
+ * by the listing that follows. Mappings on unchanged ports are not
+ * touched: their flows go on.
+ */
+static void reload(struct watch *w)
+{
+	struct dh_apply_opts apply = { .missing_ok = true, .prefix = "watch: " };
+	struct dh_config next;
+	char why[512];
+	int i;
+
+	if (!w->config_path) {
+		printf("watch: SIGHUP: no --config to reload\n");
+		fflush(stdout);
+		return;
+	}
+	if (dh_config_load(w->config_path, &next, why, sizeof(why))) {
+		dh_warn("watch: reload: %s: the configuration loaded before stays", why);
+		return;
+	}
+	printf("watch: reloading %s\n", w->config_path);
+	fflush(stdout);
+	dh_config_free(&w->cfg);
+	w->cfg = next;
+	dh_config_apply(w->cli, &w->cfg, &apply);
+	for (i = w->n_seen - 1; i >= 0; i--)
+		if (!matches(w, w->seen[i].name))
+			w->seen[i] = w->seen[--w->n_seen];
+	if (resync(w) < 0)
+		w->resync_pending = true;
+	fflush(stdout);
+}
+
+/*
  * Reads events until SIGTERM, SIGINT or SIGHUP; a listing of existing links
  * goes first. The signals stay blocked and arrive on @sig_fd, read in the
  * same poll() as the events: one that comes while an event is handled, or
@@ -370,8 +420,16 @@ static int run(struct watch *w, int sig_fd)
 	printf("watch: following bridges matching");
 	for (ret = 0; ret < w->n_matches; ret++)
 		printf(" '%s'", w->matches[ret]);
+	if (w->config_path)
+		printf("%s the bridge and match lines of %s", w->n_matches ? " and" : "", w->config_path);
 	printf("\n");
 	fflush(stdout);
+	if (w->config_path) {
+		struct dh_apply_opts apply = { .missing_ok = true, .prefix = "watch: " };
+
+		/* Converged to once now; a failure is said, and SIGHUP tries again. */
+		dh_config_apply(w->cli, &w->cfg, &apply);
+	}
 	ret = resync(w);
 	if (ret < 0) {
 		err = dh_runtime_error("watch: cannot list links: %s", strerror(-ret));
@@ -426,8 +484,13 @@ static int run(struct watch *w, int sig_fd)
 		if (fds[0].revents) {
 			struct signalfd_siginfo info;
 
-			if (read(sig_fd, &info, sizeof(info)) == sizeof(info))
-				dh_debug("watch: signal %u", info.ssi_signo);
+			if (read(sig_fd, &info, sizeof(info)) != sizeof(info))
+				continue;
+			dh_debug("watch: signal %u", info.ssi_signo);
+			if (info.ssi_signo == SIGHUP) {
+				reload(w);
+				continue;
+			}
 			break;
 		}
 		if (n_fds > 2 && fds[2].revents)
@@ -469,6 +532,7 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 		{ "mode", required_argument, NULL, 'o' },
 		{ "detach-on-exit", no_argument, NULL, 'd' },
 		{ "docker-labels", no_argument, NULL, 'l' },
+		{ "config", required_argument, NULL, 'c' },
 		{}
 	};
 	static struct watch w;
@@ -507,6 +571,9 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 		case 'l':
 			w.docker_labels = true;
 			break;
+		case 'c':
+			w.config_path = optarg;
+			break;
 		case ':':
 			return dh_usage_error("watch: option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -515,18 +582,28 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 	}
 	if (optind != argc)
 		return dh_usage_error("watch: unexpected argument '%s'", argv[optind]);
-	if (!w.n_matches) {
+	if (w.config_path) {
+		char why[512];
+
+		/* A bad line is bad input, as for apply: nothing attached. */
+		if (dh_config_load(w.config_path, &w.cfg, why, sizeof(why)))
+			return dh_usage_error("watch: %s", why);
+	} else if (!w.n_matches) {
 		w.matches[w.n_matches++] = "docker0";
 		w.matches[w.n_matches++] = "br-*";
 	}
 	err = dh_require_root();
-	if (err)
+	if (err) {
+		dh_config_free(&w.cfg);
 		return err;
+	}
 
 	/* Blocked before anything is attached: from here on they only end
 	 * the loop, and --detach-on-exit always runs. */
-	if ((sig_fd = dh_stop_signals_fd()) < 0)
+	if ((sig_fd = dh_stop_signals_fd()) < 0) {
+		dh_config_free(&w.cfg);
 		return dh_runtime_error("watch: cannot take over SIGTERM: %s", strerror(errno));
+	}
 	err = run(&w, sig_fd);
 	close(sig_fd);
 
@@ -536,5 +613,6 @@ int dh_cmd_watch(const struct dh_cli *cli, int argc, char **argv)
 	} else {
 		printf("watch: stopping; %d bridge(s) stay attached\n", w.n_seen);
 	}
+	dh_config_free(&w.cfg);
 	return err;
 }

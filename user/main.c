@@ -76,14 +76,19 @@ static const struct command commands[] = {
 	  "a plain del unmaps it and drops the list)." },
 	{ "watch", dh_cmd_watch,
 	  "watch [--match GLOB]... [--port SPEC]... [--hook auto|tcx|clsact] [--mode socket|nat] [--detach-on-exit]"
-	  " [--docker-labels]",
+	  " [--docker-labels] [--config FILE]",
 	  "Stay in the foreground: attach every bridge whose name matches a GLOB (default\n"
 	  "'docker0' and 'br-*') now and whenever one appears, forget bridges that\n"
 	  "disappear, and keep gateway sets current as addresses change. --port maps\n"
 	  "SPEC, and --mode sets the mode, on each bridge when watch first attaches it,\n"
 	  "never again on later refreshes: 'port' edits and conversions made meanwhile\n"
-	  "stay. SIGTERM, SIGINT or SIGHUP ends it; the bridges stay attached unless\n"
+	  "stay. SIGTERM or SIGINT ends it; the bridges stay attached unless\n"
 	  "--detach-on-exit. One line per event on standard output.\n"
+	  "--config FILE: the configuration of 'apply' (no default --match then): watch\n"
+	  "converges to it at start and on SIGHUP (a file that does not parse changes\n"
+	  "nothing), and only then, so edits made with the CLI meanwhile stay; bridges\n"
+	  "its bridge and match lines name are attached as they appear, as it says.\n"
+	  "Without --config, SIGHUP changes nothing.\n"
 	  "It follows Docker's events too: allow-list sources that are Docker containers\n"
 	  "or networks are re-resolved by name after each one (a restarted container\n"
 	  "keeps its access; a stopped or removed one has no address, closed to it).\n"
@@ -91,6 +96,18 @@ static const struct command commands[] = {
 	  "gets those ports on its networks' watched bridges, from it alone, until it\n"
 	  "stops; hand-made mappings are never opened or removed. Without Docker it\n"
 	  "says so once and retries." },
+	{ "apply", dh_cmd_apply, "apply [FILE] [--dry-run]",
+	  "Converge the host to the configuration FILE (default " DH_CONFIG_DEFAULT ", then\n"
+	  "each FILE.d/NAME.conf in name order; the format is in dockhost-bpf(8),\n"
+	  "CONFIGURATION): attach the bridges it declares or matches, detach those it\n"
+	  "declared before and no longer does, add, update and remove its ports and\n"
+	  "their sources, and print each change; what already matches is left as it is.\n"
+	  "It owns only what it declared: bridges, ports and sources made by hand or by\n"
+	  "Docker labels stay; one it declares that exists already is adopted (said so).\n"
+	  "All or nothing: a bad line (exit 2, named FILE:LINE), a missing bridge or an\n"
+	  "unresolvable Docker source (exit 1) changes nothing; a change that fails\n"
+	  "undoes what this apply added. --dry-run prints what it would change and\n"
+	  "changes nothing; --json prints the changes as objects." },
 	{ "status", dh_cmd_status, "status",
 	  "Show attached bridges (programs, route_localnet now and saved, gateways), the\n"
 	  "port map with per-port traffic, and the counters." },
@@ -128,8 +145,9 @@ static const struct command commands[] = {
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 /* The long-running commands (watch, trace, metrics) end on SIGTERM, SIGINT
- * or SIGHUP through a signalfd: blocked from here on, a signal only ends
- * their loop, and their way out (detach, tracing off) always runs. */
+ * or SIGHUP (which watch takes as a reload) through a signalfd: blocked from
+ * here on, a signal only ends their loop, and their way out (detach,
+ * tracing off) always runs. */
 int dh_stop_signals_fd(void)
 {
 	sigset_t stop_signals;

@@ -332,3 +332,20 @@ const char *dh_prefix_str(const struct dh_allow_prefix *prefix, char *buf, size_
 		 prefix->prefixlen);
 	return buf;
 }
+
+/* Docker's rule for names ([a-zA-Z0-9][a-zA-Z0-9_.-]*); ids fit it too. */
+bool dh_docker_name_valid(const char *text)
+{
+	size_t i, len = strlen(text);
+
+	if (len == 0 || len >= DH_ALLOW_NAME_LEN)
+		return false;
+	for (i = 0; i < len; i++) {
+		char c = text[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+
+		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
+			return false;
+	}
+	return true;
+}

@@ -50,6 +50,7 @@ static int read_records(const struct dh_state *st, bool labels, struct record *o
 {
 	struct dh_allow_source_key key, prev_key;
 	void *prev = NULL;
+	__u32 kind;
 	int n = 0;
 
 	while (n < max && bpf_map_get_next_key(st->allow_sources_fd, prev, &key) == 0) {
@@ -57,8 +58,10 @@ static int read_records(const struct dh_state *st, bool labels, struct record *o
 		prev = &prev_key;
 		if (bpf_map_lookup_elem(st->allow_sources_fd, &key, &out[n].src))
 			continue;
-		if (labels ? !is_label(out[n].src.kind) :
-			     out[n].src.kind != DH_ALLOW_CONTAINER && out[n].src.kind != DH_ALLOW_NETWORK)
+		/* The configuration's container and network sources (owner
+		 * bit over the kind) are re-resolved as a user's are. */
+		kind = out[n].src.kind & DH_ALLOW_KIND_MASK;
+		if (labels ? !is_label(out[n].src.kind) : kind != DH_ALLOW_CONTAINER && kind != DH_ALLOW_NETWORK)
 			continue;
 		if (out[n].src.count > DH_ALLOW_PREFIXES)
 			out[n].src.count = DH_ALLOW_PREFIXES;
@@ -161,7 +164,8 @@ static void follow_sources(const struct dh_cli *cli)
 			resolved[i] = resolved[j];
 			state[i] = state[j];
 		} else {
-			int err = dh_docker_source_of_kind(recs[i].key.name, recs[i].src.kind == DH_ALLOW_NETWORK,
+			bool network = (recs[i].src.kind & DH_ALLOW_KIND_MASK) == DH_ALLOW_NETWORK;
+			int err = dh_docker_source_of_kind(recs[i].key.name, network,
 							   &resolved[i], why, sizeof(why));
 
 			/* Gone (404): no address, as a stopped container. */
@@ -188,7 +192,7 @@ static void follow_sources(const struct dh_cli *cli)
 		    !same_prefixes(&now, &recs[i].src))
 			continue;
 		apply(&st, &recs[i].key.port, recs[i].key.name, &resolved[i],
-		      resolved[i].kind == DH_ALLOW_NETWORK ? "network" : resolved[i].count ? "container" :
+		      (resolved[i].kind & DH_ALLOW_KIND_MASK) == DH_ALLOW_NETWORK ? "network" : resolved[i].count ? "container" :
 		      "container, not running or gone: closed to it");
 	}
 	fflush(stdout);
@@ -308,6 +312,12 @@ static void remove_label(const struct dh_state *st, const struct record *rec)
 	}
 	if (!any) {
 		struct json_object *list = dh_allow_json(st, &rec->key.port);
+		struct dh_port_target target;
+
+		/* A mapping the configuration adopted is the configuration's. */
+		if (bpf_map_lookup_elem(st->ports_fd, &rec->key.port, &target) == 0 &&
+		    (target.flags & DH_PORT_CONFIG))
+			any = true;
 
 		any = json_object_array_length(list) > 0;
 		json_object_put(list);
