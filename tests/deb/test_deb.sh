@@ -85,7 +85,7 @@ dpkg-deb -e "$DH_DEB" "$work/control"
 check binary_version "--version: $("$work/root/usr/sbin/dockhost-bpf" --version 2>&1)" \
 	eval '[ "$("$work/root/usr/sbin/dockhost-bpf" --version)" = "dockhost-bpf $version" ]'
 check unit_execstart "$(grep ExecStart "$work/root/lib/systemd/system/dockhost-bpf.service")" \
-	grep -qx 'ExecStart=/usr/sbin/dockhost-bpf watch $DOCKHOST_WATCH_ARGS' \
+	grep -qx 'ExecStart=/usr/sbin/dockhost-bpf watch --config /etc/dockhost-bpf.conf $DOCKHOST_WATCH_ARGS' \
 	"$work/root/lib/systemd/system/dockhost-bpf.service"
 # The unit's stop leaves bridges attached, so an upgrade's restart drops no
 # flow: no --detach-on-exit anywhere in what the unit runs by default.

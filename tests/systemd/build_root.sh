@@ -8,7 +8,6 @@
 # (its leftover is removed by the next build).
 set -euo pipefail
 dir=${1:?usage: build_root.sh DIR}
-[ -e "$dir/etc/os-release" ] && exit 0
 
 # The machine's own Debian mirror (deb822 sources), else Debian's default.
 mirror=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -n1)
@@ -20,7 +19,12 @@ packages=(
 	iproute2 procps socat
 	# dockhost-bpf's runtime libraries (libcurl4: Docker's API, dlopen()ed)
 	libbpf1 libelf1 libmnl0 libjson-c5 zlib1g libcurl4
+	# what the package recommends besides (its completion)
+	bash-completion curl
 )
+# A root built from this very list is reused; another list builds anew.
+[ -e "$dir/etc/os-release" ] && [ "$(cat "$dir/.dh-packages" 2>/dev/null)" = "${packages[*]}" ] && exit 0
+rm -rf --one-file-system "$dir"
 
 rm -rf --one-file-system "$dir".tmp-* 2>/dev/null || true
 tmp=$dir.tmp-$$
@@ -47,5 +51,6 @@ ln -sf /dev/null "$tmp/etc/systemd/system/console-getty.service"
 ln -sf /dev/null "$tmp/etc/systemd/system/getty@.service"
 ln -sf /dev/null "$tmp/etc/systemd/system/systemd-networkd-wait-online.service"
 apt-get clean -o RootDir="$tmp" 2>/dev/null || rm -rf "$tmp/var/cache/apt/archives"/*.deb
+echo "${packages[*]}" >"$tmp/.dh-packages"
 mv "$tmp" "$dir"
 trap - EXIT

@@ -100,19 +100,19 @@ wait_in() {  # WHAT SNIPPET
 	fail "timed out waiting for: $1; unit log: $(in_machine journalctl -u dockhost-bpf -n 20 --no-pager 2>&1)"
 }
 
-# The configuration the unit reads, in one place (the declarative config
-# replaces DOCKHOST_WATCH_ARGS; only this function knows its format).
+# The configuration the unit reads, in one place: the declarative config (/etc/dockhost-bpf.conf: br-dh* in MODE, each PORT
+# mapped) and the unit's other watch options (/etc/default/dockhost-bpf).
 write_config() {  # [--detach-on-exit] MODE PORT... (MODE: socket or nat)
-	local mode args="" p
+	local args="" conf p
 	if [ "$1" = --detach-on-exit ]; then
-		args=" --detach-on-exit"
+		args="--detach-on-exit"
 		shift
 	fi
-	mode=$1
+	conf="# written by test-systemd\nmatch br-dh* --mode $1\n"
 	shift
-	for p in "$@"; do args="$args --port $p"; done
-	[ "$mode" = socket ] || args="$args --mode $mode"
-	in_machine sh -c "printf 'DOCKHOST_WATCH_ARGS=\"%s\"\n' '${args# }' >/etc/dockhost-bpf.conf"
+	for p in "$@"; do conf+="port $p\n"; done
+	in_machine sh -c "printf '$conf' >/etc/dockhost-bpf.conf &&
+		printf 'DOCKHOST_WATCH_ARGS=\"%s\"\n' '$args' >/etc/default/dockhost-bpf"
 }
 
 # Never route_localnet=1 without our programs on the bridge: checked after
@@ -296,6 +296,23 @@ check_restart_restores_mappings() {
 	flow_alive "after restart"
 }
 
+check_reload_applies_the_edit() {
+	# systemctl reload converges to the edited file: a new port (9088, to
+	# the service on 8088) comes in; the flow on the unchanged 8089 stays.
+	write_config socket 8088/tcp 8089/tcp "9088/tcp --to 8088"
+	in_machine systemctl reload dockhost-bpf
+	wait_in "9088 mapped by the reload" "dockhost-bpf port list | grep -q 9088"
+	expect_eq "$(tcp_get 9088)" hello-8088 "the port the reload added"
+	flow_alive "after reload"
+	write_config socket 8088/tcp 8089/tcp
+	in_machine systemctl reload dockhost-bpf
+	wait_in "9088 unmapped by the reload" "! dockhost-bpf port list | grep -q 9088"
+	[ "$(tcp_get 9088)" != hello-8088 ] || fail "9088 still reachable after the reload removed it"
+	expect_eq "$(tcp_get 8088)" hello-8088 "8088 after the reloads"
+	flow_alive "after the second reload"
+	in_machine systemctl is-active -q dockhost-bpf || fail "not active after the reloads"
+}
+
 check_hardening() {
 	local pid caps score
 	pid=$(in_machine systemctl show -P MainPID dockhost-bpf)
@@ -401,6 +418,7 @@ check apt_installs_the_deb check_apt_installs_the_deb
 check start_attaches check_start_attaches
 check stop_keeps_attached check_stop_keeps_attached
 check restart_restores_mappings check_restart_restores_mappings
+check reload_applies_the_edit check_reload_applies_the_edit
 check hardening check_hardening
 [ -s "$run/exposure" ] && echo "test-systemd: systemd-analyze security: exposure $(cat "$run/exposure")"
 boot_step reboot 1
