@@ -18,11 +18,14 @@ start_watch() {  # ARGS...
 }
 
 # SIGHUP, then the reload's end: watch's log says "reloading" once more.
+# A reload is done when watch prints its outcome: the summary of what it
+# changed, or why the file it read stays unused. Counted before the signal
+# with the same pattern as after (the start's summary matches it too).
 reload_watch() {
-	local n
-	n=$(grep -c 'reloading' "$WATCH_LOG" || true)
+	local n done_re='config: [0-9]* change(s) made\|config: nothing to change\|reload: '
+	n=$(grep -c "$done_re" "$WATCH_LOG" || true)
 	kill -HUP "$WATCH_PID"
-	wait_for "watch to reload" "[ \$(grep -c 'config: .*change\|config: nothing to change\|reload: ' '$WATCH_LOG') -gt $n ]"
+	wait_for "watch to reload" "[ \$(grep -c '$done_re' '$WATCH_LOG') -gt $n ]"
 	kill -0 "$WATCH_PID" 2>/dev/null || fail "watch ended on SIGHUP: $(cat "$WATCH_LOG")"
 }
 
