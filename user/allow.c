@@ -81,6 +81,21 @@ static bool looks_like_cidr(const char *text)
 	return strchr(text, '/') || strchr(text, ':') || strspn(text, "0123456789.") == strlen(text);
 }
 
+bool dh_allow_same_prefixes(const struct dh_allow_source *a, const struct dh_allow_source *b)
+{
+	__u32 i, j;
+
+	if (a->count != b->count || a->count > DH_ALLOW_PREFIXES)
+		return false;
+	for (i = 0; i < a->count; i++) {
+		for (j = 0; j < b->count && memcmp(&a->prefixes[i], &b->prefixes[j], sizeof(a->prefixes[i])); j++)
+			;
+		if (j == b->count)
+			return false;
+	}
+	return true;
+}
+
 int dh_allow_parse(const char *cmd, const char *text, bool docker, struct dh_allow_arg *arg)
 {
 	struct dh_allow_prefix prefix;

@@ -377,6 +377,8 @@ struct dh_allow_arg {
 /* --from @text: a CIDR, "any", or (with @docker) a Docker container or
  * network, resolved now. Returns 0 or an exit code after the error. */
 int dh_allow_parse(const char *cmd, const char *text, bool docker, struct dh_allow_arg *arg);
+/* The same prefixes, in any order. */
+bool dh_allow_same_prefixes(const struct dh_allow_source *a, const struct dh_allow_source *b);
 /* Puts @arg's prefixes in the list of the mapping @port (replacing what
  * the same name put there before). 0 or -errno. */
 int dh_allow_add(const struct dh_state *st, const struct dh_port_key *port, const struct dh_allow_arg *arg);

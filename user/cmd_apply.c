@@ -130,21 +130,6 @@ static bool same_target(const struct dh_port_target *a, const struct dh_port_tar
 	       !memcmp(a->addr6, b->addr6, sizeof(a->addr6));
 }
 
-static bool same_prefixes(const struct dh_allow_source *a, const struct dh_allow_source *b)
-{
-	__u32 i, j;
-
-	if (a->count != b->count || a->count > DH_ALLOW_PREFIXES)
-		return false;
-	for (i = 0; i < a->count; i++) {
-		for (j = 0; j < b->count && memcmp(&a->prefixes[i], &b->prefixes[j], sizeof(a->prefixes[i])); j++)
-			;
-		if (j == b->count)
-			return false;
-	}
-	return true;
-}
-
 /* Every allow_sources record of the mapping @key. */
 struct record {
 	struct dh_allow_source_key key;
@@ -405,7 +390,7 @@ static int plan_port(struct plan *p, const struct dh_state *st, int index)
 		for (i = 0; i < n_recs && strcmp(recs[i].key.name, cp->from[j]); i++)
 			;
 		if (i < n_recs && (recs[i].src.kind & DH_ALLOW_CONFIG) &&
-		    (recs[i].src.kind & DH_ALLOW_KIND_MASK) == arg->src.kind && same_prefixes(&recs[i].src, &arg->src))
+		    (recs[i].src.kind & DH_ALLOW_KIND_MASK) == arg->src.kind && dh_allow_same_prefixes(&recs[i].src, &arg->src))
 			continue;
 		if (!(c = add_change(p, A_ADD_SOURCE, at)))
 			goto nomem;

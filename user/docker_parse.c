@@ -277,19 +277,29 @@ static void copy_name(char *dst, size_t size, const char *name)
 	snprintf(dst, size, "%s", name);
 }
 
-int dh_docker_parse_labelled(long status, const char *body, size_t len, const char *label,
-			     struct dh_docker_labelled *out, int max, char *why, size_t why_len)
+/* The answer to GET /containers/json: its list, or NULL with @why. */
+static struct json_object *container_list(long status, const char *body, size_t len, char *why, size_t why_len)
 {
 	struct json_object *list = parse_json(body, len);
-	int n = 0;
-	size_t i;
 
 	why[0] = '\0';
 	if (status != 200 || !json_object_is_type(list, json_type_array)) {
 		snprintf(why, why_len, "Docker answered %ld to GET /containers/json", status);
 		json_object_put(list);
-		return -EHOSTUNREACH;
+		return NULL;
 	}
+	return list;
+}
+
+int dh_docker_parse_labelled(long status, const char *body, size_t len, const char *label,
+			     struct dh_docker_labelled *out, int max, char *why, size_t why_len)
+{
+	struct json_object *list = container_list(status, body, len, why, why_len);
+	int n = 0;
+	size_t i;
+
+	if (!list)
+		return -EHOSTUNREACH;
 	for (i = 0; i < json_object_array_length(list) && n < max; i++) {
 		struct json_object *c = json_object_array_get_idx(list, i), *names;
 		struct dh_docker_labelled *item = &out[n];
@@ -321,17 +331,13 @@ int dh_docker_parse_labelled(long status, const char *body, size_t len, const ch
 int dh_docker_parse_container_addrs(long status, const char *body, size_t len, struct dh_docker_addr *out,
 				    int max, char *why, size_t why_len)
 {
-	struct json_object *list = parse_json(body, len);
+	struct json_object *list = container_list(status, body, len, why, why_len);
 	int n = 0;
 	size_t i;
 	__u32 j;
 
-	why[0] = '\0';
-	if (status != 200 || !json_object_is_type(list, json_type_array)) {
-		snprintf(why, why_len, "Docker answered %ld to GET /containers/json", status);
-		json_object_put(list);
+	if (!list)
 		return -EHOSTUNREACH;
-	}
 	for (i = 0; i < json_object_array_length(list) && n < max; i++) {
 		struct json_object *c = json_object_array_get_idx(list, i);
 		struct json_object *names = member(c, "Names", json_type_array);

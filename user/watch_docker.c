@@ -71,21 +71,6 @@ static int read_records(const struct dh_state *st, bool labels, struct record *o
 	return n;
 }
 
-/* Same prefixes, in any order. */
-static bool same_prefixes(const struct dh_allow_source *a, const struct dh_allow_source *b)
-{
-	__u32 i, j;
-
-	if (a->count != b->count)
-		return false;
-	for (i = 0; i < a->count; i++) {
-		for (j = 0; j < b->count && memcmp(&a->prefixes[i], &b->prefixes[j], sizeof(a->prefixes[i])); j++)
-			;
-		if (j == b->count)
-			return false;
-	}
-	return true;
-}
 
 static const char *prefixes_text(const struct dh_allow_source *src, char *buf, size_t size)
 {
@@ -176,7 +161,7 @@ static void follow_sources(const struct dh_cli *cli)
 				dh_debug("watch: %s: %s: kept as it was", recs[i].key.name, why);
 		}
 		resolved[i].kind = recs[i].src.kind;
-		if (state[i] > 0 && !same_prefixes(&resolved[i], &recs[i].src))
+		if (state[i] > 0 && !dh_allow_same_prefixes(&resolved[i], &recs[i].src))
 			changed++;
 	}
 	if (!changed || dh_state_open(cli, &st, DH_OPEN_EXISTING))
@@ -185,11 +170,11 @@ static void follow_sources(const struct dh_cli *cli)
 	for (i = 0; i < n; i++) {
 		struct dh_allow_source now;
 
-		if (state[i] <= 0 || same_prefixes(&resolved[i], &recs[i].src))
+		if (state[i] <= 0 || dh_allow_same_prefixes(&resolved[i], &recs[i].src))
 			continue;
 		/* Still there, and still what we read (port del meanwhile)? */
 		if (bpf_map_lookup_elem(st.allow_sources_fd, &recs[i].key, &now) ||
-		    !same_prefixes(&now, &recs[i].src))
+		    !dh_allow_same_prefixes(&now, &recs[i].src))
 			continue;
 		apply(&st, &recs[i].key.port, recs[i].key.name, &resolved[i],
 		      (resolved[i].kind & DH_ALLOW_KIND_MASK) == DH_ALLOW_NETWORK ? "network" : resolved[i].count ? "container" :
@@ -425,7 +410,7 @@ static void follow_labels(const struct dh_cli *cli, const struct dh_watched_brid
 		struct dh_allow_source now;
 		char what[96];
 
-		if (has_record(&st, &w->key, w->name, &now) && same_prefixes(&now, &w->src))
+		if (has_record(&st, &w->key, w->name, &now) && dh_allow_same_prefixes(&now, &w->src))
 			continue;
 		snprintf(what, sizeof(what), "label of container %s", w->container);
 		apply(&st, &w->key, w->name, &w->src, what);
