@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # Core: build, test, demo. `install-deps.sh bench` adds what make bench needs,
-# `install-deps.sh docker` what the real-Docker test needs.
+# `install-deps.sh docker` what the real-Docker test needs, `install-deps.sh
+# kernels` what make test-kernels needs.
 packages=(
 	# build: BPF compiler and llvm-strip, libbpf and what it links, bpftool for skeletons
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc
@@ -28,6 +29,12 @@ docker)
 	# the real-Docker test: the daemon, a local image's contents (busybox,
 	# bash for /dev/udp), nft to remove the tables a private dockerd made
 	packages+=(docker.io busybox-static bash-static nftables iptables) ;;
+kernels)
+	# make test-kernels: QEMU (TCG) for Debian 12's stock kernel, whose
+	# package is only downloaded and unpacked; busybox-static for the
+	# guest's initramfs; kmod's depmod and modprobe for its modules; the
+	# iptables the e2e suite uses
+	packages+=(qemu-system-x86 busybox-static kmod iptables) ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then
