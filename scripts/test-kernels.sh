@@ -7,8 +7,10 @@
 # overlay (tests/kernels/init, busybox), and runs tests/run.sh there
 # (tests/kernels/guest.sh) against the binaries built on the host.
 #
-# DH_SUITES (default "unit e2e") and DH_TEST_FILTER go to the guest's
-# tests/run.sh. DH_KERNEL_PKG names another kernel package, DH_KERNEL_TIMEOUT
+# DH_SUITES (default "unit e2e") and DH_TEST_FILTER (default: the cases
+# listed in tests/kernels/e2e-subset; "all" for all) go to the guest's
+# tests/run.sh (DH_KERNEL_CMD, a shell command, runs instead of it: for
+# development). DH_KERNEL_PKG names another kernel package, DH_KERNEL_TIMEOUT
 # (seconds) bounds the whole guest run, DH_QEMU_ACCEL (default tcg: no KVM on
 # this machine kind) and DH_QEMU_MEM tune QEMU.
 # Prints the guest's uname -r and the suite's "N passed, N failed, N skipped";
@@ -17,7 +19,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${OUTPUT:-$root/.output}" && cd "${OUTPUT:-$root/.output}" && pwd)
 suites=${DH_SUITES:-unit e2e}
-timeout_s=${DH_KERNEL_TIMEOUT:-2700}
+# The e2e cases of tests/kernels/e2e-subset unless DH_TEST_FILTER says
+# which (DH_TEST_FILTER=all: every one, for well over an hour).
+filter=${DH_TEST_FILTER:-$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$root/tests/kernels/e2e-subset" | paste -sd '|')}
+[ "$filter" = all ] && filter=
+timeout_s=${DH_KERNEL_TIMEOUT:-2100}
 accel=${DH_QEMU_ACCEL:-tcg}
 mem=${DH_QEMU_MEM:-3072}
 
@@ -80,16 +86,16 @@ if [ ! -e "$initrd" ] || [ "$root/tests/kernels/init" -nt "$initrd" ]; then
 	rm -rf "$stage"
 fi
 
-# The run directory, the guest's writable share: settings in, results out.
-run=$out/kernels/run
-rm -rf "$run"
-mkdir -p "$run"
+# The run directory, the guest's writable share: settings in, results out
+# (kept after a failure, for its console.log).
+run=$(mktemp -d "$out/kernels/run.XXXXXX")
 {
 	printf 'DH_ROOT=%q\n' "$root"
 	printf 'DH_KERNEL_MODULES=%q\n' "$modules"
 	printf 'DH_SUITES=%q\n' "$suites"
-	printf 'DH_TEST_FILTER=%q\n' "${DH_TEST_FILTER:-}"
+	printf 'DH_TEST_FILTER=%q\n' "$filter"
 	printf 'FUZZ_SECONDS=%q\n' "${FUZZ_SECONDS:-3}"
+	printf 'DH_KERNEL_CMD=%q\n' "${DH_KERNEL_CMD:-}"
 } >"$run/env"
 
 echo "  QEMU    $pkg ($rel), accel $accel, 2 cpus, ${mem} MiB, timeout ${timeout_s} s"
@@ -98,7 +104,7 @@ rc=0
 # A hung guest must fail, not hang: timeout kills QEMU (and -no-reboot
 # turns a panic or a guest that powers off into QEMU's exit).
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
-	-accel "$accel" -cpu max -smp 2 -m "$mem" \
+	-accel "$accel" -cpu "${DH_QEMU_CPU:-max}" -smp 2 -m "$mem" \
 	-nographic -no-reboot -nic none -monitor none -serial stdio \
 	-kernel "$kernel" -initrd "$initrd" \
 	-append "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init" \
@@ -123,6 +129,7 @@ if [ ! -e "$run/status" ]; then
 fi
 status=$(cat "$run/status")
 if [ "$status" != 0 ]; then
-	echo "test-kernels: FAIL: tests/run.sh exited $status in the guest" >&2
+	echo "test-kernels: FAIL: tests/run.sh exited $status in the guest; see $run/console.log" >&2
 	exit 1
 fi
+rm -rf "$run"

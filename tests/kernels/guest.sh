@@ -43,13 +43,18 @@ for m in veth bridge br_netfilter sch_ingress cls_bpf nf_tables nf_conntrack \
 	modprobe "$m"
 done
 echo "$release" >/dh-out/uname
-echo "dh-guest: kernel $release, $(nproc) cpus, DH_SUITES=\"$DH_SUITES\"${DH_TEST_FILTER:+ DH_TEST_FILTER=$DH_TEST_FILTER}"
+echo "dh-guest: kernel $release, $(nproc) cpus, DH_SUITES=\"$DH_SUITES\"${DH_TEST_FILTER:+, $(tr '|' '\n' <<<"$DH_TEST_FILTER" | wc -l) DH_TEST_FILTER names}"
 
 set +eE
 trap - ERR
 cd "$DH_ROOT"
 start=$(date +%s)
-DH_SUITES=$DH_SUITES DH_TEST_FILTER=${DH_TEST_FILTER:-} FUZZ_SECONDS=${FUZZ_SECONDS:-3} tests/run.sh
+if [ -n "${DH_KERNEL_CMD:-}" ]; then
+	# For development: a command of one's own instead of the suites.
+	bash -c "$DH_KERNEL_CMD"
+else
+	DH_SUITES=$DH_SUITES DH_TEST_FILTER=${DH_TEST_FILTER:-} FUZZ_SECONDS=${FUZZ_SECONDS:-3} tests/run.sh
+fi
 rc=$?
-echo "dh-guest: tests/run.sh exited $rc after $(($(date +%s) - start)) s"
+echo "dh-guest: ${DH_KERNEL_CMD:-tests/run.sh} exited $rc after $(($(date +%s) - start)) s"
 finish "$rc"
