@@ -139,9 +139,8 @@ test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHU
 
 # make test, then the e2e and cli suites again against the CLI built with
 # ASan and UBSan (tests/sanitizer/run.sh): what .ci/run runs.
-test-all: test asan
+test-all: test asan test-kernels
 	$(Q)DH_BIN=$(abspath $(ASAN_OUTPUT))/dockhost-bpf tests/sanitizer/run.sh
-	$(Q)$(MAKE) --no-print-directory test-kernels
 
 asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=1 CC=$(CLANG) OUTPUT=$(ASAN_OUTPUT) $(ASAN_OUTPUT)/dockhost-bpf
