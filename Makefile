@@ -78,7 +78,7 @@ else
 endif
 
 .DELETE_ON_ERROR:
-.PHONY: all deps clean test test-all test-unit test-docker fuzz asan demo bench install uninstall vmlinux deb test-deb test-systemd
+.PHONY: all deps clean test test-all test-unit test-docker test-kernels fuzz asan demo bench install uninstall vmlinux deb test-deb test-systemd
 
 all: $(OUTPUT)/dockhost-bpf
 
@@ -151,7 +151,7 @@ test: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHU
 
 # make test, then the e2e and cli suites again against the CLI built with
 # ASan and UBSan (tests/sanitizer/run.sh): what .ci/run runs.
-test-all: test asan test-deb test-systemd
+test-all: test asan test-deb test-systemd test-kernels
 	$(Q)DH_BIN=$(abspath $(ASAN_OUTPUT))/dockhost-bpf tests/sanitizer/run.sh
 
 asan:
@@ -163,6 +163,12 @@ fuzz: $(FUZZ_BINS)
 
 test-unit: $(UNIT_BIN) $(PROP_BIN)
 	$(Q)$(UNIT_BIN) && $(PROP_BIN)
+
+# The unit and e2e suites on Debian 12's stock kernel (6.1) under QEMU
+# (scripts/test-kernels.sh). DH_SUITES (default "unit e2e") and
+# DH_TEST_FILTER as for make test: DH_SUITES=e2e DH_TEST_FILTER=name runs one.
+test-kernels: $(OUTPUT)/dockhost-bpf $(UNIT_BIN) $(PROP_BIN) $(TEST_BPF) $(TCXCTL) $(CHURN_SO) $(RAWFRAME)
+	$(Q)OUTPUT=$(OUTPUT) scripts/test-kernels.sh
 
 # The real-Docker suite alone (make test runs it too).
 test-docker: $(OUTPUT)/dockhost-bpf

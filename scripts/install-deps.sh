@@ -5,7 +5,8 @@ set -euo pipefail
 
 # Core: build, test, demo. `install-deps.sh bench` adds what make bench needs,
 # `install-deps.sh docker` what the real-Docker test needs, `install-deps.sh
-# deb` what make deb needs, `install-deps.sh systemd` what make test-systemd needs.
+# deb` what make deb needs, `install-deps.sh systemd` what make test-systemd
+# needs, `install-deps.sh kernels` what make test-kernels needs.
 packages=(
 	# build: BPF compiler and llvm-strip, libbpf and what it links, bpftool for skeletons
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc
@@ -40,6 +41,12 @@ systemd)
 	# make test-systemd: a Debian 12 root built once (debootstrap) and
 	# booted with systemd-nspawn; machinectl and systemd-run come with it
 	packages+=(systemd-container debootstrap) ;;
+kernels)
+	# make test-kernels: QEMU (TCG) for Debian 12's stock kernel, whose
+	# package is only downloaded and unpacked; busybox-static for the
+	# guest's initramfs; kmod's depmod and modprobe for its modules; the
+	# iptables the e2e suite uses
+	packages+=(qemu-system-x86 busybox-static kmod iptables) ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then

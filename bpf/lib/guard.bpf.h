@@ -67,10 +67,16 @@ static __always_inline bool dh_ipv4_options_unsafe(struct __sk_buff *skb, const 
 	 * clang checked a zero-extended copy and passed the original, whose
 	 * bounds the verifier did not know. */
 	__u64 len = (__u64)pkt->l4_off - pkt->l3_off - IPV4_MIN_HLEN;
+	/* Verifier workaround (6.1): it learns nothing from "len != 0", so
+	 * it saw 0..40 and refused a possibly zero-sized bpf_skb_load_bytes().
+	 * One unsigned bound on len - 1 (0..39), kept apart by barrier_var()
+	 * so clang cannot fold the + 1 back into len, gives 1..40. */
+	__u64 len_1 = len - 1;
 
-	if (len == 0 || len > DH_IP_OPTS_MAX)
+	if (len_1 >= DH_IP_OPTS_MAX)
 		return true;
-	if (bpf_skb_load_bytes(skb, pkt->l3_off + IPV4_MIN_HLEN, walk.opts, len))
+	barrier_var(len_1);
+	if (bpf_skb_load_bytes(skb, pkt->l3_off + IPV4_MIN_HLEN, walk.opts, len_1 + 1))
 		return true;
 	walk.len = len;
 	bpf_loop(DH_IP_OPTS_MAX, dh_opts_step, &walk, 0);

@@ -108,6 +108,7 @@ kill_everywhere() {  # HOOK
 }
 
 test_kill_at_every_step_tcx() {
+	need_tcx
 	kill_everywhere tcx
 }
 
@@ -119,6 +120,7 @@ test_kill_at_every_step_clsact() {
 # before the guard): between taking the old ones out and putting the new
 # ones in, route_localnet must already be 0.
 test_kill_while_replacing_the_guard() {
+	need_tcx
 	dh attach br0 --hook tcx --port 8088 >/dev/null 2>&1
 	in_host "$DH_TCXCTL" attach br0 ingress "$DH_USER_FILTER" user_filter first
 	expect_eq "$(route_localnet)" 1 "attached"

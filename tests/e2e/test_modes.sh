@@ -217,15 +217,15 @@ socket_mode_has_no_egress_program() {  # HOOK
 	expect_eq "$(our_programs)" "" "after detach"
 }
 
-test_socket_mode_has_no_egress_program_tcx() { socket_mode_has_no_egress_program tcx; }
+test_socket_mode_has_no_egress_program_tcx() { need_tcx; socket_mode_has_no_egress_program tcx; }
 test_socket_mode_has_no_egress_program_clsact() { socket_mode_has_no_egress_program clsact; }
 
 # NAT mode needs both programs: its egress program removed behind our
 # back is MISSING in status (socket mode's absent one is not), and the
 # next attach puts it back.
 test_nat_mode_egress_program_removed_is_missing() {
-	dh attach br0 --mode nat --hook tcx
-	in_host "$DH_TCXCTL" detach br0 egress dh_egress
+	dh attach br0 --mode nat
+	remove_our_program egress
 	expect_contains "$(dh status)" "MISSING" "status without NAT mode's egress program"
 	expect_exit 0 dh attach br0
 	expect_contains "$OUT" "re-attached" "repair"
@@ -282,7 +282,7 @@ conversion_kill_everywhere() {  # HOOK
 	done
 }
 
-test_kill_at_every_step_of_a_conversion_tcx() { conversion_kill_everywhere tcx; }
+test_kill_at_every_step_of_a_conversion_tcx() { need_tcx; conversion_kill_everywhere tcx; }
 test_kill_at_every_step_of_a_conversion_clsact() { conversion_kill_everywhere clsact; }
 
 # The sk_lookup link lives as long as its pin: removed, socket mode
@@ -410,7 +410,7 @@ test_status_audit_of_a_lost_socket_mode_pin_set() {
 
 	dh attach br0 --mode nat
 	rm -rf "$PIN"
-	in_host "$DH_TCXCTL" detach br0 ingress dh_ingress
+	remove_our_program ingress
 	expect_exit 0 dh status
 	expect_contains "$OUT" "WARNING br0: route_localnet on and no dockhost guard" "an egress program alone"
 	expect_exit 0 dh detach br0

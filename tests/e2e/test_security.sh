@@ -129,7 +129,7 @@ attack_matrix() {  # ATTACK CONTROL COUNTER N
 	fi
 	in_host sysctl -qw net.ipv4.conf.br0.route_localnet=0
 
-	for hook in tcx clsact; do
+	for hook in $(hooks); do
 		port=$P_TCX
 		[ $hook = clsact ] && port=$P_CLSACT
 		dh attach br0 --hook $hook --port 8088 >/dev/null
@@ -147,6 +147,7 @@ attack_matrix() {  # ATTACK CONTROL COUNTER N
 		dh detach br0 >/dev/null
 	done
 	[ ${#errors[@]} -eq 0 ] || fail "$(printf '%s; ' "${errors[@]}")"
+	tcx_half_skipped
 }
 
 # A raw frame from the container to the bridge's MAC.

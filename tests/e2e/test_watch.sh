@@ -102,7 +102,7 @@ test_repairs_a_removed_guard() {
 	# few seconds and puts them back.
 	start_watch --match 'br*'
 	wait_for "br0 attached" "attached br0"
-	in_host "$DH_TCXCTL" detach br0 ingress dh_ingress
+	remove_our_program ingress
 	expect_contains "$(dh status)" MISSING "status right after the removal"
 	wait_for "the guard back on br0" "! dh status | grep -q MISSING"
 	expect_contains "$(cat "$WATCH_LOG")" "br0: re-attached" "watch says so"
