@@ -177,7 +177,7 @@ test-docker: $(OUTPUT)/dockhost-bpf
 # dockhost-bpf.service under a real systemd: a Debian 12 root, built once
 # with debootstrap and cached in $(OUTPUT)/systemd/root, booted with
 # systemd-nspawn (tests/systemd/test_unit.sh).
-test-systemd: $(OUTPUT)/dockhost-bpf
+test-systemd: $(OUTPUT)/dockhost-bpf $(TCXCTL)
 	$(Q)command -v systemd-nspawn >/dev/null && command -v debootstrap >/dev/null || scripts/install-deps.sh systemd
 	$(Q)DH_OUTPUT=$(abspath $(OUTPUT)) tests/systemd/test_unit.sh
 

@@ -367,6 +367,48 @@ check_nat_mode() {
 	wait_in "the flow ended by the detach" "! systemctl is-active -q dh-flow"
 }
 
+# Our programs on br-dh0, read from the kernel (the root has no bpftool):
+# tcx chains through the host's tcxctl in the container's netns, and tc.
+programs_on_bridge() {
+	nsenter -t "$leader" -n "$out/tcxctl" list br-dh0 2>/dev/null | grep dh_ || true
+	in_machine tc filter show dev br-dh0 ingress | grep -o 'dh_[a-z_]*' || true
+}
+
+check_upgrade_keeps_flows() {
+	# apt-get install of a newer .deb: the unit is restarted (a new
+	# MainPID), adopts what is pinned, and the established flow goes on.
+	local pid_before pid_after
+	start_flow
+	pid_before=$(in_machine systemctl show -P MainPID dockhost-bpf)
+	in_machine sh -c "cd /root && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ./${deb2##*/}" >&2 ||
+		fail "apt-get install ./${deb2##*/} failed"
+	expect_eq "$(in_machine dockhost-bpf --version)" "dockhost-bpf $version2" "the upgraded binary"
+	wait_in "active after the upgrade" "systemctl is-active -q dockhost-bpf"
+	pid_after=$(in_machine systemctl show -P MainPID dockhost-bpf)
+	[ "$pid_after" != "$pid_before" ] || fail "the unit was not restarted by the upgrade (MainPID $pid_before)"
+	flow_alive "after the upgrade"
+	expect_eq "$(tcp_get 8088)" hello-8088 "after the upgrade"
+	expect_eq "$(guard_ok)" 0 "route_localnet after the upgrade"
+}
+
+check_remove_detaches() {
+	# apt-get remove: the unit stopped, every bridge detached (programs,
+	# pins, route_localnet as it was), the service unreachable; the
+	# configuration stays until purge.
+	[ -n "$(programs_on_bridge)" ] || fail "no program of ours on br-dh0 before the remove"
+	in_machine sh -c "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q dockhost-bpf" >&2 ||
+		fail "apt-get remove failed"
+	in_machine systemctl is-active -q dockhost-bpf && fail "the unit still runs after remove"
+	expect_eq "$(programs_on_bridge)" "" "our programs on br-dh0 after remove"
+	in_machine test -e /sys/fs/bpf/dockhost-bpf && fail "pins left: $(in_machine ls /sys/fs/bpf/dockhost-bpf)"
+	expect_eq "$(in_machine sysctl -n net.ipv4.conf.br-dh0.route_localnet)" 0 "route_localnet after remove"
+	[ "$(tcp_get 8088)" != hello-8088 ] || fail "8088 still reachable after remove"
+	in_machine test -e /etc/dockhost-bpf.conf || fail "remove took the configuration (purge's job)"
+	in_machine sh -c "dpkg --purge dockhost-bpf" >&2 || fail "dpkg --purge failed"
+	in_machine test -e /etc/dockhost-bpf.conf && fail "/etc/dockhost-bpf.conf left after purge"
+	return 0
+}
+
 check_refuses_without_bpffs() {
 	# No bpffs on /sys/fs/bpf (no sys-fs-bpf.mount): the unit does not
 	# start, and a watch in the unit's private mount namespace would not
@@ -412,6 +454,21 @@ make -s -C "$root" OUTPUT="$out" deb >"$run/log" 2>&1 ||
 	{ echo "FAIL systemd/deb"; sed 's/^/    /' "$run/log"; failed=1; exit 1; }
 deb=$(ls -t "$out"/dockhost-bpf_*.deb | head -n1)
 cp "$deb" "$merged/root/"
+# A newer version of the same tree, for the upgrade: a changelog entry on
+# top of a copy, built the same way.
+version=$(sed -n '1s/^[^ ]* (\([^)]*\)).*/\1/p' "$root/debian/changelog")
+version2=$version+upgradetest1
+mkdir -p "$run/src2"
+(cd "$root" && tar -c --exclude=./.git --exclude='./.output*' .) | tar -x -C "$run/src2"
+{
+	printf 'dockhost-bpf (%s) unstable; urgency=medium\n\n  * test-systemd: an upgrade.\n\n' "$version2"
+	printf ' -- test-systemd <root@localhost>  %s\n\n' "$(date -R)"
+	cat "$root/debian/changelog"
+} >"$run/src2/debian/changelog"
+make -s -C "$run/src2" OUTPUT="$run/out2" deb >"$run/log" 2>&1 ||
+	{ echo "FAIL systemd/deb_upgrade"; sed 's/^/    /' "$run/log"; failed=1; exit 1; }
+deb2=$(ls "$run/out2"/dockhost-bpf_*.deb)
+cp "$deb2" "$merged/root/"
 
 boot_step boot 1
 check apt_installs_the_deb check_apt_installs_the_deb
@@ -428,3 +485,8 @@ boot_step reboot_nat 1
 check nat_mode check_nat_mode
 boot_step boot_without_bpffs 0
 check refuses_without_bpffs check_refuses_without_bpffs
+# Last: the upgrade, then the package removed and purged.
+(write_config socket 8088/tcp 8089/tcp)
+boot_step reboot_for_upgrade 1
+check upgrade_keeps_flows check_upgrade_keeps_flows
+check remove_detaches check_remove_detaches
