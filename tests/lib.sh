@@ -70,6 +70,31 @@ wait_for() {  # WHAT CMD
 	fail "timed out waiting for: $1${WATCH_LOG:+; watch said: $(cat "$WATCH_LOG" 2>/dev/null)}"
 }
 
+# `watch ARGS...` in the host namespace, its output in $WATCH_LOG, started
+# once it says what it follows.
+start_watch() {  # ARGS...
+	WATCH_LOG=$DH_SCRATCH/watch.log
+	ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" watch "$@" >"$WATCH_LOG" 2>&1 &
+	WATCH_PID=$!
+	wait_for "watch to start" "grep -q following '$WATCH_LOG'"
+}
+
+# SIGTERM ends watch (its Docker thread included) with exit 0: a watch
+# still running 10 s later fails (and is killed), rather than hang the test.
+# Prints what it said.
+stop_watch() {
+	local i rc=0
+	kill -TERM "$WATCH_PID"
+	for i in $(seq 100); do kill -0 "$WATCH_PID" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$WATCH_PID" 2>/dev/null; then
+		kill -KILL "$WATCH_PID"
+		fail "watch still running 10 s after SIGTERM: $(cat "$WATCH_LOG")"
+	fi
+	wait "$WATCH_PID" || rc=$?
+	expect_eq "$rc" 0 "watch's exit code after SIGTERM"
+	cat "$WATCH_LOG"
+}
+
 expect_not_contains() {  # HAYSTACK NEEDLE WHAT
 	case "$1" in *"$2"*) fail "$3: '$2' unexpectedly in: $1" ;; esac
 }

@@ -3,22 +3,6 @@
 # sets following address changes; the same namespaces as the other e2e tests.
 . "$(dirname "$0")/../lib.sh"
 
-start_watch() {  # ARGS...
-	WATCH_LOG=$DH_SCRATCH/watch.log
-	ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" watch "$@" >"$WATCH_LOG" 2>&1 &
-	WATCH_PID=$!
-	wait_for "watch to start" "grep -q following '$WATCH_LOG'"
-}
-
-stop_watch() {
-	kill -TERM "$WATCH_PID"
-	local rc=0
-	wait "$WATCH_PID" || rc=$?
-	expect_eq "$rc" 0 "watch exit code after SIGTERM"
-	cat "$WATCH_LOG"
-	rm -f "$WATCH_LOG"
-}
-
 attached() {  # BRIDGE
 	dh --json status | grep -q "\"bridge\":\"$1\""
 }

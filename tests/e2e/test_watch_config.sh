@@ -10,14 +10,6 @@ conf() {  # writes its standard input to the test's configuration
 	cat >"$CONF"
 }
 
-start_watch() {  # ARGS...
-	WATCH_LOG=$DH_SCRATCH/watch.log
-	ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" watch "$@" >"$WATCH_LOG" 2>&1 &
-	WATCH_PID=$!
-	wait_for "watch to start" "grep -q following '$WATCH_LOG'"
-}
-
-# SIGHUP, then the reload's end: watch's log says "reloading" once more.
 # A reload is done when watch prints its outcome: the summary of what it
 # changed, or why the file it read stays unused. Counted before the signal
 # with the same pattern as after (the start's summary matches it too).
@@ -27,14 +19,6 @@ reload_watch() {
 	kill -HUP "$WATCH_PID"
 	wait_for "watch to reload" "[ \$(grep -c '$done_re' '$WATCH_LOG') -gt $n ]"
 	kill -0 "$WATCH_PID" 2>/dev/null || fail "watch ended on SIGHUP: $(cat "$WATCH_LOG")"
-}
-
-stop_watch() {
-	local rc=0
-	kill -TERM "$WATCH_PID"
-	wait "$WATCH_PID" || rc=$?
-	expect_eq "$rc" 0 "watch exit code after SIGTERM"
-	cat "$WATCH_LOG"
 }
 
 mapped() {  # SPEC BRIDGE-OR-*: in port list

@@ -31,28 +31,6 @@ event() {  # TYPE ACTION NAME
 		"$1" "$2" "$DB_ID" "$3" >>"$FAKE/events"
 }
 
-start_watch() {  # ARGS...
-	WATCH_LOG=$DH_SCRATCH/watch.log
-	ip netns exec "$H" "$DH_BIN" --pin-dir "$PIN" watch --mode "$(mode)" "$@" >"$WATCH_LOG" 2>&1 &
-	WATCH_PID=$!
-	wait_for "watch to start" "grep -q following '$WATCH_LOG'"
-}
-
-# SIGTERM ends watch, its Docker thread included, with exit 0: a watch
-# still running 10 s later fails (and is killed), rather than hang the test.
-stop_watch() {
-	local i rc=0
-	kill -TERM "$WATCH_PID"
-	for i in $(seq 100); do kill -0 "$WATCH_PID" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$WATCH_PID" 2>/dev/null; then
-		kill -KILL "$WATCH_PID"
-		fail "watch still running 10 s after SIGTERM: $(cat "$WATCH_LOG")"
-	fi
-	wait "$WATCH_PID" || rc=$?
-	expect_eq "$rc" 0 "watch's exit code after SIGTERM"
-	cat "$WATCH_LOG"
-}
-
 test_container_source_follows_restarts() {
 	fake_docker
 	export DOCKER_HOST=unix://$DH_SCRATCH/docker.sock
@@ -61,7 +39,7 @@ test_container_source_follows_restarts() {
 	second_container
 	dh attach br0 --mode "$(mode)"
 	dh port add 8088 --from app
-	start_watch --match br0
+	start_watch --mode "$(mode)" --match br0
 	wait_for "watch to follow Docker" "grep -q \"following Docker's events\" '$WATCH_LOG'"
 	expect_eq "$(tcp_get $GW 8088)" pong "app at its first address"
 	expect_refused "another container" tcp_get $GW 8088 "$C2"
@@ -110,7 +88,7 @@ test_docker_labels() {
 	# By hand: 8090 on br0 for the second container only; 9000 open to all.
 	dh port add 8090 --bridge br0 --from "$CTR2"
 	dh port add 9000
-	start_watch --match br0 --docker-labels
+	start_watch --mode "$(mode)" --match br0 --docker-labels
 	wait_for "the label's ports" "dh port list | grep -q 'label:$short'"
 	wait_for "8089/udp from the label" "dh port list | grep -q '8089/udp'"
 	expect_eq "$(tcp_get $GW 8088)" pong "tcp from the labelled container"
@@ -141,7 +119,7 @@ test_docker_label_bad_value() {
 	export DOCKER_HOST=unix://$DH_SCRATCH/docker.sock
 	labelled "8088,http"
 	dh attach br0 --mode "$(mode)"
-	start_watch --match br0 --docker-labels
+	start_watch --mode "$(mode)" --match br0 --docker-labels
 	wait_for "the warning" "grep -q \"label dockhost.ports='8088,http': not SPEC\" '$WATCH_LOG'"
 	event container start db
 	event container start db
@@ -154,7 +132,7 @@ test_docker_label_bad_value() {
 # No Docker: one line, watch works on; Docker appearing later is picked up.
 test_without_docker() {
 	export DOCKER_HOST=unix://$DH_SCRATCH/docker.sock  # nothing there yet
-	start_watch --match br0
+	start_watch --mode "$(mode)" --match br0
 	wait_for "the one line" "grep -q 'no Docker events until it answers' '$WATCH_LOG'"
 	sleep 2  # some retries
 	expect_eq "$(grep -c 'not reachable' "$WATCH_LOG")" 1 "one line for the outage"
