@@ -354,13 +354,16 @@ cgroup_cleanup() {
 cleanup() {
 	local ns pid
 	set +e  # runs from the EXIT trap of a set -e test: every step must run
-	cgroup_cleanup
 	for ns in "${DH_NETNS[@]}"; do
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
 	done
 	# Background jobs outside the namespaces too (a fake API server, say).
 	for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null
+	# After the processes: a watch still converging would otherwise attach
+	# a cgroup program behind the cleanup's back (seen: a dh_sendmsg4 left
+	# on the host's cgroup root by a failed watch test).
+	cgroup_cleanup
 	for ns in "${DH_NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
 	if [ -n "${DH_BPFFS:-}" ]; then
 		umount "$DH_BPFFS" 2>/dev/null
