@@ -10,6 +10,7 @@ set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 passed=0 failed=0
+tmp_before=$(ls -A /tmp | sort)
 work=$(mktemp -d /tmp/dh-deb-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
@@ -48,7 +49,8 @@ check deb_name "$DH_DEB missing, or not dockhost-bpf_VERSION_ARCH.deb" \
 # "Package" section); info tags are not.
 changes=$DH_DEB_BUILD/dockhost-bpf_${version}_$(dpkg --print-architecture).changes
 lintian_rc=0
-lintian --no-tag-display-limit "$changes" >"$work/lintian" 2>&1 || lintian_rc=$?
+# Its temporary files (mldbm-elf-*) in $work: lintian leaves them behind.
+TMPDIR=$work lintian --no-tag-display-limit "$changes" >"$work/lintian" 2>&1 || lintian_rc=$?
 grep '^[EW]:' "$work/lintian" | sed 's/^/  lintian: /'
 check lintian_no_errors "lintian exited $lintian_rc: $(grep -v '^[WIN]:' "$work/lintian" | tr '\n' ' ')" \
 	eval '[ "$lintian_rc" -eq 0 ] && ! grep -q "^E:" "$work/lintian"'
@@ -150,5 +152,9 @@ ran=$(run_script postrm purge)
 check postrm_purge_removes_config "ran: $ran" eval 'grep -qx "rm -rf /etc/dockhost-bpf.d" <<<"$ran"'
 check postrm_never_runs_the_binary "postrm mentions dockhost-bpf's binary" \
 	eval '! grep -q "sbin/dockhost-bpf" "$work/control/postrm"'
+
+# The build and lintian leave nothing in /tmp but this run's own $work.
+left=$(comm -13 <(echo "$tmp_before") <(ls -A /tmp | sort) | grep -vx "${work#/tmp/}")
+check nothing_left_in_tmp "left in /tmp: $left" [ -z "$left" ]
 
 summary
