@@ -70,6 +70,17 @@ wait_for() {  # WHAT CMD
 	fail "timed out waiting for: $1${WATCH_LOG:+; watch said: $(cat "$WATCH_LOG" 2>/dev/null)}"
 }
 
+# A stand-in for Docker's API on $DH_SCRATCH/docker.sock, answering with
+# SCRIPT (default tests/cli/fake_docker_api.sh; DH_FAKE_DOCKER_DIR set for
+# the call reaches it), DOCKER_HOST pointed at it once it listens.
+serve_fake_docker() {  # [SCRIPT]
+	local sock=$DH_SCRATCH/docker.sock i
+	socat "UNIX-LISTEN:$sock,fork" EXEC:"${1:-$DH_ROOT/tests/cli/fake_docker_api.sh}" &
+	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
+	[ -S "$sock" ] || fail "the fake Docker API did not listen on $sock"
+	export DOCKER_HOST=unix://$sock
+}
+
 # `watch ARGS...` in the host namespace, its output in $WATCH_LOG, started
 # once it says what it follows.
 start_watch() {  # ARGS...

@@ -98,10 +98,7 @@ test_bad_from() {
 
 # --from a Docker container or network: the fake API's answers, good and bad.
 test_docker_allow_sources() {
-	local sock=$DH_SCRATCH/docker.sock i
-	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
-	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
-	export DOCKER_HOST=unix://$sock
+	serve_fake_docker
 	dh attach br0
 	expect_exit 0 dh port add 8088 --from web --from appnet
 	expect_contains "$OUT" "from: appnet (network: 10.201.0.0/24 fd42:201::/64)" "network source"
@@ -456,11 +453,7 @@ test_global_options_after_the_command() {
 test_docker_network_names() {
 	# A fake Docker API on a unix socket: names resolve to bridges as
 	# dockerd would say, with no daemon on the machine.
-	local sock=$DH_SCRATCH/docker.sock
-	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
-	local i
-	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
-	export DOCKER_HOST=unix://$sock
+	serve_fake_docker
 	in_host ip link add br-0123456789ab type bridge
 	in_host ip addr add 10.207.0.1/24 dev br-0123456789ab
 
@@ -487,11 +480,7 @@ test_docker_network_names() {
 }
 
 test_docker_answers_with_null_fields() {
-	local sock=$DH_SCRATCH/docker.sock
-	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
-	local i
-	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
-	export DOCKER_HOST=unix://$sock
+	serve_fake_docker
 	in_host ip link add br-abcdefabcdef type bridge
 	# Members the CLI needs, null or of another type: an error, not a crash.
 	expect_error 1 "'nulldriver': Docker's answer has no \"Driver\" string" attach nulldriver

@@ -158,11 +158,8 @@ test_completes_mapped_ports() {
 # Docker's bridge networks for attach, containers and networks for --from,
 # from the fake API on the socket $DOCKER_HOST names.
 test_completes_docker_names() {
-	local sock=$DH_SCRATCH/docker.sock i
-	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
-	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
 	command -v curl >/dev/null || skip "curl not installed (the completion asks Docker through it)"
-	export DOCKER_HOST=unix://$sock
+	serve_fake_docker
 	expect_completion "dockhost-bpf --pin-dir $PIN attach " "br0 bridge mynet"
 	expect_completion "dockhost-bpf --pin-dir $PIN attach m" "mynet"
 	expect_completion "dockhost-bpf --pin-dir $PIN port add 80 --from " "any bridge mynet nonet web weird"

@@ -109,10 +109,7 @@ test_ipv6_sources() {
 # --from a Docker container or network, resolved through the API (here
 # the fake one of tests/cli, which knows $CTR as container "web").
 test_docker_sources() {
-	local sock=$DH_SCRATCH/docker.sock i
-	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
-	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
-	export DOCKER_HOST=unix://$sock
+	serve_fake_docker
 	serve_tcp 8088 127.0.0.1 pong
 	second_container
 	dh attach br0

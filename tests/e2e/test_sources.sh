@@ -125,10 +125,8 @@ test_stats_by_source_table() {
 
 # Names where Docker knows the address (a stand-in for its API).
 test_container_names() {
-	local sock=$DH_SCRATCH/docker.sock out
-	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
-	for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
-	export DOCKER_HOST=unix://$sock
+	local out
+	serve_fake_docker
 	setup_sources "$(mode)"
 	send_known_traffic
 	out=$(dh stats --by-source)

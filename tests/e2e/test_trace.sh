@@ -149,10 +149,8 @@ test_guard_drop() {
 
 # Container names come from Docker (a stand-in API here).
 test_container_name_from_docker() {
-	local out=$DH_SCRATCH/trace sock=$DH_SCRATCH/docker.sock
-	socat "UNIX-LISTEN:$sock,fork" EXEC:"$DH_ROOT/tests/e2e/fake_docker_containers.sh" &
-	for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.05; done
-	export DOCKER_HOST=unix://$sock
+	local out=$DH_SCRATCH/trace
+	serve_fake_docker "$DH_ROOT/tests/e2e/fake_docker_containers.sh"
 	attach_mode socket
 	serve_tcp 8080 127.0.0.1 four
 	serve_tcp6 8080 ::1 six

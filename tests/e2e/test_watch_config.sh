@@ -134,11 +134,7 @@ fake_labelled_docker() {  # LABEL-VALUE
 	: >"$FAKE/events"
 	printf '[{"Id":"%s","Names":["/db"],"Labels":{"dockhost.ports":"%s"},"State":"running","NetworkSettings":{"Networks":{"bridge":{"NetworkID":"f00d","IPAddress":"%s","GlobalIPv6Address":""}}}}]' \
 		"$DB_ID" "$1" "$CTR" >"$FAKE/list"
-	DH_FAKE_DOCKER_DIR=$FAKE socat "UNIX-LISTEN:$DH_SCRATCH/docker.sock,fork" \
-		EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
-	local i
-	for i in $(seq 50); do [ -S "$DH_SCRATCH/docker.sock" ] && break; sleep 0.05; done
-	export DOCKER_HOST=unix://$DH_SCRATCH/docker.sock
+	DH_FAKE_DOCKER_DIR=$FAKE serve_fake_docker
 }
 
 # What a Docker label made, and what was made by hand, outlive a reload

@@ -10,15 +10,13 @@
 
 DB_ID=abcdef0123456789abcdef0123456789
 
-# The fake Docker on $DH_SCRATCH/docker.sock, its state under $FAKE.
+# The fake Docker on $DH_SCRATCH/docker.sock (DOCKER_HOST set to it), its
+# state under $FAKE.
 fake_docker() {
 	FAKE=$DH_SCRATCH/docker
 	mkdir -p "$FAKE/containers" "$FAKE/gone"
 	: >"$FAKE/events"
-	DH_FAKE_DOCKER_DIR=$FAKE socat "UNIX-LISTEN:$DH_SCRATCH/docker.sock,fork" \
-		EXEC:"$DH_ROOT/tests/cli/fake_docker_api.sh" &
-	local i
-	for i in $(seq 50); do [ -S "$DH_SCRATCH/docker.sock" ] && break; sleep 0.05; done
+	DH_FAKE_DOCKER_DIR=$FAKE serve_fake_docker
 }
 
 container_at() {  # NAME ADDR: what GET /containers/NAME/json answers
@@ -33,7 +31,6 @@ event() {  # TYPE ACTION NAME
 
 test_container_source_follows_restarts() {
 	fake_docker
-	export DOCKER_HOST=unix://$DH_SCRATCH/docker.sock
 	container_at app "$CTR"
 	serve_tcp 8088 127.0.0.1 pong
 	second_container
@@ -78,7 +75,6 @@ labelled() {  # LABEL-VALUE: the list of running containers with the label
 test_docker_labels() {
 	local short=${DB_ID:0:12}
 	fake_docker
-	export DOCKER_HOST=unix://$DH_SCRATCH/docker.sock
 	labelled "8088, 8089/udp,8090,9000"
 	serve_tcp 8088 127.0.0.1 pong
 	serve_udp 8089 127.0.0.1 upong
@@ -116,7 +112,6 @@ test_docker_labels() {
 # A label that is no port list: one warning, nothing mapped.
 test_docker_label_bad_value() {
 	fake_docker
-	export DOCKER_HOST=unix://$DH_SCRATCH/docker.sock
 	labelled "8088,http"
 	dh attach br0 --mode "$(mode)"
 	start_watch --mode "$(mode)" --match br0 --docker-labels
