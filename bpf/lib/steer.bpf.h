@@ -37,13 +37,6 @@
 #define DH_SOCK_STREAM 1
 #define DH_SOCK_DGRAM  2
 
-static __always_inline __u32 dh_bridge_mode(__u32 ifindex)
-{
-	struct dh_bridge_mode *mode = bpf_map_lookup_elem(&modes, &ifindex);
-
-	return mode ? mode->mode : DH_MODE_NAT;
-}
-
 /* The bridge's mode, and in *@per_source whether it counts per source
  * (attach --per-source): both from the one lookup. */
 static __always_inline __u32 dh_bridge_mode_of(__u32 ifindex, bool *per_source)
@@ -52,6 +45,14 @@ static __always_inline __u32 dh_bridge_mode_of(__u32 ifindex, bool *per_source)
 
 	*per_source = !mode || !(mode->flags & DH_MODE_NO_SOURCES);
 	return mode ? mode->mode : DH_MODE_NAT;
+}
+
+/* The mode alone, where per-source counting does not matter. */
+static __always_inline __u32 dh_bridge_mode(__u32 ifindex)
+{
+	bool per_source;
+
+	return dh_bridge_mode_of(ifindex, &per_source);
 }
 
 static __always_inline bool dh_same_gateway(const __u32 a[4], const __u32 b[4])
